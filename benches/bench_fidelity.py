@@ -1,0 +1,27 @@
+"""Timer fidelity: the same tiny model timed by our core, torch.utils.benchmark.Timer and a bare loop.
+
+    pytest benches/bench_fidelity.py --lvm-profile smoke
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import Lvm, LvmSession, display_device
+from lvmharness.measure.latency import ForwardCase, fidelity, forward_fn
+from lvmharness.profiles import BenchCase
+
+
+@pytest.mark.parametrize("model", ["smoke_vit", "smoke_resnet"])
+def bench_timer_fidelity(lvm_session: LvmSession, model: str, benchmark: Any) -> None:
+    case = BenchCase(model, display_device(lvm_session.devices[0]), "fp32", 1, 32)
+    lvm = Lvm(lvm_session, case)
+    with lvm.record("timer_fidelity") as rec:
+        loaded = lvm.model()
+        fn = forward_fn(loaded.model, ForwardCase(case.batch_size, case.img_size, loaded.dtype), loaded.device)
+        values = fidelity(fn, loaded.timer, key=("fidelity", case.label), runner=lvm.runner(benchmark))
+        rec.values.update(values)
+        rec.provenance["reference_timers"] = ["torch.utils.benchmark.Timer.blocked_autorange", "bare perf_counter"]
+        benchmark.extra_info.update(values)

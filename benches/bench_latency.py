@@ -1,0 +1,27 @@
+"""Forward latency and throughput over models × devices × dtypes × batch sizes × image sizes.
+
+    pytest benches/ -k vit                          # the default profile, ViT cases only
+    pytest benches/ -k "resnet and b8"              # ResNet-50 at batch 8
+    pytest benches/ --lvm-profile smoke             # tiny models, seconds (what CI runs)
+    pytest benches/ --lvm-models deit_small,swin_tiny --lvm-img-sizes 224 --lvm-batch-sizes 1,32
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import Lvm
+from lvmharness.measure.latency import forward_latency
+
+
+def bench_forward_latency(lvm: Lvm, benchmark: Any) -> None:
+    """One pytest-benchmark round = one synchronized forward of the whole batch (inference mode)."""
+    benchmark.group = f"latency {lvm.case.model} {lvm.case.device} {lvm.case.dtype}"
+    with lvm.record("latency") as rec:
+        loaded = lvm.model()
+        values, provenance = forward_latency(
+            loaded.model, lvm.forward_case(), loaded.timer, runner=lvm.runner(benchmark)
+        )
+        rec.values.update(values)
+        rec.provenance.update(provenance)
+        lvm.extra_info(benchmark, values)

@@ -1,0 +1,269 @@
+"""pytest glue shared by benches/ and tests/: options, the case matrix, and the ``lvm`` fixture.
+
+A bench reads like this::
+
+    def bench_forward_latency(lvm: Lvm, benchmark: BenchmarkFixture) -> None:
+        with lvm.record("latency") as rec:               # a record is written whatever happens inside
+            loaded = lvm.model()                          # built once per (model, device, dtype), then reused
+            values, prov = forward_latency(loaded.model, lvm.forward_case(), loaded.timer,
+                                           runner=lvm.runner(benchmark))  # pytest-benchmark drives the rounds
+            rec.values.update(values)
+            rec.provenance.update(prov)
+            lvm.extra_info(benchmark, values)             # key values into pytest-benchmark's JSON too
+
+Every test that asks for ``lvm`` (or ``lvm_case``) is parametrized over the matrix that ``--lvm-profile`` and the
+``--lvm-*`` overrides select; ids look like ``vit-cpu-fp32-b8-224`` so ``-k "resnet and b8"`` works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from lvmharness import envinfo
+from lvmharness.devices import DTYPES, DeviceUnavailableError, resolve_device, resolve_dtype
+from lvmharness.measure.latency import ForwardCase, RoundFn, Runner, Timer, TimingConfig
+from lvmharness.models import create_model
+from lvmharness.profiles import (
+    PROFILES,
+    BenchCase,
+    Profile,
+    build_cases,
+    get_profile,
+    parse_int_list,
+    parse_list,
+)
+from lvmharness.results import CaseRecorder, RunStore
+
+# Keys copied from a record's values into pytest-benchmark's extra_info (its JSON keeps them per bench).
+EXTRA_INFO_KEYS = (
+    "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_iqr", "throughput_img_s",
+    "device_latency_ms_p50", "macs", "flops", "params",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("lvmharness", "lvmharness bench matrix")
+    g.addoption("--lvm-profile", default="default", choices=sorted(PROFILES),
+                help="case matrix: smoke (CI, seconds), default (2-core CPU, seed models), full (GPUs)")
+    g.addoption("--lvm-models", default=None,
+                help="comma list of aliases or timm names (overrides the profile; native size unless "
+                     "--lvm-img-sizes)")
+    g.addoption("--lvm-device", default="auto",
+                help="comma list of auto|cpu|cuda|cuda:N|mps (unavailable ones are skipped with the reason)")
+    g.addoption("--lvm-dtype", default=None, help="comma list of fp32|bf16|fp16 (default: the profile's)")
+    g.addoption("--lvm-batch-sizes", default=None, help="comma list, e.g. 1,8,32")
+    g.addoption("--lvm-img-sizes", default=None, help="comma list of square input sides in px, e.g. 224,384")
+    g.addoption("--lvm-out", default="results", help="folder that receives <run-id>/results.json and env.json")
+    g.addoption("--lvm-run-id", default=None, help="run id (default: UTC time + random suffix)")
+    g.addoption("--lvm-budget-s", type=float, default=None, help="seconds of measured rounds per case")
+
+
+@dataclass
+class LvmSession:
+    """Per-pytest-session state: options, the run store (created on first record), the model cache."""
+
+    config: pytest.Config
+    profile: Profile
+    timing: TimingConfig
+    out: Path
+    run_id: str | None
+    cases: list[BenchCase]
+    _store: RunStore | None = None
+    _cached_key: tuple[str, str, str, int] | None = None
+    _cached: LoadedModel | None = None
+
+    @property
+    def store(self) -> RunStore:
+        if self._store is None:
+            self._store = RunStore(self.out, self.run_id)
+            devices = [d for d in (_try_device(s) for s in _device_specs(self.config)) if d is not None]
+            self._store.write_env({**envinfo.collect(devices), "profile": self.profile.name,
+                                   "timing": self.timing.__dict__})
+        return self._store
+
+    @property
+    def devices(self) -> list[str]:
+        return _device_specs(self.config)
+
+    @property
+    def used(self) -> bool:
+        return self._store is not None
+
+    def load(self, case: BenchCase) -> LoadedModel:
+        key = (case.model, case.device, case.dtype, case.img_size)
+        if self._cached_key == key and self._cached is not None:
+            return self._cached
+        # One model in memory at a time: large models × devices would not fit otherwise.
+        self._cached = self._cached_key = None
+        gc.collect()
+        device = _device_or_skip(case.device)
+        try:
+            dtype = resolve_dtype(case.dtype, device)
+        except DeviceUnavailableError as exc:
+            pytest.skip(str(exc))
+        model = create_model(case.spec, img_size=case.img_size, device=device, dtype=dtype).eval()
+        loaded = LoadedModel(case.spec.timm_name, model, device, dtype, Timer(device, self.timing))
+        self._cached, self._cached_key = loaded, key
+        return loaded
+
+
+@dataclass
+class LoadedModel:
+    timm_name: str
+    model: torch.nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    timer: Timer  # one per model: its warm-up memory is per (model, input shape)
+
+
+def _device_specs(config: pytest.Config) -> list[str]:
+    return parse_list(config.getoption("--lvm-device")) or ["auto"]
+
+
+def _try_device(spec: str) -> torch.device | None:
+    try:
+        return resolve_device(spec)
+    except (DeviceUnavailableError, ValueError):
+        return None
+
+
+def _device_or_skip(spec: str) -> torch.device:
+    try:
+        return resolve_device(spec)
+    except DeviceUnavailableError as exc:
+        pytest.skip(str(exc))
+
+
+SESSION_KEY = pytest.StashKey[LvmSession]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    profile = get_profile(config.getoption("--lvm-profile"))
+    timing = profile.timing
+    budget = config.getoption("--lvm-budget-s")
+    if budget is not None:
+        timing = TimingConfig(**{**timing.__dict__, "budget_s": budget})
+    try:
+        # Options are checked here, before collection: a typo stops the run with the reason and nothing measured.
+        cases = _build_cases(config, profile)
+        for dtype in parse_list(config.getoption("--lvm-dtype")) or []:
+            if dtype not in DTYPES:
+                raise ValueError(f"--lvm-dtype: unknown dtype {dtype!r}; valid dtypes are {', '.join(DTYPES)}")
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    config.stash[SESSION_KEY] = LvmSession(
+        config, profile, timing, Path(config.getoption("--lvm-out")), config.getoption("--lvm-run-id"), cases
+    )
+
+
+def display_device(spec: str) -> str:
+    """'auto' becomes the concrete device type in ids, so ids say where a case ran."""
+    if spec.strip().lower() != "auto":
+        return spec.strip().lower()
+    dev = resolve_device("auto")
+    return dev.type
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "lvm_case" in metafunc.fixturenames:
+        cases = metafunc.config.stash[SESSION_KEY].cases
+        metafunc.parametrize("lvm_case", cases, ids=[c.label for c in cases])
+
+
+def _build_cases(config: pytest.Config, profile: Profile) -> list[BenchCase]:
+    for spec in _device_specs(config):
+        _try_device_validate(spec)
+    return build_cases(
+        profile,
+        devices=[display_device(s) for s in _device_specs(config)],
+        models=parse_list(config.getoption("--lvm-models")),
+        dtypes=parse_list(config.getoption("--lvm-dtype")),
+        batch_sizes=parse_int_list(config.getoption("--lvm-batch-sizes"), "--lvm-batch-sizes"),
+        img_sizes=parse_int_list(config.getoption("--lvm-img-sizes"), "--lvm-img-sizes"),
+    )
+
+
+def _try_device_validate(spec: str) -> None:
+    """A misspelt device is a usage error; an absent one is only skipped later, with the reason."""
+    with contextlib.suppress(DeviceUnavailableError):
+        resolve_device(spec)
+
+
+class Lvm:
+    """What a bench needs for one case: the case, the run store, the cached model, pytest-benchmark glue."""
+
+    def __init__(self, session: LvmSession, case: BenchCase) -> None:
+        self.session = session
+        self.case = case
+
+    @contextmanager
+    def record(self, metric: str, phase: str = "inference") -> Iterator[CaseRecorder]:
+        with self.session.store.case(**self.case.identity(metric, phase)) as rec:
+            if self.case.spec.overrides:  # a smoke model is a timm architecture with these changes
+                rec.provenance["timm_overrides"] = self.case.spec.kwargs
+            yield rec
+
+    def model(self) -> LoadedModel:
+        return self.session.load(self.case)
+
+    def forward_case(self) -> ForwardCase:
+        loaded = self.model()
+        return ForwardCase(self.case.batch_size, self.case.img_size, loaded.dtype)
+
+    @staticmethod
+    def runner(benchmark: Any) -> Runner | None:
+        """Let pytest-benchmark drive our rounds: one pedantic round = one synchronized forward."""
+        if getattr(benchmark, "disabled", False):
+            return None
+
+        def run(fn: RoundFn, n: int) -> None:
+            benchmark.pedantic(fn, rounds=n, iterations=1, warmup_rounds=0)
+
+        return run
+
+    def extra_info(self, benchmark: Any, values: dict[str, Any]) -> None:
+        benchmark.extra_info.update({k: values[k] for k in EXTRA_INFO_KEYS if k in values})
+        benchmark.extra_info["case_id"] = self.case.label
+        benchmark.extra_info["run_id"] = self.session.store.run_id
+
+
+@pytest.fixture
+def lvm(request: pytest.FixtureRequest, lvm_case: BenchCase) -> Lvm:
+    return Lvm(request.config.stash[SESSION_KEY], lvm_case)
+
+
+@pytest.fixture(scope="session")
+def lvm_session(request: pytest.FixtureRequest) -> LvmSession:
+    return request.config.stash[SESSION_KEY]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Device-marked tests skip, with the reason, where the device is absent."""
+    has = {"cuda": torch.cuda.is_available(), "mps": _try_device("mps") is not None}
+    for item in items:
+        for name, present in has.items():
+            if item.get_closest_marker(name) and not present:
+                item.add_marker(pytest.mark.skip(reason=f"needs {name}, which this machine does not have"))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.used:
+        return
+    store = session.store
+    counts: dict[str, int] = {}
+    for rec in store.records:
+        counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    terminalreporter.write_sep("-", "lvmharness")
+    terminalreporter.write_line(f"run folder: {store.run_dir}  ({summary})")
+    terminalreporter.write_line(f"records:    {store.results_path}")

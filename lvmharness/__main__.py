@@ -1,0 +1,5 @@
+import sys
+
+from lvmharness.cli import main
+
+sys.exit(main())

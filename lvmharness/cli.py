@@ -1,0 +1,125 @@
+"""``lvm`` — the command line (also ``python -m lvmharness``). Subcommands parse arguments and call the library."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lvmharness import __version__
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from lvmharness import models
+
+    if args.timm:
+        import timm
+
+        names = [n for n in timm.list_models() if fnmatch.fnmatchcase(n, args.timm)]
+        print("\n".join(names) if names else f"no timm model matches {args.timm!r}")
+        return 0 if names else 1
+    rows = [(s.family, s.alias, s.timm_name, str(s.default_img_size), s.note) for s in models.registered()]
+    rows.sort(key=lambda r: (models.FAMILIES.index(r[0]) if r[0] in models.FAMILIES else 99, r[1]))
+    if args.json:
+        print(json.dumps([dict(zip(("family", "alias", "timm_name", "img_size", "note"), r, strict=True))
+                          for r in rows], indent=1))
+        return 0
+    header = ("family", "alias", "timm name", "img", "note")
+    widths = [max(len(r[i]) for r in [*rows, header]) for i in range(5)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print("\nAny other timm model name works too (`lvm models --timm 'convnext*'`).")
+    return 0
+
+
+def _cmd_latency(args: argparse.Namespace) -> int:
+    from lvmharness.devices import resolve_device, resolve_dtype
+    from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
+    from lvmharness.models import create_model, resolve
+
+    spec = resolve(args.model)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    size = args.img_size or spec.default_img_size
+    model = create_model(spec, img_size=size, device=device, dtype=dtype).eval()
+    timer = Timer(device, TimingConfig(budget_s=args.budget_s))
+    values, prov = forward_latency(model, ForwardCase(args.batch_size, size, dtype), timer)
+    if args.out:
+        from lvmharness import envinfo
+        from lvmharness.results import RunStore, make_record
+
+        store = RunStore(Path(args.out))
+        store.write_env(envinfo.collect([device]))
+        store.add(make_record(
+            run_id=store.run_id, metric="latency", model=spec.timm_name, alias=args.model, family=spec.family,
+            device=str(device), dtype=args.dtype, batch_size=args.batch_size, img_size=size, values=values,
+            provenance=prov,
+        ))
+        print(f"record written to {store.results_path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model": spec.timm_name, "device": str(device), "dtype": args.dtype,
+                          "batch_size": args.batch_size, "img_size": size,
+                          **{k: v for k, v in values.items() if "samples" not in k},
+                          "rounds": prov["rounds"], "high_variance": prov["high_variance"]}, indent=1))
+    else:
+        flag = "  (noisy: IQR/median > 10%)" if prov["high_variance"] else ""
+        print(f"{spec.timm_name} on {device} {args.dtype}, batch {args.batch_size}, {size}px: "
+              f"p50 {values['latency_ms_p50']:.3f} ms, p90 {values['latency_ms_p90']:.3f} ms, "
+              f"IQR {values['latency_ms_iqr']:.3f} ms over {prov['rounds']} rounds; "
+              f"throughput {values['throughput_img_s']:.1f} img/s{flag}")
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from lvmharness import envinfo
+
+    print(json.dumps(envinfo.collect(), indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lvm", description="Measure what vision models cost.")
+    p.add_argument("--version", action="version", version=f"lvmharness {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list model aliases, families and default input sizes")
+    m.add_argument("--timm", metavar="PATTERN", help="list timm model names matching a glob instead")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=_cmd_models)
+
+    lat = sub.add_parser("latency", help="forward latency and throughput of one model at one shape")
+    lat.add_argument("model")
+    lat.add_argument("--device", default="auto")
+    lat.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    lat.add_argument("--batch-size", type=int, default=1)
+    lat.add_argument("--img-size", type=int, default=None)
+    lat.add_argument("--budget-s", type=float, default=2.0)
+    lat.add_argument("--out", default=None, help="also append a record to a new run in this folder")
+    lat.add_argument("--json", action="store_true")
+    lat.set_defaults(func=_cmd_latency)
+
+    e = sub.add_parser("env", help="print what env.json records about this machine")
+    e.set_defaults(func=_cmd_env)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from lvmharness.devices import DeviceUnavailableError
+    from lvmharness.models import ModelError
+    from lvmharness.results import ResultsFileError
+
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (ModelError, DeviceUnavailableError, ResultsFileError, ValueError) as exc:
+        print(f"lvm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

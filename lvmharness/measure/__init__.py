@@ -1,0 +1,1 @@
+"""Measurements: one metric, one module (latency, flops, memory)."""

@@ -1,0 +1,333 @@
+"""Model registry: aliases -> timm names, creation on any device (``meta`` included), input-size checks.
+
+The registry drives both creation and tests: every registered alias is exercised by ``tests/test_models.py``.
+Any timm model name works too; aliases only add the seed's short names, size names and tiny smoke models.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+# Sanity bounds for a square input side, in pixels. Below 16 no model of the four families has a single
+# patch/feature; above 4096 a ViT-B forward needs > 10 TB of attention scores.
+MIN_IMG_SIZE = 16
+MAX_IMG_SIZE = 4096
+
+FAMILIES = ("vit", "deit", "swin", "resnet")
+
+
+class ModelError(ValueError):
+    """Base class of registry errors; the message says what was wrong and what is valid."""
+
+
+class UnknownModelError(ModelError):
+    def __init__(self, name: str, matches: list[str]) -> None:
+        self.name = name
+        self.matches = matches
+        hint = f" Close matches: {', '.join(matches)}." if matches else ""
+        super().__init__(
+            f"unknown model {name!r}: it is neither an lvmharness alias nor a timm model name.{hint} "
+            "`lvm models` lists the aliases; `lvm models --timm 'PATTERN*'` searches timm's names."
+        )
+
+
+class InvalidInputSizeError(ModelError):
+    def __init__(self, model: str, img_size: int, reason: str, valid: list[int], hint: str = "") -> None:
+        self.model = model
+        self.img_size = img_size
+        self.valid = valid
+        shown = f" Valid sizes near it: {', '.join(str(v) for v in valid)}." if valid else ""
+        extra = f" {hint}" if hint else ""
+        super().__init__(f"img_size {img_size} is not valid for {model}: {reason}.{shown}{extra}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: a timm name plus architecture overrides, and the name the user asked for."""
+
+    alias: str
+    timm_name: str
+    family: str
+    default_img_size: int = 224
+    # Architecture overrides passed to timm.create_model, as sorted items so the spec stays hashable.
+    overrides: tuple[tuple[str, Any], ...] = ()
+    note: str = ""
+
+    @property
+    def display_name(self) -> str:
+        return self.alias
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.overrides)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(
+    alias: str,
+    timm_name: str,
+    family: str,
+    *,
+    default_img_size: int = 224,
+    note: str = "",
+    **kwargs: Any,
+) -> None:
+    if alias in _REGISTRY:
+        raise ValueError(f"alias {alias!r} is already registered")
+    _REGISTRY[alias] = ModelSpec(alias, timm_name, family, default_img_size, tuple(sorted(kwargs.items())), note)
+
+
+# The seed's four names, exactly as the seed used them.
+register("vit", "vit_base_patch16_224", "vit", note="seed alias")
+register("deit", "deit_base_patch16_224", "deit", note="seed alias")
+register("swin", "swin_base_patch4_window7_224", "swin", note="seed alias")
+register("resnet", "resnet50", "resnet", note="seed alias")
+# Size aliases.
+for _size in ("tiny", "small", "base", "large"):
+    register(f"vit_{_size}", f"vit_{_size}_patch16_224", "vit")
+register("vit_huge", "vit_huge_patch14_224", "vit")
+for _size in ("tiny", "small", "base"):
+    register(f"deit_{_size}", f"deit_{_size}_patch16_224", "deit")
+for _size in ("tiny", "small", "base", "large"):
+    register(f"swin_{_size}", f"swin_{_size}_patch4_window7_224", "swin")
+for _depth in (18, 34, 50, 101, 152):
+    register(f"resnet{_depth}", f"resnet{_depth}", "resnet")
+# Smoke models: the four architectures at toy width/depth and 32 px, for tests and CI (milliseconds a forward).
+register(
+    "smoke_vit", "vit_tiny_patch16_224", "vit", default_img_size=32, note="tiny, for tests/CI",
+    img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2,
+)
+register(
+    "smoke_deit", "deit_tiny_patch16_224", "deit", default_img_size=32, note="tiny, for tests/CI",
+    img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3,
+)
+register(
+    "smoke_swin", "swin_tiny_patch4_window7_224", "swin", default_img_size=32, note="tiny, for tests/CI",
+    img_size=32, embed_dim=24, depths=(2, 2), num_heads=(1, 2), window_size=4,
+)
+register(
+    "smoke_resnet", "resnet18", "resnet", default_img_size=32, note="tiny, for tests/CI",
+    layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_width=16,
+)
+
+SEED_ALIASES = ("vit", "deit", "swin", "resnet")
+
+
+def registered() -> Iterator[ModelSpec]:
+    yield from _REGISTRY.values()
+
+
+def family_of(timm_name: str) -> str:
+    base = timm_name.split(".")[0]
+    for fam in FAMILIES:
+        if base.startswith(fam):
+            return fam
+    return base.split("_")[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _timm_names() -> tuple[str, ...]:
+    return tuple(timm.list_models())
+
+
+def _default_img_size(timm_name: str) -> int:
+    cfg = timm.get_pretrained_cfg(timm_name.split(".")[0]) if "." not in timm_name else None
+    size = None
+    if cfg is not None:
+        size = getattr(cfg, "input_size", None)
+    if size is None:
+        m = re.search(r"_(\d{2,4})$", timm_name.split(".")[0])
+        return int(m.group(1)) if m else 224
+    return int(size[-1])
+
+
+def close_matches(name: str, n: int = 6) -> list[str]:
+    pool = list(_REGISTRY) + list(_timm_names())
+    matches = list(dict.fromkeys(difflib.get_close_matches(name, pool, n=n, cutoff=0.6)))
+    if len(matches) < n:
+        matches += [p for p in dict.fromkeys(pool) if name and name in p and p not in matches][: n - len(matches)]
+    return matches
+
+
+def resolve(name: str) -> ModelSpec:
+    """Alias or timm name -> spec. Unknown names fail here, before any work, with close matches."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if timm.is_model(name):
+        return ModelSpec(name, name, family_of(name), _default_img_size(name))
+    raise UnknownModelError(name, close_matches(name))
+
+
+def _build(spec: ModelSpec, img_size: int | None, num_classes: int | None, **extra: Any) -> nn.Module:
+    kwargs: dict[str, Any] = dict(spec.kwargs)
+    kwargs.update(extra)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if img_size is not None and _takes_img_size(spec):
+        kwargs["img_size"] = img_size
+    return timm.create_model(spec.timm_name, **kwargs)
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_img_size(spec: ModelSpec) -> bool:
+    """Transformers bake the input size into position tables and need it at build time; CNNs reject it."""
+    if "img_size" in spec.kwargs:
+        return True
+    try:
+        with torch.device("meta"):
+            timm.create_model(spec.timm_name, img_size=spec.default_img_size, **spec.kwargs)
+    except TypeError as exc:
+        if "img_size" in str(exc):
+            return False
+        raise
+    return True
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Input-size rules. A model's structure says which square sizes it takes without cropping or padding:
+#   * patch embedding (ViT/DeiT/Swin): side must be a multiple of the patch, else the conv silently crops;
+#   * windowed attention (Swin): every stage's grid must be a multiple of its window, else timm pads tokens and
+#     the measured cost is of a different computation;
+#   * CNNs: side at least the total stride (32 for ResNet), so the last feature map is not empty.
+# A meta-device forward at batch 1 then catches anything the rules do not know about.
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    patch: int  # side must be a multiple of this (1 for CNNs)
+    min_size: int
+    stage_factors: tuple[int, ...] = ()  # grid of stage i = side / patch / factor_i
+    window: int = 0  # configured attention window; 0 for none
+
+    def check(self, size: int) -> str | None:
+        """Return why ``size`` is invalid, or None."""
+        if size < self.min_size:
+            return f"it is smaller than the minimum {self.min_size}"
+        if size % self.patch:
+            return f"it is not a multiple of the patch size {self.patch}"
+        grid = size // self.patch
+        for factor in self.stage_factors:
+            if grid % factor:
+                return f"the patch grid {grid} does not divide by the stage downsampling {factor}"
+            res = grid // factor
+            win = min(self.window, res)
+            if win and res % win:
+                return f"a stage grid of {res}x{res} is not a multiple of the attention window {self.window}"
+        return None
+
+    def valid_sizes(self, around: int, count: int = 6) -> list[int]:
+        step = self.patch
+        lo = max(self.min_size, MIN_IMG_SIZE)
+        candidates = [s for s in range(lo - lo % step or step, MAX_IMG_SIZE + 1, step) if s >= lo]
+        ok = [s for s in candidates if self.check(s) is None]
+        ok.sort(key=lambda s: (abs(s - around), s))
+        return sorted(ok[:count])
+
+
+def _size_rule(model: nn.Module) -> SizeRule:
+    patch_embed = getattr(model, "patch_embed", None)
+    patch_size = getattr(patch_embed, "patch_size", None)
+    if patch_size is not None:
+        patch = int(patch_size[0]) if isinstance(patch_size, tuple | list) else int(patch_size)
+        grids: list[int] = []
+        window = 0
+        for mod in model.modules():
+            res = getattr(mod, "input_resolution", None)
+            win = getattr(mod, "window_size", None)
+            if res is not None and win is not None:
+                grids.append(int(res[0]))
+                window = max(window, int(win[0]) if isinstance(win, tuple | list) else int(win))
+        if grids:
+            top = max(grids)
+            factors = tuple(sorted({top // g for g in grids}))
+            return SizeRule(patch, patch * max(factors), factors, window)
+        return SizeRule(patch, patch)
+    info = getattr(model, "feature_info", None)
+    reduction = 32
+    if isinstance(info, list) and info:
+        reduction = int(info[-1].get("reduction", 32))
+    elif info is not None and hasattr(info, "reduction"):
+        reduction = int(info.reduction()[-1])
+    return SizeRule(1, reduction)
+
+
+def _variant_hint(spec: ModelSpec, size: int) -> str:
+    base = spec.timm_name.split(".")[0]
+    if not re.search(r"_\d{2,4}$", base):
+        return ""
+    pattern = re.sub(r"_\d{2,4}$", f"_{size}", re.sub(r"window\d+", "window*", base))
+    names = [n for n in _timm_names() if fnmatch.fnmatchcase(n, pattern)]
+    return f"timm has a variant configured for {size}: {', '.join(names[:3])}." if names else ""
+
+
+@functools.lru_cache(maxsize=512)
+def _check_cached(spec: ModelSpec, img_size: int) -> None:
+    if not MIN_IMG_SIZE <= img_size <= MAX_IMG_SIZE:
+        raise InvalidInputSizeError(
+            spec.display_name, img_size, f"it is outside the supported range {MIN_IMG_SIZE}..{MAX_IMG_SIZE}",
+            [], "",
+        )
+    with torch.device("meta"):
+        model = _build(spec, img_size, None)
+    rule = _size_rule(model)
+    reason = rule.check(img_size)
+    if reason is None:
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(torch.empty(1, 3, img_size, img_size, device="meta"))
+        except Exception as exc:  # any failure of the model itself at this size
+            reason = f"the model cannot run at this size ({type(exc).__name__}: {exc})"
+    if reason is not None:
+        raise InvalidInputSizeError(
+            spec.display_name, img_size, reason, rule.valid_sizes(img_size), _variant_hint(spec, img_size)
+        )
+
+
+def check_img_size(model: str | ModelSpec, img_size: int) -> None:
+    """Raise InvalidInputSizeError (with the valid sizes) if the model cannot take a square ``img_size`` input."""
+    spec = resolve(model) if isinstance(model, str) else model
+    _check_cached(spec, int(img_size))
+
+
+def create_model(
+    model: str | ModelSpec,
+    *,
+    img_size: int | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    pretrained: bool = False,
+    check_size: bool = True,
+) -> nn.Module:
+    """Build a model directly on ``device`` (``meta`` allocates nothing), optionally cast to ``dtype``.
+
+    ``pretrained=True`` downloads timm hub weights and so needs a network; tests never use it.
+    """
+    spec = resolve(model) if isinstance(model, str) else model
+    size = img_size if img_size is not None else spec.default_img_size
+    if check_size:
+        check_img_size(spec, size)
+    extra: dict[str, Any] = {"pretrained": True} if pretrained else {}
+    with torch.device(device):
+        net = _build(spec, size, num_classes, **extra)
+    if dtype is not None:
+        net = net.to(dtype=dtype)
+    return net
+
+
+def count_params(model: nn.Module) -> int:
+    """Parameters counted once even when shared (``model.parameters()`` deduplicates by identity)."""
+    return sum(p.numel() for p in model.parameters())

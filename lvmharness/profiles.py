@@ -1,0 +1,195 @@
+"""Bench profiles and the case matrix: which models × devices × dtypes × batch sizes × image sizes to run.
+
+Pure Python (no pytest): the root ``conftest.py`` turns these cases into parametrized benches, and ``lvm``
+subcommands can use the same matrix.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lvmharness.measure.latency import TimingConfig
+from lvmharness.models import ModelSpec, resolve
+from lvmharness.results import case_label
+
+SEED_MODELS = ("vit", "deit", "swin", "resnet")
+SMOKE_MODELS = ("smoke_vit", "smoke_deit", "smoke_swin", "smoke_resnet")
+POW2_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A cross product of models × batch sizes × image sizes (None = the model's native size)."""
+
+    models: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    img_sizes: tuple[int | None, ...] = (None,)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    grids: tuple[Grid, ...]
+    dtypes: tuple[str, ...] = ("fp32",)
+    timing: TimingConfig = field(default_factory=TimingConfig)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m for g in self.grids for m in g.models))
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        "smoke",
+        "tiny models at 32/64 px, a few rounds each: seconds, for CI",
+        (Grid(SMOKE_MODELS, (1, 2), (32,)), Grid(SMOKE_MODELS, (1,), (64,))),
+        timing=TimingConfig(warmup_rounds=2, warmup_s=0.01, budget_s=0.05, min_rounds=3, max_rounds=20),
+    ),
+    "default": Profile(
+        "default",
+        "the four seed models at 224 (batch 1 and 8) and 384 (batch 1), sized for a 2-core CPU",
+        (
+            Grid(SEED_MODELS, (1, 8), (224,)),
+            Grid(("vit", "deit", "resnet"), (1,), (384,)),
+            # Swin-B with window 7 cannot take 384 (96 is not a multiple of 7): timm's 384 variant has window 12.
+            Grid(("swin_base_patch4_window12_384",), (1,), (384,)),
+        ),
+        timing=TimingConfig(warmup_rounds=3, warmup_s=0.3, budget_s=2.0, min_rounds=5, max_rounds=100),
+    ),
+    "full": Profile(
+        "full",
+        "tiny…large of the four families, batch 1…256, 224 and 384, fp32 and bf16: for GPUs",
+        (
+            Grid(
+                ("vit_tiny", "vit_small", "vit_base", "vit_large", "deit_tiny", "deit_small", "deit_base",
+                 "swin_tiny", "swin_small", "swin_base", "swin_large",
+                 "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+                POW2_BATCHES, (224,),
+            ),
+            Grid(
+                ("vit_tiny", "vit_small", "vit_base", "vit_large", "deit_tiny", "deit_small", "deit_base",
+                 "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+                POW2_BATCHES, (384,),
+            ),
+            Grid(
+                ("swin_base_patch4_window12_384", "swin_large_patch4_window12_384"), POW2_BATCHES, (384,)
+            ),
+        ),
+        dtypes=("fp32", "bf16"),
+        timing=TimingConfig(warmup_rounds=5, warmup_s=1.0, budget_s=3.0, min_rounds=10, max_rounds=500),
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}: valid profiles are {', '.join(PROFILES)}") from None
+
+
+@functools.lru_cache(maxsize=512)
+def spec_of(model: str) -> ModelSpec:
+    return resolve(model)
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    model: str  # as the user named it (alias or timm name)
+    device: str
+    dtype: str
+    batch_size: int
+    img_size: int
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def spec(self) -> ModelSpec:
+        return spec_of(self.model)
+
+    @property
+    def label(self) -> str:
+        return case_label(self.model, self.device, self.dtype, self.batch_size, self.img_size, dict(self.options))
+
+    def identity(self, metric: str, phase: str = "inference") -> dict[str, Any]:
+        """The identity fields of a result record for this case."""
+        spec = self.spec
+        return {
+            "metric": metric,
+            "model": spec.timm_name,
+            "alias": self.model,
+            "family": spec.family,
+            "device": self.device,
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+            "img_size": self.img_size,
+            "phase": phase,
+            "options": dict(self.options),
+        }
+
+
+def parse_list(text: str | None) -> list[str] | None:
+    if text is None or not text.strip():
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_int_list(text: str | None, what: str) -> list[int] | None:
+    items = parse_list(text)
+    if items is None:
+        return None
+    out: list[int] = []
+    for item in items:
+        try:
+            val = int(item)
+        except ValueError:
+            raise ValueError(f"{what}: {item!r} is not an integer (expected e.g. '1,8,32')") from None
+        if val < 1:
+            raise ValueError(f"{what}: {val} must be a positive integer")
+        out.append(val)
+    return out
+
+
+def build_cases(
+    profile: Profile,
+    *,
+    devices: Sequence[str],
+    models: Sequence[str] | None = None,
+    dtypes: Sequence[str] | None = None,
+    batch_sizes: Sequence[int] | None = None,
+    img_sizes: Sequence[int] | None = None,
+) -> list[BenchCase]:
+    """Expand a profile, with any axis overridden, into cases ordered model-major (so a built model is reused).
+
+    Overriding models without sizes runs each model at its native size; unknown model names raise here, before
+    any work, with close matches.
+    """
+    if models:
+        for m in models:
+            spec_of(m)  # raises UnknownModelError early
+        grids: tuple[Grid, ...] = (
+            Grid(tuple(models), tuple(batch_sizes or _profile_batches(profile)), tuple(img_sizes or (None,))),
+        )
+    else:
+        grids = tuple(
+            Grid(g.models, tuple(batch_sizes or g.batch_sizes), tuple(img_sizes or g.img_sizes))
+            for g in profile.grids
+        )
+    seen: dict[BenchCase, None] = {}
+    for grid in grids:
+        for model in grid.models:
+            for device in devices:
+                for dtype in dtypes or profile.dtypes:
+                    for size in grid.img_sizes:
+                        for batch in grid.batch_sizes:
+                            img = size if size is not None else spec_of(model).default_img_size
+                            seen.setdefault(BenchCase(model, device, dtype, batch, img), None)
+    order = {m: i for i, m in enumerate(dict.fromkeys(c.model for c in seen))}
+    return sorted(seen, key=lambda c: (order[c.model], c.device, c.dtype))
+
+
+def _profile_batches(profile: Profile) -> tuple[int, ...]:
+    return tuple(sorted({b for g in profile.grids for b in g.batch_sizes}))

@@ -1,0 +1,98 @@
+"""The benches end to end, as a user runs them: a pytest subprocess on the smoke profile."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+
+from lvmharness.results import load_records, schema
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_pytest(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "benches/", "-p", "no:cacheprovider", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def only_run(out: Path) -> Path:
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_smoke_vit_bench_writes_valid_records_and_benchmark_json(tmp_path: Path) -> None:
+    bench_json = tmp_path / "bench.json"
+    proc = run_pytest("-k", "vit", "--lvm-profile", "smoke", "--lvm-out", str(tmp_path / "out"),
+                      f"--benchmark-json={bench_json}", timeout=60)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = only_run(tmp_path / "out")
+    assert f"run folder: {run_dir}" in proc.stdout.replace("\n", " ")
+    records = load_records(run_dir)
+    validator = jsonschema.Draft202012Validator(schema())
+    for rec in records:
+        validator.validate(rec)
+    latency = [r for r in records if r["metric"] == "latency"]
+    assert latency and all(r["family"] == "vit" and r["status"] == "ok" for r in latency)
+    assert {(r["batch_size"], r["img_size"]) for r in latency} == {(1, 32), (2, 32), (1, 64)}
+    for rec in latency:
+        assert len(rec["values"]["samples"]) == rec["provenance"]["rounds"]
+        assert rec["values"]["throughput_img_s"] > 0
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["torch"] and env["cpu_cores_available"] >= 1 and env["profile"] == "smoke"
+
+    data = json.loads(bench_json.read_text())
+    names = {b["name"]: b for b in data["benchmarks"]}
+    one = names["bench_forward_latency[smoke_vit-cpu-fp32-b1-32]"]
+    ours = next(r for r in latency if r["case_id"] == "latency[smoke_vit-cpu-fp32-b1-32]")
+    # pytest-benchmark timed the very rounds we timed.
+    assert one["stats"]["rounds"] == ours["provenance"]["rounds"]
+    assert one["extra_info"]["latency_ms_p50"] == ours["values"]["latency_ms_p50"]
+    compare = subprocess.run(
+        [str(Path(sys.executable).parent / "pytest-benchmark"), "compare", str(bench_json)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert compare.returncode == 0, compare.stderr
+    assert "smoke_vit-cpu-fp32-b1-32" in compare.stdout
+
+
+def test_a_failing_case_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    proc = run_pytest("--lvm-models", "smoke_resnet,smoke_vit", "--lvm-img-sizes", "36,32",
+                      "--lvm-batch-sizes", "1", "--lvm-profile", "smoke", "--lvm-out", str(tmp_path),
+                      "-k", "forward")
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    records = load_records(only_run(tmp_path))
+    status = {r["case_id"]: r["status"] for r in records}
+    assert status == {
+        "latency[smoke_resnet-cpu-fp32-b1-36]": "ok",  # a CNN takes any size above its stride
+        "latency[smoke_resnet-cpu-fp32-b1-32]": "ok",
+        "latency[smoke_vit-cpu-fp32-b1-36]": "error",  # 36 is not a multiple of the patch 8
+        "latency[smoke_vit-cpu-fp32-b1-32]": "ok",  # ...and the run went on after it
+    }
+    err = next(r for r in records if r["status"] == "error")
+    assert "multiple of the patch size 8" in err["error"]
+
+
+def test_unknown_model_option_is_a_usage_error_before_any_work(tmp_path: Path) -> None:
+    proc = run_pytest("--lvm-models", "vitt", "--lvm-out", str(tmp_path))
+    assert proc.returncode == 4  # pytest's usage error
+    assert "unknown model 'vitt'" in proc.stderr and "vit_tiny" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_unavailable_device_is_a_skip_with_the_reason(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    proc = run_pytest("--lvm-profile", "smoke", "--lvm-device", "cuda", "--lvm-models", "smoke_vit",
+                      "--lvm-batch-sizes", "1", "--lvm-out", str(tmp_path), "-k", "forward", "-rs")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "CUDA is not available" in proc.stdout
+    records = load_records(only_run(tmp_path))
+    assert [r["status"] for r in records] == ["skipped"]

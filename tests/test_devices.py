@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lvmharness.devices import DeviceUnavailableError, resolve_device, resolve_dtype, synchronizer
+
+
+def test_cpu_and_auto_resolve() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    auto = resolve_device("auto")
+    assert auto.type == ("cuda" if torch.cuda.is_available() else auto.type)
+    assert resolve_device(" CPU ").type == "cpu"
+
+
+@pytest.mark.parametrize("bad", ["tpu", "gpu", "cuda:x", "cuda0", ""])
+def test_unknown_device_lists_valid_ones(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"valid devices are auto, cpu, cuda, cuda:N, mps"):
+        resolve_device(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_missing_cuda_is_a_clear_error() -> None:
+    with pytest.raises(DeviceUnavailableError, match="CUDA is not available"):
+        resolve_device("cuda:1")
+
+
+@pytest.mark.cuda
+def test_cuda_index_out_of_range() -> None:
+    with pytest.raises(DeviceUnavailableError, match="CUDA device"):
+        resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_dtypes() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_dtype("bf16", cpu) is torch.bfloat16
+    with pytest.raises(DeviceUnavailableError, match="fp16 is not measured on cpu"):
+        resolve_dtype("fp16", cpu)
+    with pytest.raises(ValueError, match="valid dtypes are fp32, bf16, fp16"):
+        resolve_dtype("int8", cpu)
+
+
+def test_cpu_synchronizer_is_a_callable_noop() -> None:
+    assert synchronizer(torch.device("cpu"))() is None

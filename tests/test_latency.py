@@ -1,0 +1,154 @@
+"""The timing core's mechanics, checked with an injected clock and synchronizer."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pytest
+import torch
+
+from lvmharness.measure.latency import ForwardCase, Stats, Timer, TimingConfig, forward_latency, percentile
+
+
+class FakeDevice:
+    """A clock that advances only when work runs, and a log of sync/clock/work events in order."""
+
+    def __init__(self, work_s: list[float] | None = None) -> None:
+        self.t = 0.0
+        self.log: list[str] = []
+        self.work = list(work_s or [])
+        self.calls = 0
+
+    def clock(self) -> float:
+        self.log.append("clock")
+        return self.t
+
+    def sync(self) -> None:
+        self.log.append("sync")
+
+    def fn(self) -> None:
+        self.log.append("work")
+        self.t += self.work[self.calls] if self.calls < len(self.work) else 0.010
+        self.calls += 1
+
+
+def make(cfg: TimingConfig, dev: FakeDevice) -> Timer:
+    return Timer(torch.device("cpu"), cfg, clock=dev.clock, sync=dev.sync)
+
+
+def test_every_clock_read_follows_a_sync() -> None:
+    dev = FakeDevice()
+    timer = make(TimingConfig(warmup_rounds=2, warmup_s=0, budget_s=0.05, min_rounds=3, max_rounds=10), dev)
+    timer.measure(dev.fn, key="a")
+    reads = [i for i, e in enumerate(dev.log) if e == "clock"]
+    assert reads, "the timer read no clock"
+    assert all(dev.log[i - 1] == "sync" for i in reads)
+    assert dev.log.count("work") == dev.calls
+
+
+def test_warm_up_happens_once_per_shape() -> None:
+    dev = FakeDevice()
+    cfg = TimingConfig(warmup_rounds=3, warmup_s=0, budget_s=0.0, min_rounds=4, max_rounds=4)
+    timer = make(cfg, dev)
+    first = timer.measure(dev.fn, key=(1, 3, 32, 32))
+    assert (first.warmup_rounds, first.rounds, dev.calls) == (3, 4, 7)
+    again = timer.measure(dev.fn, key=(1, 3, 32, 32))
+    assert (again.warmup_rounds, dev.calls) == (0, 11)
+    other = timer.measure(dev.fn, key=(2, 3, 32, 32))
+    assert (other.warmup_rounds, dev.calls) == (3, 18)
+
+
+def test_warm_up_lasts_at_least_warmup_s() -> None:
+    dev = FakeDevice()  # 10 ms per call
+    timer = make(TimingConfig(warmup_rounds=1, warmup_s=0.095, budget_s=0, min_rounds=1, max_rounds=1), dev)
+    res = timer.measure(dev.fn, key="k")
+    assert res.warmup_rounds == 10  # 10 x 10 ms >= 95 ms
+
+
+def test_rounds_follow_the_budget_within_min_and_max() -> None:
+    cfg = TimingConfig(warmup_rounds=2, warmup_s=0, budget_s=0.1, min_rounds=3, max_rounds=50)
+    dev = FakeDevice()  # 10 ms per round: budget 100 ms -> 10 rounds
+    assert make(cfg, dev).measure(dev.fn, "k").rounds == 10
+    slow = FakeDevice([1.0] * 100)  # 1 s per round: budget asks 1, min is 3
+    assert make(cfg, slow).measure(slow.fn, "k").rounds == 3
+    fast = FakeDevice([1e-5] * 1000)  # budget asks 10000, max is 50
+    assert make(cfg, fast).measure(fast.fn, "k").rounds == 50
+
+
+def test_samples_are_the_raw_per_round_times_in_ms() -> None:
+    work = [0.5, 0.5, 0.001, 0.002, 0.003, 0.004]  # two warm-up rounds, then four measured
+    dev = FakeDevice(work)
+    cfg = TimingConfig(warmup_rounds=2, warmup_s=0, budget_s=0, min_rounds=4, max_rounds=4)
+    res = make(cfg, dev).measure(dev.fn, "k")
+    assert res.samples_ms == pytest.approx([1.0, 2.0, 3.0, 4.0])
+    assert res.stats.p50 == pytest.approx(2.5)
+    assert res.device_samples_ms is None  # no CUDA events off CUDA
+
+
+def test_an_external_runner_drives_the_same_rounds() -> None:
+    dev = FakeDevice()
+    calls: list[int] = []
+
+    def runner(fn: object, n: int) -> None:
+        calls.append(n)
+        for _ in range(n):
+            fn()  # type: ignore[operator]
+
+    res = make(TimingConfig(warmup_rounds=1, warmup_s=0, min_rounds=5, max_rounds=5), dev).measure(
+        dev.fn, "k", runner=runner
+    )
+    assert calls == [5] and res.rounds == 5
+
+
+def test_percentiles_match_numpy_linear() -> None:
+    rng = np.random.default_rng(0)
+    data = list(rng.lognormal(size=37))
+    for q in (0, 25, 50, 90, 99, 100):
+        assert percentile(data, q) == pytest.approx(float(np.percentile(data, q)))
+    with pytest.raises(ValueError, match="no samples"):
+        percentile([], 50)
+
+
+def test_stats_on_known_samples() -> None:
+    s = Stats.of([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert (s.n, s.p50, s.q1, s.q3, s.iqr, s.min, s.max) == (5, 3.0, 2.0, 4.0, 2.0, 1.0, 100.0)
+    assert s.mean == pytest.approx(22.0)
+    assert s.stdev == pytest.approx(statistics.stdev([1, 2, 3, 4, 100]))
+    assert s.p90 == pytest.approx(61.6)
+    assert s.p99 == pytest.approx(96.16)
+    assert s.high_variance  # IQR/median = 0.67
+    assert not Stats.of([10.0, 10.1, 10.2, 10.3]).high_variance  # IQR/median = 1.5 %
+    assert Stats.of([5.0]).stdev == 0.0
+
+
+def test_config_rejects_impossible_round_limits() -> None:
+    with pytest.raises(ValueError, match="min_rounds"):
+        TimingConfig(min_rounds=10, max_rounds=5)
+
+
+def test_forward_latency_on_a_real_tiny_model() -> None:
+    from lvmharness.models import create_model
+
+    model = create_model("smoke_resnet").eval()
+    timer = Timer(torch.device("cpu"), TimingConfig(warmup_rounds=1, warmup_s=0, budget_s=0.02, min_rounds=3))
+    values, prov = forward_latency(model, ForwardCase(batch_size=2, img_size=32), timer)
+    assert len(values["samples"]) == prov["rounds"] >= 3
+    assert 0 < values["latency_ms_p50"] <= values["latency_ms_p99"]
+    expected = 2 * prov["rounds"] / (sum(values["samples"]) / 1e3)
+    assert values["throughput_img_s"] == pytest.approx(expected)
+    assert prov["settings"]["torch_num_threads"] == torch.get_num_threads()
+    assert {"cudnn_benchmark", "cuda_matmul_allow_tf32", "cudnn_allow_tf32"} <= set(prov["settings"])
+
+
+@pytest.mark.cuda
+def test_cuda_events_are_recorded_beside_host_time() -> None:
+    from lvmharness.models import create_model
+
+    dev = torch.device("cuda")
+    model = create_model("smoke_vit", device=dev).eval()
+    timer = Timer(dev, TimingConfig(warmup_rounds=2, warmup_s=0, budget_s=0.05, min_rounds=5))
+    values, _ = forward_latency(model, ForwardCase(batch_size=4, img_size=32), timer)
+    assert len(values["device_samples"]) == len(values["samples"])
+    # Host time brackets the events, so it cannot be shorter (allow 50 us of clock granularity).
+    assert values["latency_ms_p50"] + 0.05 >= values["device_latency_ms_p50"] > 0

@@ -1,0 +1,159 @@
+"""The result store: atomic rewrites, records for every outcome, the JSON schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import torch
+
+from lvmharness.results import (
+    ResultsFileError,
+    RunStore,
+    atomic_write_json,
+    case_id,
+    load_records,
+    make_record,
+    new_run_id,
+    schema,
+)
+
+
+def identity(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = dict(
+        metric="latency", model="resnet50", alias="resnet", family="resnet", device="cpu", dtype="fp32",
+        batch_size=8, img_size=224,
+    )
+    base.update(over)
+    return base
+
+
+def validate(records: list[dict[str, Any]]) -> None:
+    validator = jsonschema.Draft202012Validator(schema())
+    for rec in records:
+        validator.validate(rec)
+
+
+def test_case_id_matches_pytest_ids() -> None:
+    assert case_id("latency", "vit", "cuda:0", "bf16", 8, 224) == "latency[vit-cuda0-bf16-b8-224]"
+    assert case_id("latency", "vit", "cpu", "fp32", 1, 224, {"channels_last": True, "compile": False}) == (
+        "latency[vit-cpu-fp32-b1-224-channels_last]"
+    )
+
+
+def test_a_case_that_raises_leaves_the_earlier_records_and_an_error_record(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with store.case(**identity(batch_size=1)) as rec:
+        rec.values["latency_ms_p50"] = 3.5
+
+    def failing_case() -> None:
+        with store.case(**identity(batch_size=2)) as rec:
+            rec.values["latency_ms_p50"] = 1.0
+            raise RuntimeError("kernel exploded")
+
+    with pytest.raises(RuntimeError, match="kernel exploded"):
+        failing_case()
+    records = load_records(store.run_dir)
+    assert [r["status"] for r in records] == ["ok", "error"]
+    assert records[0]["values"] == {"latency_ms_p50": 3.5}
+    assert "kernel exploded" in records[1]["error"] and "traceback" in records[1]["provenance"]
+    validate(records)
+
+
+def test_out_of_memory_is_a_result_not_a_crash(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with store.case(**identity()):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    with store.case(**identity(batch_size=1)) as rec:
+        rec.values["latency_ms_p50"] = 2.0
+    records = load_records(store.results_path)
+    assert [r["status"] for r in records] == ["oom", "ok"]
+    assert "Tried to allocate" in records[0]["error"]
+    validate(records)
+
+
+def test_skip_is_recorded_as_skipped(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with pytest.raises(pytest.skip.Exception), store.case(**identity(device="cuda")):
+        pytest.skip("needs cuda")
+    (rec,) = load_records(store.run_dir)
+    assert rec["status"] == "skipped" and "needs cuda" in rec["error"]
+    validate([rec])
+
+
+def test_non_finite_values_are_stored_as_null(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with store.case(**identity()) as rec:
+        rec.values.update(throughput_img_s=float("inf"), latency_ms_p50=float("nan"), samples=[1.0, 2.0])
+    text = store.results_path.read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    (loaded,) = json.loads(text)
+    assert loaded["values"]["throughput_img_s"] is None
+    validate([loaded])
+
+
+def test_atomic_write_keeps_the_old_file_when_serialisation_fails(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    atomic_write_json(path, [{"a": 1}])
+
+    class Boom:
+        def __str__(self) -> str:
+            raise RuntimeError("cannot serialise")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_json(path, [{"a": Boom()}])
+    assert json.loads(path.read_text()) == [{"a": 1}]
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left behind
+
+
+def test_reopening_a_run_appends(tmp_path: Path) -> None:
+    first = RunStore(tmp_path, "run-1")
+    with first.case(**identity()):
+        pass
+    second = RunStore(tmp_path, "run-1")
+    with second.case(**identity(batch_size=2)):
+        pass
+    assert len(load_records(tmp_path / "run-1")) == 2
+
+
+def test_schema_rejects_bad_records() -> None:
+    good = make_record(run_id="r", **identity())
+    validate([good])
+    validator = jsonschema.Draft202012Validator(schema())
+    for bad in (
+        {**good, "status": "crashed"},
+        {**good, "status": "error", "error": None},
+        {**good, "values": {"latency_ms_p50": "fast"}},
+        {k: v for k, v in good.items() if k != "metric"},
+    ):
+        assert list(validator.iter_errors(bad)), bad
+    with pytest.raises(ValueError, match="status"):
+        make_record(run_id="r", status="crashed", **identity())
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{not json", "not valid JSON"), ('{"a": 1}', "JSON list"), ('[{"schema": 9}]', "schema 9")],
+)
+def test_malformed_results_files_are_clear_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    with pytest.raises(ResultsFileError, match=message):
+        load_records(path)
+    with pytest.raises(ResultsFileError, match="no such results file"):
+        load_records(tmp_path / "missing")
+
+
+def test_run_ids_sort_by_time_and_are_unique() -> None:
+    ids = {new_run_id() for _ in range(50)}
+    assert len(ids) == 50
+    assert all(len(i.split("-")[0]) == 16 and i.split("-")[0].endswith("Z") for i in ids)
+
+
+def test_run_id_mismatch_is_refused(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, "mine")
+    with pytest.raises(ValueError, match="does not belong"):
+        store.add(make_record(run_id="other", **identity()))
