@@ -21,7 +21,7 @@ import contextlib
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,9 @@ import torch
 
 from lvmharness import envinfo
 from lvmharness.devices import DTYPES, DeviceUnavailableError, resolve_device, resolve_dtype
+from lvmharness.measure.flops import FlopReport, analyze
 from lvmharness.measure.latency import ForwardCase, RoundFn, Runner, Timer, TimingConfig
+from lvmharness.measure.peak import efficiency, matmul_peak
 from lvmharness.models import create_model
 from lvmharness.profiles import (
     PROFILES,
@@ -46,7 +48,7 @@ from lvmharness.results import CaseRecorder, RunStore
 # Keys copied from a record's values into pytest-benchmark's extra_info (its JSON keeps them per bench).
 EXTRA_INFO_KEYS = (
     "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_iqr", "throughput_img_s",
-    "device_latency_ms_p50", "macs", "flops", "params",
+    "device_latency_ms_p50", "macs", "flops", "params", "achieved_flops_per_s", "mfu",
 )
 
 
@@ -78,6 +80,9 @@ class LvmSession:
     run_id: str | None
     cases: list[BenchCase]
     _store: RunStore | None = None
+    _env: dict[str, Any] | None = None
+    _flops: dict[tuple[str, int, int], FlopReport] = field(default_factory=dict)
+    _peaks: dict[str, dict[str, Any]] = field(default_factory=dict)
     _cached_key: tuple[str, str, str, int] | None = None
     _cached: LoadedModel | None = None
 
@@ -86,9 +91,28 @@ class LvmSession:
         if self._store is None:
             self._store = RunStore(self.out, self.run_id)
             devices = [d for d in (_try_device(s) for s in _device_specs(self.config)) if d is not None]
-            self._store.write_env({**envinfo.collect(devices), "profile": self.profile.name,
-                                   "timing": self.timing.__dict__})
+            self._env = {**envinfo.collect(devices), "profile": self.profile.name, "timing": self.timing.__dict__}
+            self._store.write_env(self._env)
         return self._store
+
+    def flops(self, model: str, img_size: int, batch_size: int) -> FlopReport:
+        """Forward MACs of a case, counted once on the meta device."""
+        key = (model, img_size, batch_size)
+        if key not in self._flops:
+            self._flops[key] = analyze(model, img_size=img_size, batch_size=batch_size, backward=False)
+        return self._flops[key]
+
+    def peak(self, device: torch.device, dtype: torch.dtype, dtype_name: str) -> dict[str, Any]:
+        """Measured matmul peak for (device, dtype), probed once per run and recorded in env.json."""
+        key = f"{device}/{dtype_name}"
+        if key not in self._peaks:
+            self._peaks[key] = matmul_peak(device, dtype)
+            store = self.store
+            assert self._env is not None
+            self._env["peak_flops_per_s"] = {k: v["flops_per_s"] for k, v in self._peaks.items()}
+            self._env["peak_probes"] = self._peaks
+            store.write_env(self._env)
+        return self._peaks[key]
 
     @property
     def devices(self) -> list[str]:
@@ -174,9 +198,19 @@ def display_device(spec: str) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``lvm_case``: the full matrix. ``lvm_shape_case``: each (model, size) once, on meta (counting needs no
+    device, dtype or batch). ``lvm_model_case``: each model once, at its native size."""
+    cases = metafunc.config.stash[SESSION_KEY].cases
     if "lvm_case" in metafunc.fixturenames:
-        cases = metafunc.config.stash[SESSION_KEY].cases
         metafunc.parametrize("lvm_case", cases, ids=[c.label for c in cases])
+    if "lvm_shape_case" in metafunc.fixturenames:
+        shapes = list(dict.fromkeys(BenchCase(c.model, "meta", "fp32", 1, c.img_size) for c in cases))
+        metafunc.parametrize("lvm_shape_case", shapes, ids=[c.label for c in shapes])
+    if "lvm_model_case" in metafunc.fixturenames:
+        models = list(dict.fromkeys(
+            BenchCase(c.model, "meta", "fp32", 1, c.spec.default_img_size) for c in cases
+        ))
+        metafunc.parametrize("lvm_model_case", models, ids=[c.label for c in models])
 
 
 def _build_cases(config: pytest.Config, profile: Profile) -> list[BenchCase]:
@@ -230,6 +264,17 @@ class Lvm:
 
         return run
 
+    def efficiency(self, values: dict[str, Any]) -> dict[str, Any]:
+        """MACs/FLOPs of this case, achieved FLOP/s at the median latency and MFU against the measured peak."""
+        case = self.case
+        report = self.session.flops(case.model, case.img_size, case.batch_size)
+        loaded = self.model()
+        peak = self.session.peak(loaded.device, loaded.dtype, case.dtype)
+        out: dict[str, Any] = {"macs": report.macs, "flops": report.flops}
+        out.update(efficiency(report.macs, values["latency_ms_p50"], peak["flops_per_s"]))
+        out["peak_flops_per_s"] = peak["flops_per_s"]
+        return out
+
     def extra_info(self, benchmark: Any, values: dict[str, Any]) -> None:
         benchmark.extra_info.update({k: values[k] for k in EXTRA_INFO_KEYS if k in values})
         benchmark.extra_info["case_id"] = self.case.label
@@ -239,6 +284,16 @@ class Lvm:
 @pytest.fixture
 def lvm(request: pytest.FixtureRequest, lvm_case: BenchCase) -> Lvm:
     return Lvm(request.config.stash[SESSION_KEY], lvm_case)
+
+
+@pytest.fixture
+def lvm_shape(request: pytest.FixtureRequest, lvm_shape_case: BenchCase) -> Lvm:
+    return Lvm(request.config.stash[SESSION_KEY], lvm_shape_case)
+
+
+@pytest.fixture
+def lvm_model_only(request: pytest.FixtureRequest, lvm_model_case: BenchCase) -> Lvm:
+    return Lvm(request.config.stash[SESSION_KEY], lvm_model_case)
 
 
 @pytest.fixture(scope="session")

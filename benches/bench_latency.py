@@ -24,4 +24,9 @@ def bench_forward_latency(lvm: Lvm, benchmark: Any) -> None:
         )
         rec.values.update(values)
         rec.provenance.update(provenance)
+        # Counting (meta device) and the peak probe run between timed passes, never inside one.
+        eff = lvm.efficiency(values)
+        rec.provenance["peak_flops_per_s"] = eff.pop("peak_flops_per_s")
+        rec.values.update(eff)
+        values.update(eff)
         lvm.extra_info(benchmark, values)

@@ -37,14 +37,23 @@ def test_smoke_vit_bench_writes_valid_records_and_benchmark_json(tmp_path: Path)
     validator = jsonschema.Draft202012Validator(schema())
     for rec in records:
         validator.validate(rec)
+    assert all(r["family"] == "vit" and r["status"] == "ok" for r in records)
     latency = [r for r in records if r["metric"] == "latency"]
-    assert latency and all(r["family"] == "vit" and r["status"] == "ok" for r in latency)
     assert {(r["batch_size"], r["img_size"]) for r in latency} == {(1, 32), (2, 32), (1, 64)}
+    flops = {r["img_size"]: r for r in records if r["metric"] == "flops"}
+    assert set(flops) == {32, 64}
+    assert flops[32]["provenance"]["verified_by"]["rel_diff"] <= 1e-3
     for rec in latency:
         assert len(rec["values"]["samples"]) == rec["provenance"]["rounds"]
         assert rec["values"]["throughput_img_s"] > 0
+        # MACs scale with batch; MFU uses the peak measured by the probe recorded in env.json.
+        assert rec["values"]["macs"] == rec["batch_size"] * flops[rec["img_size"]]["values"]["macs"]
+        assert 0 < rec["values"]["mfu"] < 1.5
+    (scaling,) = [r for r in records if r["metric"] == "flops_scaling"]
+    assert 1.0 < scaling["values"]["macs_exponent_vs_pixels"] < 2.0
     env = json.loads((run_dir / "env.json").read_text())
     assert env["torch"] and env["cpu_cores_available"] >= 1 and env["profile"] == "smoke"
+    assert env["peak_flops_per_s"]["cpu/fp32"] > 0
 
     data = json.loads(bench_json.read_text())
     names = {b["name"]: b for b in data["benchmarks"]}

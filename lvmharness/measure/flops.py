@@ -1,0 +1,389 @@
+"""Counting multiply-accumulates, exactly.
+
+Units: ``macs`` = multiply-accumulates (what vision papers call "FLOPs"); ``flops`` = 2 × ``macs``. Only the ops
+that carry multiply-adds are counted — convolution, linear/addmm/mm, bmm/baddbmm/matmul/einsum and attention in
+every kernel form — as in the published tables (``shared/REFERENCE.md``). Norms, activations, pooling and adds
+are not MACs and are not counted.
+
+Primary counter: ``torch.utils.flop_counter.FlopCounterMode`` plus :data:`EXTRA_FORMULAS` for the kernels it
+misses (the CPU flash-attention kernel, ``nn.MultiheadAttention``'s fast path, mv/dot/addbmm). Adding an op is one
+entry in that table. An auditing dispatch mode sees every aten op that runs; one that can carry multiply-adds
+and has no formula makes the count fail (:class:`UncountedOpError`) instead of printing a smaller number.
+
+Second counter: fvcore's ``FlopCountAnalysis`` (JIT trace on CPU) restricted to the same op set, with a handle
+for ``aten::scaled_dot_product_attention`` (which fvcore skips). The two must agree within 0.1 %.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    bmm_flop,
+    flop_registry,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
+
+aten = torch.ops.aten
+
+# Sizes every seed model takes without cropping or padding (Swin's window 7 needs multiples of 224).
+SCALING_SIZES = (224, 448, 672, 896)
+AGREEMENT_TOLERANCE = 1e-3  # relative; the issue's 0.1 %
+PRIMARY_COUNTER = "torch.utils.flop_counter.FlopCounterMode + lvmharness formulas"
+SECOND_COUNTER = "fvcore.nn.FlopCountAnalysis + lvmharness sdpa handle"
+
+
+class FlopCountError(RuntimeError):
+    """A count that cannot be trusted; the message says why and what to do."""
+
+
+class UncountedOpError(FlopCountError):
+    def __init__(self, ops: dict[str, int]) -> None:
+        self.ops = ops
+        names = ", ".join(f"{op} (x{n})" for op, n in sorted(ops.items()))
+        super().__init__(
+            f"the model ran ops that carry multiply-adds but have no MAC formula: {names}. Refusing to report a "
+            "count that would be too small; add a formula for each to EXTRA_FORMULAS in lvmharness/measure/flops.py"
+        )
+
+
+class CounterDisagreementError(FlopCountError):
+    pass
+
+
+# --- formulas FlopCounterMode lacks. Each takes shapes (tensors are replaced by their shapes) and returns FLOPs,
+# --- i.e. 2 per multiply-accumulate, the convention of torch's own table.
+
+
+def _sdpa_cpu(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return int(sdpa_flop_count(query, key, value))
+
+
+def _sdpa_backward(grad_out: Any, query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None,
+                   **kwargs: Any) -> int:
+    """Gradients of QKᵀ and AV (4 matmuls = 2 × forward). torch's own formula adds the recomputation of QKᵀ that
+    flash kernels do; we leave it out so a training step counts the same on every device and kernel."""
+    b, h, lq, d = query
+    recompute = bmm_flop((b * h, lq, d), (b * h, d, key[2]))
+    return int(sdpa_backward_flop_count(grad_out, query, key, value) - recompute)
+
+
+def _native_mha(query: Any, key: Any, value: Any, embed_dim: int, num_heads: int, *args: Any,
+                out_shape: Any = None, **kwargs: Any) -> int:
+    """``nn.MultiheadAttention`` fast path: in-projections, QKᵀ, AV and the out-projection, fused in one op."""
+    b, lq, e = query[0], query[1], embed_dim
+    lk = key[1]
+    macs = b * lq * e * e + 2 * b * lk * e * e  # q, k, v projections
+    macs += 2 * b * lq * lk * e  # QKᵀ and AV over all heads
+    macs += b * lq * e * e  # out-projection
+    return 2 * macs
+
+
+def _mv(mat: Any, vec: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return 2 * mat[0] * mat[1]
+
+
+def _addmv(bias: Any, mat: Any, vec: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return 2 * mat[0] * mat[1]
+
+
+def _dot(a: Any, b: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return 2 * a[0]
+
+
+def _addbmm(bias: Any, b1: Any, b2: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return int(bmm_flop(b1, b2))
+
+
+EXTRA_FORMULAS: dict[Any, Callable[..., int]] = {
+    aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward,
+    aten._scaled_dot_product_flash_attention_backward: _sdpa_backward,
+    aten._scaled_dot_product_efficient_attention_backward: _sdpa_backward,
+    aten._scaled_dot_product_cudnn_attention_backward: _sdpa_backward,
+    aten._scaled_dot_product_fused_attention_overrideable_backward: _sdpa_backward,
+    aten._scaled_dot_product_fused_attention_overrideable: _sdpa_cpu,
+    aten._scaled_dot_product_attention_math_for_mps: _sdpa_cpu,
+    aten._native_multi_head_attention: _native_mha,
+    aten.mv: _mv,
+    aten.addmv: _addmv,
+    aten.dot: _dot,
+    aten.vdot: _dot,
+    aten.addbmm: _addbmm,
+}
+
+# aten op names (without namespace/overload) that can carry multiply-adds. Seeing one without a formula fails.
+_MAC_OP = re.compile(
+    r"_*("
+    r"\w*convolution\w*|(cudnn_|mkldnn_|miopen_|slow_|thnn_)?conv(\d?d|_tbc|_transpose\dd|_depthwise\dd)(_\w+)?"
+    r"|\w*mm(_\w+)?|matmul\w*|(mkldnn_)?linear\w*|einsum|tensordot|(add)?mv|v?dot"
+    r"|\w*attention\w*|transformer_encoder_layer_fwd|\w*cdist\w*|addr|ger|outer|kron|chain_matmul|bilinear"
+    r")"
+)
+
+
+def carries_macs(op_name: str) -> bool:
+    """``aten.addmm`` / ``aten::addmm`` / ``addmm.default`` -> True; norms, adds, views -> False."""
+    base = op_name.split("::")[-1].split(".")
+    name = base[1] if len(base) > 1 and base[0] == "aten" else base[0]
+    return _MAC_OP.fullmatch(name) is not None
+
+
+def _formulas() -> dict[Any, Any]:
+    return {**flop_registry, **EXTRA_FORMULAS}
+
+
+class _OpAudit(TorchDispatchMode):
+    """Records every aten op that runs, to find MAC-carrying ops that no formula covers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: Counter[Any] = Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
+        self.seen[func._overloadpacket] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@dataclass
+class OpCounts:
+    """MACs from one counted run: the total, per op and per module path (subtree, '' = the model)."""
+
+    macs: int
+    by_op: dict[str, int]
+    by_module: dict[str, dict[str, int]]  # module path -> op -> MACs of that subtree
+    uncounted_ops: dict[str, int]
+
+
+def count_run(model: torch.nn.Module, run: Callable[[], Any], *, strict: bool = True) -> OpCounts:
+    """Count the MACs of whatever ``run`` executes on ``model`` (forward, or forward + backward)."""
+    formulas = _formulas()
+    counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
+    audit = _OpAudit()
+    with counter, audit:
+        run()
+    uncounted = {str(op): n for op, n in audit.seen.items() if op not in formulas and carries_macs(str(op))}
+    if uncounted and strict:
+        raise UncountedOpError(uncounted)
+    raw = counter.get_flop_counts()
+    root = type(model).__name__
+    by_module: dict[str, dict[str, int]] = {}
+    for name, ops in raw.items():
+        if name == "Global":
+            continue
+        path = "" if name == root else name[len(root) + 1 :] if name.startswith(root + ".") else None
+        if path is None:
+            continue
+        by_module[path] = {str(op): int(v) // 2 for op, v in ops.items()}
+    by_op = {str(op): int(v) // 2 for op, v in raw.get("Global", {}).items()}
+    return OpCounts(sum(by_op.values()), by_op, by_module, uncounted)
+
+
+def forward_macs(model: torch.nn.Module, x: torch.Tensor, *, strict: bool = True) -> OpCounts:
+    model.eval()
+
+    def run() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return count_run(model, run, strict=strict)
+
+
+def forward_backward_macs(model: torch.nn.Module, x: torch.Tensor, *, strict: bool = True) -> OpCounts:
+    """One training step's multiply-adds: forward plus backward to every parameter.
+
+    The input needs no gradient, so the first layer's input-gradient is (correctly) not counted. The model stays
+    in eval mode: train mode changes no conv/linear/attention MAC, and eval lets BatchNorm take a 1x1 batch of 1.
+    """
+    model.eval()
+
+    def run() -> None:
+        with torch.enable_grad():
+            out = model(x)
+            out.float().sum().backward()
+
+    try:
+        return count_run(model, run, strict=strict)
+    finally:
+        model.zero_grad(set_to_none=True)
+
+
+# --- fvcore, the second counter ---------------------------------------------------------------------------------
+
+def _fvcore_sdpa(inputs: list[Any], outputs: list[Any]) -> int:
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(i) for i in inputs[:3])
+    batch = math.prod(q[:-2])
+    lq, d = q[-2], q[-1]
+    lk, dv = k[-2], v[-1]
+    return int(batch * lq * lk * d + batch * lq * lk * dv)
+
+
+def fvcore_macs(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """(MACs, MAC-carrying ops fvcore could not count). Traces with real tensors: use CPU, not meta."""
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn import jit_handles as jh
+
+    model.eval()
+    fca = FlopCountAnalysis(model, (x,))
+    # Only the MAC-carrying ops of the published tables: fvcore's defaults also count norms, pooling, upsampling.
+    fca.clear_op_handles()
+    fca.set_op_handle(
+        "aten::addmm", jh.addmm_flop_jit,
+        "aten::bmm", jh.bmm_flop_jit,
+        "aten::mm", jh.matmul_flop_jit,
+        "aten::matmul", jh.matmul_flop_jit,
+        "aten::linear", jh.linear_flop_jit,
+        "aten::einsum", jh.einsum_flop_jit,
+        "aten::_convolution", jh.conv_flop_jit,
+        "aten::scaled_dot_product_attention", _fvcore_sdpa,
+    )
+    fca.unsupported_ops_warnings(False)
+    fca.uncalled_modules_warnings(False)
+    fca.tracer_warnings("none")
+    total = int(fca.total())
+    missing = {op: n for op, n in fca.unsupported_ops().items() if carries_macs(op)}
+    return total, missing
+
+
+# --- the analysis users call ------------------------------------------------------------------------------------
+
+
+@dataclass
+class FlopReport:
+    model: str
+    alias: str
+    img_size: int
+    batch_size: int
+    params: int
+    macs: int  # forward, whole batch
+    macs_fwd_bwd: int | None
+    by_op: dict[str, int]
+    by_module: dict[str, dict[str, int]]
+    counter: str = PRIMARY_COUNTER
+    device: str = "meta"
+    uncounted_ops: dict[str, int] = field(default_factory=dict)
+    verified_by: dict[str, Any] | None = None
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def flops_fwd_bwd(self) -> int | None:
+        return None if self.macs_fwd_bwd is None else 2 * self.macs_fwd_bwd
+
+    def module_macs(self, path: str) -> int:
+        return sum(self.by_module.get(path, {}).values())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "alias": self.alias,
+            "img_size": self.img_size,
+            "batch_size": self.batch_size,
+            "params": self.params,
+            "macs": self.macs,
+            "flops": self.flops,
+            "macs_fwd_bwd": self.macs_fwd_bwd,
+            "flops_fwd_bwd": self.flops_fwd_bwd,
+            "gmacs_per_image": self.macs / self.batch_size / 1e9,
+            "counter": self.counter,
+            "device": self.device,
+            "uncounted_ops": self.uncounted_ops,
+            "macs_by_op": self.by_op,
+            "verified_by": self.verified_by,
+        }
+
+
+def verify_with_fvcore(model_name: str, img_size: int, batch_size: int, macs: int) -> dict[str, Any]:
+    """Count again with fvcore on CPU (real weights) and fail loudly on any disagreement above 0.1 %."""
+    from lvmharness.models import create_model
+
+    net = create_model(model_name, img_size=img_size, device="cpu").eval()
+    x = torch.randn(batch_size, 3, img_size, img_size)
+    second, missing = fvcore_macs(net, x)
+    rel = abs(second - macs) / macs if macs else float(second != 0)
+    info = {"counter": SECOND_COUNTER, "macs": second, "rel_diff": rel, "uncounted_ops": missing}
+    if missing:
+        raise CounterDisagreementError(
+            f"fvcore could not count MAC-carrying ops {sorted(missing)} for {model_name}; cannot verify"
+        )
+    if rel > AGREEMENT_TOLERANCE:
+        raise CounterDisagreementError(
+            f"{model_name} at {img_size}px: FlopCounterMode says {macs} MACs, fvcore says {second} "
+            f"({rel:.4%} apart, tolerance {AGREEMENT_TOLERANCE:.1%}); one of them misses an op — not reporting either"
+        )
+    return info
+
+
+def analyze(
+    model: str,
+    *,
+    img_size: int | None = None,
+    batch_size: int = 1,
+    backward: bool = True,
+    verify: bool = False,
+    device: str = "meta",
+) -> FlopReport:
+    """Params and MACs (forward, and forward+backward) of a registry/timm model, on ``meta`` by default:
+    no weights or activations are allocated, so even ViT-H answers in seconds and little memory."""
+    from lvmharness.models import count_params, create_model, resolve
+
+    spec = resolve(model)
+    size = img_size or spec.default_img_size
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    net = create_model(spec, img_size=size, device=device)
+    x = torch.empty(batch_size, 3, size, size, device=device)
+    if device != "meta":
+        x.normal_()
+    fwd = forward_macs(net, x)
+    bwd = forward_backward_macs(net, x).macs if backward else None
+    report = FlopReport(
+        model=spec.timm_name, alias=model, img_size=size, batch_size=batch_size, params=count_params(net),
+        macs=fwd.macs, macs_fwd_bwd=bwd, by_op=fwd.by_op, by_module=fwd.by_module, device=device,
+        uncounted_ops=fwd.uncounted_ops,
+    )
+    if verify:
+        report.verified_by = verify_with_fvcore(model, size, batch_size, fwd.macs)
+    return report
+
+
+def scaling_exponent(sizes: Sequence[int], macs: Sequence[int]) -> float:
+    """Least-squares slope of log(MACs) against log(pixels) (∝ tokens for a fixed patch).
+
+    1.0 = linear in pixels (CNNs, windowed attention); → 2.0 as global attention dominates.
+    """
+    if len(sizes) != len(macs) or len(sizes) < 2:
+        raise ValueError("need at least two (size, macs) pairs")
+    xs = [math.log(s * s) for s in sizes]
+    ys = [math.log(m) for m in macs]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        raise ValueError("need at least two distinct sizes")
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+def module_table(report: FlopReport, *, depth: int = 2, top: int = 15) -> list[tuple[str, int, float]]:
+    """(module path, subtree MACs, share of total) for modules at most ``depth`` deep, largest first."""
+    rows = []
+    for path, ops in report.by_module.items():
+        if not path or path.count(".") + 1 > depth:
+            continue
+        macs = sum(ops.values())
+        if macs:
+            rows.append((path, macs, macs / report.macs if report.macs else 0.0))
+    rows.sort(key=lambda r: -r[1])
+    return rows[:top]
