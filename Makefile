@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lvm-installed
 ARGS ?=
 
-.PHONY: all install test bench bench-smoke lint fmt clean browser-deps
+.PHONY: all install test bench bench-smoke lint fmt clean browser-deps viz
 
 all: test
 
@@ -33,6 +33,13 @@ lint: $(STAMP)
 
 fmt: $(STAMP)
 	$(PY) -m ruff check --fix .
+
+viz: $(STAMP)
+	$(PY) model_viz.py $(ARGS)
+
+# Debian's chromium for the browser tests (root; CI runs this).
+browser-deps:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks

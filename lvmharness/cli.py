@@ -122,6 +122,19 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_viz(args: argparse.Namespace) -> int:
+    """The page lives in the top-level ``viz`` package (flask); the library never imports it, so this runs it."""
+    import importlib.util
+    import runpy
+
+    if importlib.util.find_spec("viz") is None:
+        raise ValueError("the viz package is not importable: run `lvm viz` from the repository root or install it")
+    rest = args.viz_args[1:] if args.viz_args[:1] == ["--"] else args.viz_args
+    sys.argv = ["lvm viz", *rest]
+    runpy.run_module("viz", run_name="__main__")
+    return 0
+
+
 def _cmd_env(args: argparse.Namespace) -> int:
     from lvmharness import envinfo
 
@@ -170,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True, help="graph JSON file to write")
     g.set_defaults(func=_cmd_graph)
 
+    v = sub.add_parser("viz", help="serve the architecture page (same as python model_viz.py)", add_help=False)
+    v.add_argument("viz_args", nargs=argparse.REMAINDER, help="--host, --port, --graphs, --no-generate")
+    v.set_defaults(func=_cmd_viz)
+
     e = sub.add_parser("env", help="print what env.json records about this machine")
     e.set_defaults(func=_cmd_env)
     return p
@@ -181,7 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lvmharness.models import ModelError
     from lvmharness.results import ResultsFileError
 
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["viz"]:  # everything after `viz` belongs to the page's own parser
+        raw = ["viz", "--", *raw[1:]]
+    args = build_parser().parse_args(raw)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -10,7 +10,6 @@ import difflib
 import fnmatch
 import functools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +17,18 @@ import timm
 import torch
 from torch import nn
 
+from lvmharness.aliases import _REGISTRY, FAMILIES, SEED_ALIASES, ModelSpec, family_of, register, registered
+
+__all__ = [
+    "FAMILIES", "SEED_ALIASES", "InvalidInputSizeError", "ModelError", "ModelSpec", "UnknownModelError",
+    "check_img_size", "count_params", "create_model", "family_of", "register", "registered", "resolve",
+]
+
 # Sanity bounds for a square input side, in pixels. Below 16 no model of the four families has a single
 # patch/feature; above 4096 a ViT-B forward needs > 10 TB of attention scores.
 MIN_IMG_SIZE = 16
 MAX_IMG_SIZE = 4096
 
-FAMILIES = ("vit", "deit", "swin", "resnet")
 
 
 class ModelError(ValueError):
@@ -49,92 +54,6 @@ class InvalidInputSizeError(ModelError):
         shown = f" Valid sizes near it: {', '.join(str(v) for v in valid)}." if valid else ""
         extra = f" {hint}" if hint else ""
         super().__init__(f"img_size {img_size} is not valid for {model}: {reason}.{shown}{extra}")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What to build: a timm name plus architecture overrides, and the name the user asked for."""
-
-    alias: str
-    timm_name: str
-    family: str
-    default_img_size: int = 224
-    # Architecture overrides passed to timm.create_model, as sorted items so the spec stays hashable.
-    overrides: tuple[tuple[str, Any], ...] = ()
-    note: str = ""
-
-    @property
-    def display_name(self) -> str:
-        return self.alias
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.overrides)
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
-
-
-def register(
-    alias: str,
-    timm_name: str,
-    family: str,
-    *,
-    default_img_size: int = 224,
-    note: str = "",
-    **kwargs: Any,
-) -> None:
-    if alias in _REGISTRY:
-        raise ValueError(f"alias {alias!r} is already registered")
-    _REGISTRY[alias] = ModelSpec(alias, timm_name, family, default_img_size, tuple(sorted(kwargs.items())), note)
-
-
-# The seed's four names, exactly as the seed used them.
-register("vit", "vit_base_patch16_224", "vit", note="seed alias")
-register("deit", "deit_base_patch16_224", "deit", note="seed alias")
-register("swin", "swin_base_patch4_window7_224", "swin", note="seed alias")
-register("resnet", "resnet50", "resnet", note="seed alias")
-# Size aliases.
-for _size in ("tiny", "small", "base", "large"):
-    register(f"vit_{_size}", f"vit_{_size}_patch16_224", "vit")
-register("vit_huge", "vit_huge_patch14_224", "vit")
-for _size in ("tiny", "small", "base"):
-    register(f"deit_{_size}", f"deit_{_size}_patch16_224", "deit")
-for _size in ("tiny", "small", "base", "large"):
-    register(f"swin_{_size}", f"swin_{_size}_patch4_window7_224", "swin")
-for _depth in (18, 34, 50, 101, 152):
-    register(f"resnet{_depth}", f"resnet{_depth}", "resnet")
-# Smoke models: the four architectures at toy width/depth and 32 px, for tests and CI (milliseconds a forward).
-register(
-    "smoke_vit", "vit_tiny_patch16_224", "vit", default_img_size=32, note="tiny, for tests/CI",
-    img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2,
-)
-register(
-    "smoke_deit", "deit_tiny_patch16_224", "deit", default_img_size=32, note="tiny, for tests/CI",
-    img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3,
-)
-register(
-    "smoke_swin", "swin_tiny_patch4_window7_224", "swin", default_img_size=32, note="tiny, for tests/CI",
-    img_size=32, embed_dim=24, depths=(2, 2), num_heads=(1, 2), window_size=4,
-)
-register(
-    "smoke_resnet", "resnet18", "resnet", default_img_size=32, note="tiny, for tests/CI",
-    layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_width=16,
-)
-
-SEED_ALIASES = ("vit", "deit", "swin", "resnet")
-
-
-def registered() -> Iterator[ModelSpec]:
-    yield from _REGISTRY.values()
-
-
-def family_of(timm_name: str) -> str:
-    base = timm_name.split(".")[0]
-    for fam in FAMILIES:
-        if base.startswith(fam):
-            return fam
-    return base.split("_")[0]
 
 
 @functools.lru_cache(maxsize=1)

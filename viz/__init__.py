@@ -1,0 +1,1 @@
+"""The Flask architecture page over lvmharness graph files."""

@@ -1,0 +1,33 @@
+"""``python -m viz`` (and ``python model_viz.py``, ``lvm viz``): serve the architecture page."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_GRAPHS = Path("results") / "graphs"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="model_viz.py", description="Serve the lvmharness architecture page.")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--graphs", type=Path, default=DEFAULT_GRAPHS, help="folder of graph JSON files (lvm graph)")
+    p.add_argument("--no-generate", action="store_true",
+                   help="serve saved graphs only; never build one (no torch import at all)")
+    args = p.parse_args(argv)
+    if not 0 < args.port < 65536:
+        p.error(f"--port must be in 1..65535, got {args.port}")
+    from viz.app import create_app
+
+    app = create_app(args.graphs, generate=not args.no_generate)
+    print(f"lvmharness architecture page: http://{args.host}:{args.port}/  (graphs in {args.graphs.resolve()})",
+          flush=True)
+    app.run(host=args.host, port=args.port, debug=False, threaded=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
