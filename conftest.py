@@ -29,7 +29,8 @@ import pytest
 import torch
 
 from lvmharness import envinfo
-from lvmharness.devices import DTYPES, DeviceUnavailableError, resolve_device, resolve_dtype
+from lvmharness.devices import DeviceUnavailableError, resolve_device
+from lvmharness.execution import DTYPE_MODES, ExecOptions, Prepared, check_dtype_mode
 from lvmharness.measure.flops import FlopReport, analyze
 from lvmharness.measure.latency import ForwardCase, RoundFn, Runner, Timer, TimingConfig
 from lvmharness.measure.peak import efficiency, matmul_peak
@@ -40,6 +41,7 @@ from lvmharness.profiles import (
     Profile,
     build_cases,
     get_profile,
+    parse_bytes,
     parse_int_list,
     parse_list,
 )
@@ -61,7 +63,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "--lvm-img-sizes)")
     g.addoption("--lvm-device", default="auto",
                 help="comma list of auto|cpu|cuda|cuda:N|mps (unavailable ones are skipped with the reason)")
-    g.addoption("--lvm-dtype", default=None, help="comma list of fp32|bf16|fp16 (default: the profile's)")
+    g.addoption("--lvm-dtype", default=None,
+                help="comma list of fp32|bf16|fp16|amp_bf16|amp_fp16 (default: the profile's; fp16 not on cpu)")
+    g.addoption("--lvm-channels-last", action="store_true", help="run every case in channels_last memory format")
+    g.addoption("--lvm-compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                help="torch.compile every model (backend: inductor unless given); compile time recorded apart")
+    g.addoption("--lvm-mem-limit", default=None, metavar="SIZE",
+                help="memory cap for each isolated memory case, e.g. 2GiB, 512MiB (enforced in the child)")
     g.addoption("--lvm-batch-sizes", default=None, help="comma list, e.g. 1,8,32")
     g.addoption("--lvm-img-sizes", default=None, help="comma list of square input sides in px, e.g. 224,384")
     g.addoption("--lvm-out", default="results", help="folder that receives <run-id>/results.json and env.json")
@@ -83,7 +91,7 @@ class LvmSession:
     _env: dict[str, Any] | None = None
     _flops: dict[tuple[str, int, int], FlopReport] = field(default_factory=dict)
     _peaks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _cached_key: tuple[str, str, str, int] | None = None
+    _cached_key: tuple[Any, ...] | None = None
     _cached: LoadedModel | None = None
 
     @property
@@ -123,7 +131,7 @@ class LvmSession:
         return self._store is not None
 
     def load(self, case: BenchCase) -> LoadedModel:
-        key = (case.model, case.device, case.dtype, case.img_size)
+        key = (case.model, case.device, case.dtype, case.img_size, case.options)
         if self._cached_key == key and self._cached is not None:
             return self._cached
         # One model in memory at a time: large models × devices would not fit otherwise.
@@ -131,11 +139,13 @@ class LvmSession:
         gc.collect()
         device = _device_or_skip(case.device)
         try:
-            dtype = resolve_dtype(case.dtype, device)
+            check_dtype_mode(case.dtype, device)
         except DeviceUnavailableError as exc:
             pytest.skip(str(exc))
-        model = create_model(case.spec, img_size=case.img_size, device=device, dtype=dtype).eval()
-        loaded = LoadedModel(case.spec.timm_name, model, device, dtype, Timer(device, self.timing))
+        model = create_model(case.spec, img_size=case.img_size, device=device).eval()
+        prepared = Prepared(model, device, case.exec_options())
+        compute = prepared.autocast_dtype or prepared.param_dtype
+        loaded = LoadedModel(case.spec.timm_name, prepared, device, compute, Timer(device, self.timing))
         self._cached, self._cached_key = loaded, key
         return loaded
 
@@ -143,10 +153,14 @@ class LvmSession:
 @dataclass
 class LoadedModel:
     timm_name: str
-    model: torch.nn.Module
+    prepared: Prepared  # the model with dtype/AMP, channels_last, compile applied
     device: torch.device
-    dtype: torch.dtype
+    dtype: torch.dtype  # the compute dtype (autocast's under AMP)
     timer: Timer  # one per model: its warm-up memory is per (model, input shape)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.prepared.model
 
 
 def _device_specs(config: pytest.Config) -> list[str]:
@@ -180,8 +194,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # Options are checked here, before collection: a typo stops the run with the reason and nothing measured.
         cases = _build_cases(config, profile)
         for dtype in parse_list(config.getoption("--lvm-dtype")) or []:
-            if dtype not in DTYPES:
-                raise ValueError(f"--lvm-dtype: unknown dtype {dtype!r}; valid dtypes are {', '.join(DTYPES)}")
+            if dtype not in DTYPE_MODES:
+                raise ValueError(f"--lvm-dtype: unknown dtype {dtype!r}; valid dtypes are {', '.join(DTYPE_MODES)}")
+        if config.getoption("--lvm-mem-limit"):
+            parse_bytes(config.getoption("--lvm-mem-limit"))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[SESSION_KEY] = LvmSession(
@@ -223,6 +239,11 @@ def _build_cases(config: pytest.Config, profile: Profile) -> list[BenchCase]:
         dtypes=parse_list(config.getoption("--lvm-dtype")),
         batch_sizes=parse_int_list(config.getoption("--lvm-batch-sizes"), "--lvm-batch-sizes"),
         img_sizes=parse_int_list(config.getoption("--lvm-img-sizes"), "--lvm-img-sizes"),
+        options=ExecOptions(
+            channels_last=bool(config.getoption("--lvm-channels-last")),
+            compile=config.getoption("--lvm-compile") is not None,
+            compile_backend=config.getoption("--lvm-compile") or "inductor",
+        ).id_options(),
     )
 
 
@@ -250,8 +271,7 @@ class Lvm:
         return self.session.load(self.case)
 
     def forward_case(self) -> ForwardCase:
-        loaded = self.model()
-        return ForwardCase(self.case.batch_size, self.case.img_size, loaded.dtype)
+        return ForwardCase(self.case.batch_size, self.case.img_size)
 
     @staticmethod
     def runner(benchmark: Any) -> Runner | None:

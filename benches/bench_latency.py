@@ -20,7 +20,7 @@ def bench_forward_latency(lvm: Lvm, benchmark: Any) -> None:
     with lvm.record("latency") as rec:
         loaded = lvm.model()
         values, provenance = forward_latency(
-            loaded.model, lvm.forward_case(), loaded.timer, runner=lvm.runner(benchmark)
+            loaded.prepared, lvm.forward_case(), loaded.timer, runner=lvm.runner(benchmark)
         )
         rec.values.update(values)
         rec.provenance.update(provenance)

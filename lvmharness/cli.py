@@ -37,17 +37,19 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_latency(args: argparse.Namespace) -> int:
-    from lvmharness.devices import resolve_device, resolve_dtype
+    from lvmharness.devices import resolve_device
+    from lvmharness.execution import ExecOptions, Prepared
     from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
     from lvmharness.models import create_model, resolve
 
     spec = resolve(args.model)
     device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
     size = args.img_size or spec.default_img_size
-    model = create_model(spec, img_size=size, device=device, dtype=dtype).eval()
+    options = ExecOptions(args.dtype, channels_last=args.channels_last, compile=args.compile)
+    model = create_model(spec, img_size=size, device=device).eval()
+    prepared = Prepared(model, device, options)
     timer = Timer(device, TimingConfig(budget_s=args.budget_s))
-    values, prov = forward_latency(model, ForwardCase(args.batch_size, size, dtype), timer)
+    values, prov = forward_latency(prepared, ForwardCase(args.batch_size, size), timer)
     if args.out:
         from lvmharness import envinfo
         from lvmharness.results import RunStore, make_record
@@ -57,7 +59,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
         store.add(make_record(
             run_id=store.run_id, metric="latency", model=spec.timm_name, alias=args.model, family=spec.family,
             device=str(device), dtype=args.dtype, batch_size=args.batch_size, img_size=size, values=values,
-            provenance=prov,
+            provenance=prov, options=options.id_options(),
         ))
         print(f"record written to {store.results_path}", file=sys.stderr)
     if args.json:
@@ -155,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     lat = sub.add_parser("latency", help="forward latency and throughput of one model at one shape")
     lat.add_argument("model")
     lat.add_argument("--device", default="auto")
-    lat.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    lat.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16", "amp_bf16", "amp_fp16"])
+    lat.add_argument("--channels-last", action="store_true")
+    lat.add_argument("--compile", action="store_true", help="torch.compile (compile time reported apart)")
     lat.add_argument("--batch-size", type=int, default=1)
     lat.add_argument("--img-size", type=int, default=None)
     lat.add_argument("--budget-s", type=float, default=2.0)

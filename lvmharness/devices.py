@@ -11,7 +11,8 @@ import torch
 
 VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 
-# Names used in ids, records and options; the value is what the model and inputs are cast to.
+# Storage dtypes by name (bytes per element for memory figures); execution modes, AMP included, live in
+# lvmharness.execution.
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -54,15 +55,6 @@ def resolve_device(spec: str) -> torch.device:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}: valid dtypes are {', '.join(DTYPES)}")
-    if name == "fp16" and device.type == "cpu":
-        # CPU fp16 kernels are emulated for many ops: the number would describe the emulation, not the model.
-        raise DeviceUnavailableError("dtype fp16 is not measured on cpu (emulated kernels); use fp32 or bf16")
-    return DTYPES[name]
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lvmharness.execution import ExecOptions
 from lvmharness.measure.latency import TimingConfig
 from lvmharness.models import ModelSpec, resolve
 from lvmharness.results import case_label
@@ -114,6 +115,16 @@ class BenchCase:
     def label(self) -> str:
         return case_label(self.model, self.device, self.dtype, self.batch_size, self.img_size, dict(self.options))
 
+    def exec_options(self) -> ExecOptions:
+        opts = dict(self.options)
+        compile_opt = opts.get("compile")
+        return ExecOptions(
+            dtype=self.dtype,
+            channels_last=bool(opts.get("channels_last")),
+            compile=bool(compile_opt),
+            compile_backend=compile_opt if isinstance(compile_opt, str) else "inductor",
+        )
+
     def identity(self, metric: str, phase: str = "inference") -> dict[str, Any]:
         """The identity fields of a result record for this case."""
         spec = self.spec
@@ -161,6 +172,7 @@ def build_cases(
     dtypes: Sequence[str] | None = None,
     batch_sizes: Sequence[int] | None = None,
     img_sizes: Sequence[int] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> list[BenchCase]:
     """Expand a profile, with any axis overridden, into cases ordered model-major (so a built model is reused).
 
@@ -186,10 +198,29 @@ def build_cases(
                     for size in grid.img_sizes:
                         for batch in grid.batch_sizes:
                             img = size if size is not None else spec_of(model).default_img_size
-                            seen.setdefault(BenchCase(model, device, dtype, batch, img), None)
+                            opts = tuple(sorted((options or {}).items()))
+                            seen.setdefault(BenchCase(model, device, dtype, batch, img, opts), None)
     order = {m: i for i, m in enumerate(dict.fromkeys(c.model for c in seen))}
     return sorted(seen, key=lambda c: (order[c.model], c.device, c.dtype))
 
 
 def _profile_batches(profile: Profile) -> tuple[int, ...]:
     return tuple(sorted({b for g in profile.grids for b in g.batch_sizes}))
+
+
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """'2GiB', '512MiB', '1.5GB', '1000000' -> bytes."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = m.group(2).lower() if m else ""
+    if not m or (unit and unit not in _UNITS):
+        raise ValueError(f"memory size {text!r} not understood: use e.g. 2GiB, 512MiB, 1.5GB or a byte count")
+    value = int(float(m.group(1)) * _UNITS[unit or "b"])
+    if value <= 0:
+        raise ValueError(f"memory size {text!r} must be positive")
+    return value

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvmharness.devices import DeviceUnavailableError, resolve_device, resolve_dtype, synchronizer
+from lvmharness.devices import DeviceUnavailableError, resolve_device, synchronizer
+from lvmharness.execution import check_dtype_mode
 
 
 def test_cpu_and_auto_resolve() -> None:
@@ -33,11 +34,12 @@ def test_cuda_index_out_of_range() -> None:
 
 def test_dtypes() -> None:
     cpu = torch.device("cpu")
-    assert resolve_dtype("bf16", cpu) is torch.bfloat16
+    assert check_dtype_mode("bf16", cpu) == (torch.bfloat16, None)
+    assert check_dtype_mode("amp_bf16", cpu) == (torch.float32, torch.bfloat16)
     with pytest.raises(DeviceUnavailableError, match="fp16 is not measured on cpu"):
-        resolve_dtype("fp16", cpu)
-    with pytest.raises(ValueError, match="valid dtypes are fp32, bf16, fp16"):
-        resolve_dtype("int8", cpu)
+        check_dtype_mode("fp16", cpu)
+    with pytest.raises(ValueError, match="valid dtypes are fp32, bf16, fp16, amp_bf16, amp_fp16"):
+        check_dtype_mode("int8", cpu)
 
 
 def test_cpu_synchronizer_is_a_callable_noop() -> None:

@@ -15,12 +15,13 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 from lvmharness.devices import synchronizer
+from lvmharness.execution import ExecOptions, Prepared
 
 # IQR / median above this marks a measurement as noisy (the architecture note's 10% rule).
 HIGH_VARIANCE_REL_IQR = 0.10
@@ -259,49 +260,35 @@ def settings(device: torch.device) -> dict[str, Any]:
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class ForwardCase:
     batch_size: int
     img_size: int
-    dtype: torch.dtype = torch.float32
-    channels: int = 3
     seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (self.batch_size, self.channels, self.img_size, self.img_size)
-
-
-def forward_fn(model: torch.nn.Module, case: ForwardCase, device: torch.device) -> RoundFn:
-    """One inference forward on a fixed random batch already on the device (transfer is not timed here)."""
-    gen = torch.Generator().manual_seed(case.seed)
-    x = torch.randn(case.shape, generator=gen).to(device=device, dtype=case.dtype)
-
-    def run() -> None:
-        with torch.inference_mode():
-            model(x)
-
-    return run
 
 
 def forward_latency(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Prepared,
     case: ForwardCase,
     timer: Timer,
     *,
     runner: Runner | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Time the forward of ``model`` (already on the timer's device, in eval mode) on one batch shape.
+    """Time the forward of a model (on the timer's device, eval mode) on one fixed random batch.
 
-    Returns (values, provenance) for a result record. ``latency_ms_*`` is the time of one synchronized forward of
-    the whole batch; ``throughput_img_s`` = images / wall time over all measured rounds at that batch.
+    ``model`` is a plain module (fp32, as it is) or a :class:`Prepared` one carrying dtype/AMP, channels_last and
+    torch.compile. Returns (values, provenance) for a result record. ``latency_ms_*`` is the time of one
+    synchronized forward of the whole batch; ``throughput_img_s`` = images / wall time over the measured rounds.
+    The input is already on the device: the transfer is not timed here (per-instance latency times it).
     """
-    fn = forward_fn(model, case, timer.device)
-    res = timer.measure(fn, key=(case.shape, case.dtype), runner=runner)
+    prepared = model if isinstance(model, Prepared) else Prepared(model, timer.device, ExecOptions())
+    x = prepared.make_input(case.batch_size, case.img_size, case.seed)
+    fn = prepared.forward_fn(x)  # under compile, the first call (the compile) happens and is timed here
+    res = timer.measure(fn, key=(tuple(x.shape), prepared.options), runner=runner)
     values: dict[str, Any] = res.stats.values("latency_ms")
     values["throughput_img_s"] = case.batch_size * res.rounds / res.total_s if res.total_s > 0 else math.inf
     values["samples"] = res.samples_ms
+    values.update(prepared.record_values(x))
     if res.device_stats is not None:
         values.update(res.device_stats.values("device_latency_ms"))
         values["device_samples"] = res.device_samples_ms
@@ -316,6 +303,7 @@ def forward_latency(
         "high_variance": res.stats.high_variance,
         "config": asdict(timer.config),
         "settings": settings(timer.device),
+        "execution": prepared.provenance(),
     }
     return values, provenance
 
