@@ -33,6 +33,7 @@ from lvmharness.devices import DeviceUnavailableError, resolve_device
 from lvmharness.execution import DTYPE_MODES, ExecOptions, Prepared, check_dtype_mode
 from lvmharness.measure.flops import FlopReport, analyze
 from lvmharness.measure.latency import ForwardCase, RoundFn, Runner, Timer, TimingConfig
+from lvmharness.measure.memory import MemoryCase
 from lvmharness.measure.peak import efficiency, matmul_peak
 from lvmharness.models import create_model
 from lvmharness.profiles import (
@@ -215,13 +216,19 @@ def display_device(spec: str) -> str:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """``lvm_case``: the full matrix. ``lvm_shape_case``: each (model, size) once, on meta (counting needs no
-    device, dtype or batch). ``lvm_model_case``: each model once, at its native size."""
+    device, dtype or batch). ``lvm_any_batch_case``: the matrix without its batch axis (max-batch search,
+    per-instance latency). ``lvm_model_case``: each model once, at its native size."""
     cases = metafunc.config.stash[SESSION_KEY].cases
     if "lvm_case" in metafunc.fixturenames:
         metafunc.parametrize("lvm_case", cases, ids=[c.label for c in cases])
     if "lvm_shape_case" in metafunc.fixturenames:
         shapes = list(dict.fromkeys(BenchCase(c.model, "meta", "fp32", 1, c.img_size) for c in cases))
         metafunc.parametrize("lvm_shape_case", shapes, ids=[c.label for c in shapes])
+    if "lvm_any_batch_case" in metafunc.fixturenames:
+        series = list(dict.fromkeys(
+            BenchCase(c.model, c.device, c.dtype, None, c.img_size, c.options) for c in cases
+        ))
+        metafunc.parametrize("lvm_any_batch_case", series, ids=[c.label for c in series])
     if "lvm_model_case" in metafunc.fixturenames:
         models = list(dict.fromkeys(
             BenchCase(c.model, "meta", "fp32", 1, c.spec.default_img_size) for c in cases
@@ -262,16 +269,33 @@ class Lvm:
 
     @contextmanager
     def record(self, metric: str, phase: str = "inference") -> Iterator[CaseRecorder]:
+        """A record is written whatever happens inside. An out-of-memory is recorded as ``oom`` and the bench
+        is reported as xfail: a result, not a crash, and visible in pytest's summary."""
         with self.session.store.case(**self.case.identity(metric, phase)) as rec:
             if self.case.spec.overrides:  # a smoke model is a timm architecture with these changes
                 rec.provenance["timm_overrides"] = self.case.spec.kwargs
             yield rec
+        if rec.status == "oom":
+            pytest.xfail(f"out of memory, recorded as status oom: {rec.error}")
+
+    def memory_case(self, mode: str, batch_size: int | None = None) -> MemoryCase:
+        case = self.case
+        opts = case.exec_options()
+        if opts.compile:
+            pytest.skip("memory under torch.compile is not measured (the child runs eager)")
+        limit = self.session.config.getoption("--lvm-mem-limit")
+        _device_or_skip(case.device)
+        return MemoryCase(
+            model=case.model, device=case.device, dtype=case.dtype,
+            batch_size=batch_size or case.batch_size or 1, img_size=case.img_size, mode=mode,
+            channels_last=opts.channels_last, mem_limit_bytes=parse_bytes(limit) if limit else None,
+        )
 
     def model(self) -> LoadedModel:
         return self.session.load(self.case)
 
     def forward_case(self) -> ForwardCase:
-        return ForwardCase(self.case.batch_size, self.case.img_size)
+        return ForwardCase(self.case.batch_size or 1, self.case.img_size)
 
     @staticmethod
     def runner(benchmark: Any) -> Runner | None:
@@ -287,7 +311,7 @@ class Lvm:
     def efficiency(self, values: dict[str, Any]) -> dict[str, Any]:
         """MACs/FLOPs of this case, achieved FLOP/s at the median latency and MFU against the measured peak."""
         case = self.case
-        report = self.session.flops(case.model, case.img_size, case.batch_size)
+        report = self.session.flops(case.model, case.img_size, case.batch_size or 1)
         loaded = self.model()
         peak = self.session.peak(loaded.device, loaded.dtype, case.dtype)
         out: dict[str, Any] = {"macs": report.macs, "flops": report.flops}
@@ -309,6 +333,11 @@ def lvm(request: pytest.FixtureRequest, lvm_case: BenchCase) -> Lvm:
 @pytest.fixture
 def lvm_shape(request: pytest.FixtureRequest, lvm_shape_case: BenchCase) -> Lvm:
     return Lvm(request.config.stash[SESSION_KEY], lvm_shape_case)
+
+
+@pytest.fixture
+def lvm_any_batch(request: pytest.FixtureRequest, lvm_any_batch_case: BenchCase) -> Lvm:
+    return Lvm(request.config.stash[SESSION_KEY], lvm_any_batch_case)
 
 
 @pytest.fixture

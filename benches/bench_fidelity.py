@@ -20,7 +20,7 @@ def bench_timer_fidelity(lvm_session: LvmSession, model: str, benchmark: Any) ->
     lvm = Lvm(lvm_session, case)
     with lvm.record("timer_fidelity") as rec:
         loaded = lvm.model()
-        fn = loaded.prepared.forward_fn(loaded.prepared.make_input(case.batch_size, case.img_size))
+        fn = loaded.prepared.forward_fn(loaded.prepared.make_input(1, case.img_size))
         values = fidelity(fn, loaded.timer, key=("fidelity", case.label), runner=lvm.runner(benchmark))
         rec.values.update(values)
         rec.provenance["reference_timers"] = ["torch.utils.benchmark.Timer.blocked_autorange", "bare perf_counter"]

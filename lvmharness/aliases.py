@@ -77,7 +77,7 @@ register(
     img_size=32, embed_dim=24, depths=(2, 2), num_heads=(1, 2), window_size=4,
 )
 register(
-    "smoke_resnet", "resnet18", "resnet", default_img_size=32, note="tiny, for tests/CI",
+    "smoke_resnet", "resnet18", "resnet", default_img_size=64, note="tiny, for tests/CI",
     layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_width=16,
 )
 

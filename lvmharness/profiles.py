@@ -37,6 +37,8 @@ class Profile:
     grids: tuple[Grid, ...]
     dtypes: tuple[str, ...] = ("fp32",)
     timing: TimingConfig = field(default_factory=TimingConfig)
+    offline_batch: int = 8  # batch of the offline throughput recorded beside per-instance latency
+    instance_budget_s: float = 5.0  # per-instance requests run at least this long (and >= the p90 minimum)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -46,9 +48,11 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke",
-        "tiny models at 32/64 px, a few rounds each: seconds, for CI",
-        (Grid(SMOKE_MODELS, (1, 2), (32,)), Grid(SMOKE_MODELS, (1,), (64,))),
+        "tiny models at their native 32/64 px and at 96 px, a few rounds each: seconds, for CI",
+        (Grid(SMOKE_MODELS, (1, 2), (None,)), Grid(SMOKE_MODELS, (1,), (96,))),
         timing=TimingConfig(warmup_rounds=2, warmup_s=0.01, budget_s=0.05, min_rounds=3, max_rounds=20),
+        offline_batch=4,
+        instance_budget_s=0.0,
     ),
     "default": Profile(
         "default",
@@ -82,6 +86,8 @@ PROFILES: dict[str, Profile] = {
         ),
         dtypes=("fp32", "bf16"),
         timing=TimingConfig(warmup_rounds=5, warmup_s=1.0, budget_s=3.0, min_rounds=10, max_rounds=500),
+        offline_batch=64,
+        instance_budget_s=10.0,
     ),
 }
 
@@ -103,7 +109,7 @@ class BenchCase:
     model: str  # as the user named it (alias or timm name)
     device: str
     dtype: str
-    batch_size: int
+    batch_size: int | None  # None: a case over all batch sizes (max-batch search, per-instance latency)
     img_size: int
     options: tuple[tuple[str, Any], ...] = ()
 

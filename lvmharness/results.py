@@ -222,6 +222,7 @@ class RunStore:
             if type(exc).__name__ in ("Skipped", "XFailed"):
                 status = "skipped"
             message = f"{type(exc).__name__}: {exc}"
+            rec.status, rec.error = status, message
             prov = dict(rec.provenance)
             if status == "error":
                 prov["traceback"] = traceback.format_exc(limit=8)

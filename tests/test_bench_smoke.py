@@ -39,9 +39,9 @@ def test_smoke_vit_bench_writes_valid_records_and_benchmark_json(tmp_path: Path)
         validator.validate(rec)
     assert all(r["family"] == "vit" and r["status"] == "ok" for r in records)
     latency = [r for r in records if r["metric"] == "latency"]
-    assert {(r["batch_size"], r["img_size"]) for r in latency} == {(1, 32), (2, 32), (1, 64)}
+    assert {(r["batch_size"], r["img_size"]) for r in latency} == {(1, 32), (2, 32), (1, 96)}
     flops = {r["img_size"]: r for r in records if r["metric"] == "flops"}
-    assert set(flops) == {32, 64}
+    assert set(flops) == {32, 96}
     assert flops[32]["provenance"]["verified_by"]["rel_diff"] <= 1e-3
     for rec in latency:
         assert len(rec["values"]["samples"]) == rec["provenance"]["rounds"]
@@ -49,6 +49,11 @@ def test_smoke_vit_bench_writes_valid_records_and_benchmark_json(tmp_path: Path)
         # MACs scale with batch; MFU uses the peak measured by the probe recorded in env.json.
         assert rec["values"]["macs"] == rec["batch_size"] * flops[rec["img_size"]]["values"]["macs"]
         assert 0 < rec["values"]["mfu"] < 1.5
+    memory = {(r["metric"], r["batch_size"], r["img_size"]): r for r in records if r["metric"].startswith("memory")}
+    assert len(memory) == 6 and all(r["provenance"]["isolation"] == "fresh process" for r in memory.values())
+    instance = [r for r in records if r["metric"] == "instance_latency"]
+    assert {r["img_size"] for r in instance} == {32, 96}
+    assert all(r["values"]["instance_p90_sufficient"] and r["values"]["offline_throughput_img_s"] > 0 for r in instance)
     (scaling,) = [r for r in records if r["metric"] == "flops_scaling"]
     assert 1.0 < scaling["values"]["macs_exponent_vs_pixels"] < 2.0
     env = json.loads((run_dir / "env.json").read_text())

@@ -1,0 +1,26 @@
+"""Per-instance (single-stream) latency: batch 1, one request after another, transfer included; offline
+throughput at a large batch recorded beside it under a different name.
+
+    pytest benches/bench_instance.py -k deit
+"""
+
+from __future__ import annotations
+
+from conftest import Lvm
+from lvmharness.measure.instance import single_stream
+from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
+
+
+def bench_per_instance_latency(lvm_any_batch: Lvm) -> None:
+    lvm = lvm_any_batch
+    profile = lvm.session.profile
+    with lvm.record("instance_latency") as rec:
+        loaded = lvm.model()
+        values, provenance = single_stream(loaded.prepared, lvm.case.img_size, budget_s=profile.instance_budget_s)
+        rec.values.update(values)
+        rec.provenance.update(provenance)
+        # Offline: images / wall time at a large batch. Its own timer, so warm-up is per this shape too.
+        offline_case = ForwardCase(profile.offline_batch, lvm.case.img_size)
+        offline, _ = forward_latency(loaded.prepared, offline_case, Timer(loaded.device, lvm.session.timing))
+        rec.values["offline_throughput_img_s"] = offline["throughput_img_s"]
+        rec.values["offline_batch_size"] = profile.offline_batch

@@ -1,0 +1,306 @@
+"""Peak memory, measured in its own pass and its own process.
+
+Rules: memory is never read during timing; each case runs in a fresh spawned Python process (``run_isolated``)
+so the CPU peak is the peak RSS (VmHWM) of a process that ran only that case, minus its baseline before the model
+was built; on CUDA the allocator's peaks are read after empty_cache + reset_peak_memory_stats + synchronize. An
+out-of-memory is a result (``status: oom``), never a silent change of batch size, and a child that crashes or is
+killed is an ``error`` result while the caller goes on.
+
+The child is ``python -m lvmharness.measure.memory '<case json>'``; it prints one ``LVM_RESULT {json}`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MODES = ("inference", "train_step")
+RESULT_TAG = "LVM_RESULT "
+
+
+@dataclass(frozen=True)
+class MemoryCase:
+    model: str
+    device: str = "cpu"
+    dtype: str = "fp32"
+    batch_size: int = 1
+    img_size: int | None = None
+    mode: str = "inference"
+    channels_last: bool = False
+    mem_limit_bytes: int | None = None  # enforced in the child: RLIMIT_DATA on CPU, a memory fraction on CUDA
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r}: valid modes are {', '.join(MODES)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class MemoryResult:
+    status: str  # ok | oom | error
+    error: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+# --- in the child ------------------------------------------------------------------------------------------------
+
+
+def _proc_status(key: str) -> int | None:
+    """A /proc/self/status field in bytes (VmRSS, VmHWM, VmData), or None off Linux."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Linux >= 4.0: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _tensor_bytes(tensors: Any) -> int:
+    import torch
+
+    seen: set[int] = set()
+    total = 0
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def measure_in_process(case: MemoryCase) -> MemoryResult:
+    """Run one memory case here. Meant for a fresh child process (``run_isolated``); raises on OOM."""
+    import torch
+
+    from lvmharness.devices import resolve_device, synchronizer
+    from lvmharness.execution import check_dtype_mode
+    from lvmharness.models import create_model, resolve
+
+    device = resolve_device(case.device)
+    param_dtype, autocast_dtype = check_dtype_mode(case.dtype, device)
+    spec = resolve(case.model)
+    size = case.img_size or spec.default_img_size
+    sync = synchronizer(device)
+    prov: dict[str, Any] = {"isolation": "fresh process", "pid": os.getpid(), "mode": case.mode,
+                            "torch_num_threads": torch.get_num_threads()}
+
+    # Start the thread pools before any cap, so the cap measures the case and not thread stacks.
+    torch.mm(torch.ones(64, 64), torch.ones(64, 64))
+    if case.mem_limit_bytes is not None:
+        _apply_limit(case.mem_limit_bytes, device, prov)
+
+    values: dict[str, Any] = {}
+    rss_base = _proc_status("VmRSS")
+    hwm_reset = _reset_peak_rss()
+    prov["rss_peak_reset"] = hwm_reset
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        sync()
+        base_alloc = torch.cuda.memory_allocated(device)
+
+    model = create_model(spec, img_size=size, device=device).to(dtype=param_dtype)
+    if case.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(case.batch_size, 3, size, size, generator=gen).to(device=device, dtype=param_dtype)
+    if case.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    values["mem_weights_bytes"] = _tensor_bytes(model.parameters())
+    values["mem_buffers_bytes"] = _tensor_bytes(model.buffers())
+    values["mem_input_bytes"] = x.numel() * x.element_size()
+
+    def autocast() -> Any:
+        if autocast_dtype is None:
+            return torch.autocast(device_type=device.type, enabled=False)
+        return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+
+    sync()
+    if cuda:
+        before_fwd = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before_fwd = _proc_status("VmRSS")
+    _reset_peak_rss()
+
+    if case.mode == "inference":
+        model.eval()
+        with torch.inference_mode(), autocast():
+            model(x)
+        sync()
+        if cuda:
+            values["mem_activations_peak_bytes"] = torch.cuda.max_memory_allocated(device) - before_fwd
+    else:
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        target = torch.randint(0, 1000, (case.batch_size,), generator=gen).to(device)
+        with autocast():
+            loss = torch.nn.functional.cross_entropy(model(x).float(), target)
+        sync()
+        if cuda:
+            values["mem_activations_peak_bytes"] = torch.cuda.max_memory_allocated(device) - before_fwd
+        hwm_fwd = _proc_status("VmHWM")
+        if hwm_fwd is not None and rss_before_fwd is not None:
+            values["rss_forward_peak_delta_bytes"] = hwm_fwd - rss_before_fwd
+        loss.backward()
+        opt.step()
+        sync()
+        values["mem_grads_bytes"] = _tensor_bytes(p.grad for p in model.parameters() if p.grad is not None)
+        values["mem_optimizer_bytes"] = _tensor_bytes(
+            t for state in opt.state.values() for t in state.values() if isinstance(t, torch.Tensor)
+        )
+
+    if cuda:
+        values["mem_allocated_peak_bytes"] = torch.cuda.max_memory_allocated(device) - base_alloc
+        values["mem_reserved_peak_bytes"] = torch.cuda.max_memory_reserved(device)
+        values["mem_allocated_end_bytes"] = torch.cuda.memory_allocated(device) - base_alloc
+    elif device.type == "mps":
+        values["mps_current_allocated_bytes"] = torch.mps.current_allocated_memory()
+        values["mps_driver_allocated_bytes"] = torch.mps.driver_allocated_memory()
+    hwm = _proc_status("VmHWM")
+    if hwm is not None and rss_base is not None:
+        values["rss_peak_bytes"] = hwm
+        values["rss_baseline_bytes"] = rss_base
+        values["rss_peak_delta_bytes"] = hwm - rss_base
+        if case.mode == "inference" and rss_before_fwd is not None:
+            values["rss_forward_peak_delta_bytes"] = hwm - rss_before_fwd
+    prov["model"] = spec.timm_name
+    prov["img_size"] = size
+    return MemoryResult("ok", None, values, prov)
+
+
+def _apply_limit(limit: int, device: Any, prov: dict[str, Any]) -> None:
+    if device.type == "cuda":
+        import torch
+
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), device)
+        prov["mem_limit"] = f"torch.cuda.set_per_process_memory_fraction({limit}/{total})"
+        return
+    # RLIMIT_DATA covers the heap and private anonymous mappings (Linux >= 4.7): what tensors allocate.
+    data_now = _proc_status("VmData") or 0
+    soft = data_now + limit
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+    prov["mem_limit"] = f"RLIMIT_DATA = VmData at start ({data_now}) + {limit}"
+
+
+def _child_main(arg: str) -> int:
+    from lvmharness.results import is_oom
+
+    case = MemoryCase(**json.loads(arg))
+    try:
+        result = measure_in_process(case)
+    except BaseException as exc:  # reported to the parent, which writes the record
+        status = "oom" if is_oom(exc) else "error"
+        result = MemoryResult(status, f"{type(exc).__name__}: {exc}")
+    print(RESULT_TAG + json.dumps(asdict(result)), flush=True)
+    return 0
+
+
+# --- in the parent ------------------------------------------------------------------------------------------------
+
+
+def run_isolated(
+    case: MemoryCase,
+    *,
+    timeout_s: float = 900.0,
+    on_spawn: Callable[[subprocess.Popen[str]], None] | None = None,
+) -> MemoryResult:
+    """Run ``case`` in a fresh Python process and return its result; never raises for the child's failures."""
+    cmd = [sys.executable, "-m", "lvmharness.measure.memory", json.dumps(asdict(case))]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if on_spawn is not None:
+        on_spawn(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return MemoryResult("error", f"child process exceeded {timeout_s:.0f} s and was killed",
+                            provenance={"stderr_tail": err[-2000:]})
+    wall = time.perf_counter() - started
+    for line in reversed(out.splitlines()):
+        if line.startswith(RESULT_TAG):
+            data = json.loads(line[len(RESULT_TAG):])
+            result = MemoryResult(**data)
+            result.provenance["child_wall_s"] = wall
+            return result
+    code = proc.returncode
+    how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    if code == -signal.SIGKILL and case.mem_limit_bytes is None:
+        how += " (the kernel's OOM killer, or someone, killed it)"
+    return MemoryResult("error", f"child process {how} before reporting a result",
+                        provenance={"stderr_tail": err[-2000:], "child_wall_s": wall})
+
+
+def max_batch(
+    template: MemoryCase,
+    *,
+    start: int = 1,
+    upper: int = 4096,
+    timeout_s: float = 900.0,
+) -> dict[str, Any]:
+    """Largest batch whose case runs without OOM: doubling from ``start``, then bisection. Each probe is its own
+    isolated child. Needs a cap (``mem_limit_bytes``) on CPU, where the machine's RAM is no useful limit."""
+    if template.mem_limit_bytes is None and template.device.startswith("cpu"):
+        raise ValueError("max batch search on cpu needs a memory cap (--lvm-mem-limit, e.g. 2GiB)")
+    probes: list[list[Any]] = []
+
+    def fits(batch: int) -> bool:
+        res = run_isolated(_with_batch(template, batch), timeout_s=timeout_s)
+        probes.append([batch, res.status])
+        if res.status == "error":
+            raise RuntimeError(f"probe at batch {batch} failed: {res.error}")
+        return res.status == "ok"
+
+    if not fits(start):
+        return {"max_batch_size": 0, "first_oom_batch": start, "probes": probes}
+    ok, bad = start, None
+    while bad is None and ok < upper:
+        nxt = min(ok * 2, upper)
+        if fits(nxt):
+            ok = nxt
+        else:
+            bad = nxt
+    if bad is None:
+        return {"max_batch_size": ok, "first_oom_batch": None, "probes": probes, "hit_upper_bound": True}
+    while bad - ok > 1:
+        mid = (ok + bad) // 2
+        if fits(mid):
+            ok = mid
+        else:
+            bad = mid
+    return {"max_batch_size": ok, "first_oom_batch": bad, "probes": probes}
+
+
+def _with_batch(case: MemoryCase, batch: int) -> MemoryCase:
+    return MemoryCase(**{**asdict(case), "batch_size": batch})
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1]))

@@ -1,0 +1,99 @@
+"""Isolated memory cases: peaks grow with batch, a cap gives oom and the next case runs, killed children."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from lvmharness.measure.memory import MemoryCase, max_batch, run_isolated
+from lvmharness.profiles import parse_bytes
+
+MiB = 2**20
+
+
+def test_cpu_peak_rss_grows_with_batch() -> None:
+    small = run_isolated(MemoryCase("smoke_resnet", batch_size=1, img_size=160))
+    large = run_isolated(MemoryCase("smoke_resnet", batch_size=16, img_size=160))
+    assert small.status == large.status == "ok", (small.error, large.error)
+    assert large.values["rss_peak_delta_bytes"] > small.values["rss_peak_delta_bytes"]
+    assert large.values["rss_peak_bytes"] > small.values["rss_peak_bytes"]
+    # The baseline is taken in the fresh child after imports, before the model exists.
+    assert 0 < small.values["rss_baseline_bytes"] < small.values["rss_peak_bytes"]
+    assert large.provenance["pid"] != small.provenance["pid"] != os.getpid()
+
+
+def test_train_step_breakdown() -> None:
+    res = run_isolated(MemoryCase("smoke_vit", batch_size=2, mode="train_step"))
+    assert res.status == "ok", res.error
+    v = res.values
+    assert v["mem_grads_bytes"] == v["mem_weights_bytes"] == 178_600 * 4
+    # AdamW keeps two fp32 moments per parameter plus a step counter per tensor.
+    assert 2 * v["mem_weights_bytes"] <= v["mem_optimizer_bytes"] < 2 * v["mem_weights_bytes"] + 4096
+    assert v["rss_forward_peak_delta_bytes"] > 0
+
+
+def test_a_capped_child_ooms_and_the_next_case_succeeds() -> None:
+    cap = 256 * MiB
+    too_big = run_isolated(MemoryCase("smoke_resnet", batch_size=512, img_size=224, mem_limit_bytes=cap))
+    assert too_big.status == "oom"
+    assert "allocate" in (too_big.error or "")
+    fits = run_isolated(MemoryCase("smoke_resnet", batch_size=2, img_size=224, mem_limit_bytes=cap))
+    assert fits.status == "ok", fits.error
+    assert fits.values["rss_peak_delta_bytes"] < cap + 64 * MiB
+
+
+def test_a_killed_child_is_an_error_result() -> None:
+    def kill(proc: subprocess.Popen[str]) -> None:
+        os.kill(proc.pid, signal.SIGKILL)
+
+    res = run_isolated(MemoryCase("smoke_vit"), on_spawn=kill)
+    assert res.status == "error"
+    assert "killed by signal SIGKILL" in (res.error or "")
+    after = run_isolated(MemoryCase("smoke_vit"))
+    assert after.status == "ok"
+
+
+def test_a_child_past_its_time_is_killed_and_reported() -> None:
+    res = run_isolated(MemoryCase("smoke_vit"), timeout_s=0.05)
+    assert res.status == "error" and "exceeded" in (res.error or "")
+
+
+def test_an_error_inside_the_child_comes_back_as_text() -> None:
+    res = run_isolated(MemoryCase("smoke_vit", img_size=36))
+    assert res.status == "error" and "multiple of the patch size 8" in (res.error or "")
+
+
+def test_max_batch_search_under_a_cap() -> None:
+    found = max_batch(MemoryCase("smoke_resnet", img_size=448, mem_limit_bytes=160 * MiB), upper=1024)
+    assert found["max_batch_size"] >= 1
+    assert found["first_oom_batch"] == found["max_batch_size"] + 1
+    statuses = dict((b, s) for b, s in found["probes"])
+    assert statuses[found["max_batch_size"]] == "ok" and statuses[found["first_oom_batch"]] == "oom"
+
+
+def test_max_batch_on_cpu_needs_a_cap() -> None:
+    with pytest.raises(ValueError, match="needs a memory cap"):
+        max_batch(MemoryCase("smoke_vit"))
+
+
+def test_bad_cases_and_sizes() -> None:
+    with pytest.raises(ValueError, match="valid modes"):
+        MemoryCase("smoke_vit", mode="training")
+    assert parse_bytes("2GiB") == 2 * 2**30 and parse_bytes("512MiB") == 512 * MiB and parse_bytes("1.5GB") == 1.5e9
+    for bad in ("lots", "2 parsecs", "0"):
+        with pytest.raises(ValueError, match="memory size"):
+            parse_bytes(bad)
+
+
+@pytest.mark.cuda
+def test_cuda_allocated_le_reserved_and_training_exceeds_inference() -> None:
+    inf = run_isolated(MemoryCase("vit_small", device="cuda", batch_size=32, mode="inference"))
+    train = run_isolated(MemoryCase("vit_small", device="cuda", batch_size=32, mode="train_step"))
+    assert inf.status == train.status == "ok", (inf.error, train.error)
+    for res in (inf, train):
+        assert 0 < res.values["mem_allocated_peak_bytes"] <= res.values["mem_reserved_peak_bytes"]
+    assert train.values["mem_allocated_peak_bytes"] > inf.values["mem_allocated_peak_bytes"]
+    assert train.values["mem_activations_peak_bytes"] > inf.values["mem_activations_peak_bytes"]
