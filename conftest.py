@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,8 @@ import pytest
 import torch
 
 from lvmharness import envinfo
+from lvmharness.data import DataSplits
+from lvmharness.data import build as build_datasets
 from lvmharness.devices import DeviceUnavailableError, resolve_device
 from lvmharness.execution import DTYPE_MODES, ExecOptions, Prepared, check_dtype_mode
 from lvmharness.measure.flops import FlopReport, analyze
@@ -69,6 +71,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lvm-channels-last", action="store_true", help="run every case in channels_last memory format")
     g.addoption("--lvm-compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                 help="torch.compile every model (backend: inductor unless given); compile time recorded apart")
+    g.addoption("--lvm-train-dataset", default="auto", choices=["auto", "synthetic", "cifar100", "imagenet"],
+                help="data of the training benches; auto = cifar100 if <data-dir>/cifar-100-python exists, else "
+                     "synthetic")
+    g.addoption("--lvm-data-dir", default="data", help="where the training benches look for datasets")
     g.addoption("--lvm-mem-limit", default=None, metavar="SIZE",
                 help="memory cap for each isolated memory case, e.g. 2GiB, 512MiB (enforced in the child)")
     g.addoption("--lvm-batch-sizes", default=None, help="comma list, e.g. 1,8,32")
@@ -343,6 +349,23 @@ def lvm_any_batch(request: pytest.FixtureRequest, lvm_any_batch_case: BenchCase)
 @pytest.fixture
 def lvm_model_only(request: pytest.FixtureRequest, lvm_model_case: BenchCase) -> Lvm:
     return Lvm(request.config.stash[SESSION_KEY], lvm_model_case)
+
+
+@pytest.fixture(scope="session")
+def lvm_train_data(request: pytest.FixtureRequest) -> Callable[[int], DataSplits]:
+    """Datasets for training benches, built once per image size for the whole session."""
+    choice = request.config.getoption("--lvm-train-dataset")
+    root = Path(request.config.getoption("--lvm-data-dir"))
+    if choice == "auto":
+        choice = "cifar100" if (root / "cifar-100-python" / "train").is_file() else "synthetic"
+    cache: dict[int, DataSplits] = {}
+
+    def get(img_size: int) -> DataSplits:
+        if img_size not in cache:
+            cache[img_size] = build_datasets(choice, data_dir=root, img_size=img_size, synthetic_size=512)
+        return cache[img_size]
+
+    return get
 
 
 @pytest.fixture(scope="session")

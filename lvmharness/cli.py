@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True, help="graph JSON file to write")
     g.set_defaults(func=_cmd_graph)
 
+    sub.add_parser("train", help="train / fine-tune a model (same flags as train.py; lvm train --help)",
+                   add_help=False)
     v = sub.add_parser("viz", help="serve the architecture page (same as python model_viz.py)", add_help=False)
     v.add_argument("viz_args", nargs=argparse.REMAINDER, help="--host, --port, --graphs, --no-generate")
     v.set_defaults(func=_cmd_viz)
@@ -203,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lvmharness.results import ResultsFileError
 
     raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["train"]:  # train.py's own parser, flags and all
+        from lvmharness.training import main as train_main
+
+        return train_main(raw[1:], prog="lvm train")
     if raw[:1] == ["viz"]:  # everything after `viz` belongs to the page's own parser
         raw = ["viz", "--", *raw[1:]]
     args = build_parser().parse_args(raw)

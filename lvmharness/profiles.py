@@ -39,6 +39,7 @@ class Profile:
     timing: TimingConfig = field(default_factory=TimingConfig)
     offline_batch: int = 8  # batch of the offline throughput recorded beside per-instance latency
     instance_budget_s: float = 5.0  # per-instance requests run at least this long (and >= the p90 minimum)
+    train_steps: int = 5  # bounded training steps per training bench case
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -53,6 +54,7 @@ PROFILES: dict[str, Profile] = {
         timing=TimingConfig(warmup_rounds=2, warmup_s=0.01, budget_s=0.05, min_rounds=3, max_rounds=20),
         offline_batch=4,
         instance_budget_s=0.0,
+        train_steps=3,
     ),
     "default": Profile(
         "default",
@@ -88,6 +90,7 @@ PROFILES: dict[str, Profile] = {
         timing=TimingConfig(warmup_rounds=5, warmup_s=1.0, budget_s=3.0, min_rounds=10, max_rounds=500),
         offline_batch=64,
         instance_budget_s=10.0,
+        train_steps=50,
     ),
 }
 
