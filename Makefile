@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lvm-installed
 ARGS ?=
 
-.PHONY: all install test bench bench-smoke lint fmt clean browser-deps viz
+.PHONY: all install test bench bench-smoke lint fmt clean browser-deps viz baseline
 
 all: test
 
@@ -33,6 +33,13 @@ lint: $(STAMP)
 
 fmt: $(STAMP)
 	$(PY) -m ruff check --fix .
+
+# Refresh the CI baseline of deterministic counts after an intended change to a model or the counter.
+baseline: $(STAMP)
+	rm -rf .baseline-run
+	$(PY) -m pytest benches/bench_flops.py --lvm-profile smoke --lvm-out .baseline-run --lvm-run-id base -q
+	$(PY) -m lvmharness baseline .baseline-run/base -o benches/baseline/smoke.json
+	rm -rf .baseline-run
 
 viz: $(STAMP)
 	$(PY) model_viz.py $(ARGS)

@@ -81,6 +81,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lvm-img-sizes", default=None, help="comma list of square input sides in px, e.g. 224,384")
     g.addoption("--lvm-out", default="results", help="folder that receives <run-id>/results.json and env.json")
     g.addoption("--lvm-run-id", default=None, help="run id (default: UTC time + random suffix)")
+    g.addoption("--lvm-trace", action="store_true",
+                help="after timing, trace each case with torch.profiler (separate, untimed pass) into "
+                     "<run>/tb/<case> with TensorBoard scalars of its key values")
     g.addoption("--lvm-budget-s", type=float, default=None, help="seconds of measured rounds per case")
 
 
@@ -324,6 +327,16 @@ class Lvm:
         out.update(efficiency(report.macs, values["latency_ms_p50"], peak["flops_per_s"]))
         out["peak_flops_per_s"] = peak["flops_per_s"]
         return out
+
+    def trace(self, metric: str, fn: Callable[[], Any], values: dict[str, Any]) -> None:
+        """With --lvm-trace: a torch.profiler trace of ``fn`` plus scalars of ``values``, after the timed pass."""
+        if not self.session.config.getoption("--lvm-trace"):
+            return
+        from lvmharness.profiling import trace, write_scalars
+
+        out = self.session.store.run_dir / "tb" / f"{metric}-{self.case.label}"
+        trace(fn, out, self.model().device, worker_name=self.case.label)
+        write_scalars(out, {k: v for k, v in values.items() if k in EXTRA_INFO_KEYS}, prefix=f"{metric}/")
 
     def extra_info(self, benchmark: Any, values: dict[str, Any]) -> None:
         benchmark.extra_info.update({k: values[k] for k in EXTRA_INFO_KEYS if k in values})

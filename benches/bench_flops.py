@@ -10,6 +10,7 @@ a disagreement over 0.1% or an op without a MAC formula fails the case instead o
 from __future__ import annotations
 
 from conftest import Lvm
+from lvmharness.graph import build_graph, structure_id
 from lvmharness.measure.flops import analyze, scaling_exponent
 
 SCALING_STEPS = (1, 2, 3, 4)  # multiples of the native size: every one is valid for ViT, Swin and ResNet
@@ -23,6 +24,8 @@ def bench_macs(lvm_shape: Lvm) -> None:
             params=report.params, macs=report.macs, flops=report.flops, macs_fwd_bwd=report.macs_fwd_bwd,
             flops_fwd_bwd=report.flops_fwd_bwd, gmacs=report.macs / 1e9,
         )
+        graph = build_graph(case.model, img_size=case.img_size, backward=False)
+        rec.values.update(graph_modules=graph["totals"]["modules"], graph_structure_id=structure_id(graph))
         rec.provenance.update(
             counter=report.counter, counted_on=report.device, uncounted_ops=report.uncounted_ops,
             macs_by_op=report.by_op, verified_by=report.verified_by,

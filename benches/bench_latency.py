@@ -30,3 +30,7 @@ def bench_forward_latency(lvm: Lvm, benchmark: Any) -> None:
         rec.values.update(eff)
         values.update(eff)
         lvm.extra_info(benchmark, values)
+        # Profiling distorts time: the trace is its own pass, after the measurement (only with --lvm-trace).
+        prepared = loaded.prepared
+        lvm.trace("latency", prepared.forward_fn(prepared.make_input(lvm.case.batch_size or 1, lvm.case.img_size)),
+                  values)

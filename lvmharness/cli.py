@@ -137,6 +137,51 @@ def _cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from lvmharness.report import build_report
+
+    runs = [Path(r) for r in args.runs]
+    out = Path(args.output) if args.output else (runs[0] if runs[0].is_dir() else runs[0].parent) / "report"
+    files = build_report(runs, out)
+    print(f"report: {files['html']}\ncsv:    {files['csv']}")
+    for name, path in files.items():
+        if name not in ("html", "csv"):
+            print(f"plot:   {path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from lvmharness.compare import Rules, compare_paths
+
+    rules = Rules(latency_threshold=args.latency_threshold, mem_tolerance=args.mem_tolerance,
+                  acc_tolerance=args.acc_tolerance)
+    metrics = args.metric or None
+    result = compare_paths(args.base, args.new, rules, metrics)
+    print(result.table(show_all=args.all))
+    n = len(result.regressions)
+    counts: dict[str, int] = {}
+    for f in result.findings:
+        counts[f.verdict] = counts.get(f.verdict, 0) + 1
+    print("\n" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    if n:
+        print(f"FAIL: {n} regression(s) of {args.new} against {args.base}", file=sys.stderr)
+        return 1
+    print(f"OK: no regression of {args.new} against {args.base}")
+    return 0
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from lvmharness.compare import DETERMINISTIC_METRICS, baseline_records
+    from lvmharness.results import atomic_write_json, load_records
+
+    recs = baseline_records(load_records(args.run), args.metric or DETERMINISTIC_METRICS)
+    if not recs:
+        raise ValueError(f"{args.run} has no ok records of {args.metric or DETERMINISTIC_METRICS}")
+    atomic_write_json(Path(args.output), recs)
+    print(f"wrote {len(recs)} baseline records to {args.output}")
+    return 0
+
+
 def _cmd_env(args: argparse.Namespace) -> int:
     from lvmharness import envinfo
 
@@ -192,6 +237,27 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("viz", help="serve the architecture page (same as python model_viz.py)", add_help=False)
     v.add_argument("viz_args", nargs=argparse.REMAINDER, help="--host, --port, --graphs, --no-generate")
     v.set_defaults(func=_cmd_viz)
+
+    r = sub.add_parser("report", help="HTML page, PNG plots and CSV from run folders or results files")
+    r.add_argument("runs", nargs="+", help="run folders (results/<run-id>) or results.json files")
+    r.add_argument("-o", "--output", default=None, help="folder to write (default: <first run>/report)")
+    r.set_defaults(func=_cmd_report)
+
+    c = sub.add_parser("compare", help="compare two runs; exit 1 on a regression")
+    c.add_argument("base")
+    c.add_argument("new")
+    c.add_argument("--metric", action="append", help="only these metrics (repeatable), e.g. --metric flops")
+    c.add_argument("--latency-threshold", type=float, default=0.10, help="relative slowdown that counts (0.10)")
+    c.add_argument("--mem-tolerance", type=float, default=0.05, help="relative memory growth allowed (0.05)")
+    c.add_argument("--acc-tolerance", type=float, default=0.5, help="top-1/top-5 drop allowed, in points (0.5)")
+    c.add_argument("--all", action="store_true", help="also list values that did not change")
+    c.set_defaults(func=_cmd_compare)
+
+    bl = sub.add_parser("baseline", help="write the deterministic records of a run (params, MACs, graph) as a baseline")
+    bl.add_argument("run")
+    bl.add_argument("-o", "--output", required=True)
+    bl.add_argument("--metric", action="append", help="metrics to keep (default: flops, flops_scaling)")
+    bl.set_defaults(func=_cmd_baseline)
 
     e = sub.add_parser("env", help="print what env.json records about this machine")
     e.set_defaults(func=_cmd_env)

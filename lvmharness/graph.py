@@ -183,6 +183,15 @@ def module_graph(
     }
 
 
+def structure_id(doc: dict[str, Any]) -> int:
+    """A 48-bit fingerprint of the module tree (paths, types, output shapes): changes when the architecture does."""
+    import hashlib
+    import json
+
+    shape = [(n["path"], n["type"], n.get("output_shapes")) for n in walk(doc["root"])]
+    return int(hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:12], 16)
+
+
 def check_invariants(doc: dict[str, Any], model: nn.Module | None = None) -> None:
     """Leaf MACs sum to the total; own params sum to the total (and to the model's deduplicated count)."""
     nodes = list(walk(doc["root"]))

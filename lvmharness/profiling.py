@@ -77,3 +77,14 @@ def profile_training(trainer: Trainer, *, active: int = 3) -> Path:
         trainer.scaler.load_state_dict(saved["scaler"])
         torch.set_rng_state(saved["rng"])
     return out
+
+
+def write_scalars(out_dir: Path, values: dict[str, Any], *, step: int = 0, prefix: str = "") -> None:
+    """Numeric values as TensorBoard scalars next to the trace, so one logdir shows both."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with SummaryWriter(log_dir=str(out_dir)) as writer:
+        for key, value in values.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                writer.add_scalar(f"{prefix}{key}", value, step)

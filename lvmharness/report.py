@@ -1,0 +1,326 @@
+"""``lvm report RUN_DIR [-o OUT]``: a self-contained HTML page, PNG plots and a CSV from one or more runs.
+
+Plots: latency vs batch size; latency vs resolution with the fitted scaling exponent per model; memory
+(allocated vs reserved, or peak RSS on CPU) vs batch size; accuracy vs GMACs and vs latency with the Pareto front.
+A section without data says so instead of failing.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lvmharness.results import ENV_FILE, load_records
+
+CSV_COLUMNS = (
+    "case_id", "metric", "model", "alias", "family", "device", "dtype", "batch_size", "img_size", "phase", "status",
+    "param_count", "gmacs", "infer_step_time", "infer_samples_per_sec", "latency_ms_p50", "latency_ms_p90",
+    "latency_ms_iqr", "mfu", "instance_latency_ms_p50", "instance_latency_ms_p90", "mem_allocated_peak_bytes",
+    "mem_reserved_peak_bytes", "rss_peak_delta_bytes", "epoch_s", "data_wait_share", "train_samples_per_sec",
+    "top1", "top5", "error",
+)
+
+
+def load_runs(paths: Sequence[Path | str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    records: list[dict[str, Any]] = []
+    envs: list[dict[str, Any]] = []
+    for p in paths:
+        path = Path(p)
+        records += load_records(path)
+        env = (path if path.is_dir() else path.parent) / ENV_FILE
+        if env.is_file():
+            envs.append(json.loads(env.read_text(encoding="utf-8")))
+    return records, envs
+
+
+def _static_by_model(records: list[dict[str, Any]]) -> dict[tuple[str, int | None], dict[str, float]]:
+    """params and GMACs per image per (model, size), from flops records or the latency records' own counts."""
+    out: dict[tuple[str, int | None], dict[str, float]] = {}
+    for r in records:
+        v = r["values"]
+        key = (r["alias"], r["img_size"])
+        if r["status"] != "ok":
+            continue
+        if r["metric"] == "flops":
+            out.setdefault(key, {}).update(params=v["params"], gmacs=v["macs"] / 1e9)
+        elif r["metric"] == "latency" and "macs" in v and r["batch_size"]:
+            out.setdefault(key, {}).setdefault("gmacs", v["macs"] / r["batch_size"] / 1e9)
+        elif r["metric"] == "train_result":
+            out.setdefault(key, {}).setdefault("params", v.get("params"))
+            out.setdefault(key, {}).setdefault("gmacs", v.get("gmacs"))
+    return out
+
+
+def csv_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    static = _static_by_model(records)
+    rows = []
+    for r in records:
+        v = r["values"]
+        s = static.get((r["alias"], r["img_size"]), {})
+        params = v.get("params", s.get("params"))
+        row: dict[str, Any] = {k: r.get(k) for k in CSV_COLUMNS if k in r}
+        row.update({
+            "param_count": round(params / 1e6, 3) if params else None,
+            "gmacs": round(s["gmacs"], 3) if s.get("gmacs") else None,
+            "infer_step_time": v.get("latency_ms_p50"),
+            "infer_samples_per_sec": v.get("throughput_img_s") if r["metric"] == "latency" else None,
+            "train_samples_per_sec": (
+                v.get("throughput_img_s") if r["metric"] in ("train_epoch", "train_steps") else None
+            ),
+        })
+        for key in CSV_COLUMNS:
+            if key not in row and key in v:
+                row[key] = v[key]
+        rows.append({k: row.get(k) for k in CSV_COLUMNS})
+    return rows
+
+
+def fit_exponent(points: Iterable[tuple[float, float]]) -> float | None:
+    pts = [(math.log(x), math.log(y)) for x, y in points if x > 0 and y > 0]
+    if len({p[0] for p in pts}) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
+
+
+def pareto_front(points: Sequence[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Points not dominated by another with lower-or-equal cost and higher-or-equal accuracy."""
+    front = []
+    best = -math.inf
+    for cost, acc, name in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((cost, acc, name))
+            best = acc
+    return front
+
+
+class _Plots:
+    def __init__(self, out: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        self.out = out
+        self.files: dict[str, Path] = {}
+
+    def save(self, name: str, fig: Any) -> Path:
+        import matplotlib.pyplot as plt
+
+        path = self.out / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        self.files[name] = path
+        return path
+
+
+def _plain_log_axes(ax: Any) -> None:
+    """Log axes with plain tick labels (2, 5, 10 rather than 2×10⁰)."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        if axis.get_scale() == "log":
+            fmt = ScalarFormatter()
+            fmt.set_scientific(False)
+            axis.set_major_formatter(fmt)
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_minor_formatter(NullFormatter())
+
+
+def _ok(records: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["metric"] == metric and r["status"] == "ok"]
+
+
+def plot_latency_vs_batch(records: list[dict[str, Any]], plots: _Plots) -> str | None:
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in _ok(records, "latency"):
+        series[f"{r['alias']} {r['device']} {r['dtype']} {r['img_size']}px"].append(
+            (r["batch_size"], r["values"]["latency_ms_p50"]))
+    series = {k: sorted(v) for k, v in series.items() if len({b for b, _ in v}) >= 2}
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, pts in sorted(series.items()):
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="forward latency p50 (ms)",
+           title="Latency vs batch size")
+    _plain_log_axes(ax)
+    ax.legend(fontsize=7)
+    plots.save("latency_vs_batch", fig)
+    return "latency_vs_batch"
+
+
+def plot_latency_vs_resolution(records: list[dict[str, Any]], plots: _Plots) -> tuple[str | None, dict[str, float]]:
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for r in _ok(records, "latency"):
+        if r["batch_size"] == 1:
+            series[f"{r['alias']} {r['device']} {r['dtype']}"].append((r["img_size"], r["values"]["latency_ms_p50"]))
+    series = {k: sorted(v) for k, v in series.items() if len({s for s, _ in v}) >= 2}
+    if not series:
+        return None, {}
+    exps: dict[str, float] = {}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, pts in sorted(series.items()):
+        k = fit_exponent((s * s, ms) for s, ms in pts)
+        if k is not None:
+            exps[name] = k
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                label=f"{name}: latency ~ pixels^{k:.2f}" if k is not None else name)
+    ax.set(xscale="log", yscale="log", xlabel="input side (px)", ylabel="latency p50 at batch 1 (ms)",
+           title="Latency vs resolution (fitted exponent vs pixels)")
+    _plain_log_axes(ax)
+    ax.legend(fontsize=7)
+    plots.save("latency_vs_resolution", fig)
+    return "latency_vs_resolution", exps
+
+
+def plot_memory_vs_batch(records: list[dict[str, Any]], plots: _Plots) -> str | None:
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in records if r["metric"].startswith("memory_") and r["status"] == "ok"]
+    gpu = [r for r in rows if "mem_allocated_peak_bytes" in r["values"]]
+    cpu = [r for r in rows if "rss_peak_delta_bytes" in r["values"]]
+    if not gpu and not cpu:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    mib = 2**20
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in gpu or cpu:
+        groups[f"{r['alias']} {r['metric'].removeprefix('memory_')} {r['img_size']}px"].append(r)
+    for name, rs in sorted(groups.items()):
+        rs.sort(key=lambda r: r["batch_size"])
+        xs = [r["batch_size"] for r in rs]
+        if gpu:
+            line = ax.plot(xs, [r["values"]["mem_allocated_peak_bytes"] / mib for r in rs], marker="o",
+                           label=f"{name} allocated")
+            ax.plot(xs, [r["values"]["mem_reserved_peak_bytes"] / mib for r in rs], marker="s", linestyle="--",
+                    color=line[0].get_color(), label=f"{name} reserved")
+        else:
+            ax.plot(xs, [r["values"]["rss_peak_delta_bytes"] / mib for r in rs], marker="o", label=f"{name} RSS peak")
+    ax.set(xscale="log", xlabel="batch size", ylabel="peak memory (MiB)",
+           title="Memory vs batch size" + (" (CUDA allocated vs reserved)" if gpu else " (CPU peak RSS of the case)"))
+    _plain_log_axes(ax)
+    ax.legend(fontsize=7)
+    plots.save("memory_vs_batch", fig)
+    return "memory_vs_batch"
+
+
+def plot_accuracy(records: list[dict[str, Any]], plots: _Plots) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    static = _static_by_model(records)
+    latency = {(r["alias"], r["img_size"]): r["values"]["latency_ms_p50"] for r in _ok(records, "latency")
+               if r["batch_size"] == 1}
+    acc = {(r["alias"], r["img_size"]): r["values"]["top1"] for r in _ok(records, "train_result")
+           if r["values"].get("top1") is not None}
+    made = []
+    for name, cost_of, label in (
+        ("accuracy_vs_gmacs", lambda k: static.get(k, {}).get("gmacs"), "GMACs per image"),
+        ("accuracy_vs_latency", lambda k: latency.get(k), "latency p50 at batch 1 (ms)"),
+    ):
+        pts: list[tuple[float, float, str]] = []
+        for k, a in acc.items():
+            cost = cost_of(k)
+            if cost:
+                pts.append((float(cost), float(a), f"{k[0]}@{k[1]}"))
+        if not pts:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts])
+        for x, y, n in pts:
+            ax.annotate(n, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        front = pareto_front(pts)
+        ax.plot([p[0] for p in front], [p[1] for p in front], color="tab:red", label="Pareto front")
+        ax.set(xlabel=label, ylabel="top-1 (%)", title=f"Accuracy vs {label.split(' ')[0]}")
+        ax.legend(fontsize=7)
+        plots.save(name, fig)
+        made.append(name)
+    return made
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for c in columns:
+            v = row.get(c)
+            text = f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def build_report(paths: Sequence[Path | str], out: Path | str) -> dict[str, Path]:
+    """Write ``report.html``, ``results.csv`` and the PNG plots into ``out``; return their paths."""
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records, envs = load_runs(paths)
+    rows = csv_rows(records)
+    csv_path = out_dir / "results.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    plots = _Plots(out_dir)
+    sections: list[tuple[str, str | None, str]] = []
+    sections.append(("Latency vs batch size", plot_latency_vs_batch(records, plots),
+                     "needs latency records at two or more batch sizes"))
+    name, exps = plot_latency_vs_resolution(records, plots)
+    exp_text = "".join(
+        f"<li>{html.escape(k)}: latency ∝ pixels<sup>{v:.2f}</sup></li>" for k, v in sorted(exps.items())
+    )
+    sections.append(("Latency vs resolution", name, "needs batch-1 latency records at two or more image sizes"))
+    sections.append(("Memory vs batch size", plot_memory_vs_batch(records, plots),
+                     "needs memory records (benches/bench_memory.py)"))
+    acc = plot_accuracy(records, plots)
+    for title, key in (("Accuracy vs GMACs", "accuracy_vs_gmacs"), ("Accuracy vs latency", "accuracy_vs_latency")):
+        sections.append((title, key if key in acc else None,
+                         "needs train_result records (train.py) and FLOPs or batch-1 latency records of the "
+                         "same model"))
+
+    summary_cols = ("metric", "alias", "device", "dtype", "batch_size", "img_size", "status", "param_count",
+                    "gmacs", "latency_ms_p50", "infer_samples_per_sec", "mfu", "instance_latency_ms_p90",
+                    "rss_peak_delta_bytes", "mem_allocated_peak_bytes", "epoch_s", "top1", "error")
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>lvmharness report</title><style>",
+        "body{font:14px system-ui,sans-serif;margin:24px;color:#1d2330}table{border-collapse:collapse;font-size:12px}",
+        "td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}th{background:#f2f4f7}",
+        "td:nth-child(-n+3){text-align:left}.empty{color:#8a8f98;font-style:italic}img{max-width:100%}",
+        "</style></head><body><h1>lvmharness report</h1>",
+        f"<p>{len(records)} records from {len(paths)} run(s): {html.escape(', '.join(str(p) for p in paths))}. "
+        "MACs = multiply-accumulates; FLOPs = 2 × MACs. CSV: <a href='results.csv'>results.csv</a>.</p>",
+    ]
+    for env in envs:
+        parts.append(f"<p>Machine: {html.escape(str(env.get('cpu_model')))}, {env.get('cpu_cores_available')} cores; "
+                     f"torch {html.escape(str(env.get('torch')))}, timm {html.escape(str(env.get('timm')))}; "
+                     f"git {html.escape(str(env.get('git_commit'))[:12])}; measured peak "
+                     f"{html.escape(json.dumps(env.get('peak_flops_per_s')))} FLOP/s.</p>")
+    for title, plot_key, why in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        if plot_key is None:
+            parts.append(f"<p class='empty'>No data for this plot in these runs: {html.escape(why)}.</p>")
+            continue
+        data = base64.b64encode(plots.files[plot_key].read_bytes()).decode("ascii")
+        parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
+        if plot_key == "latency_vs_resolution" and exp_text:
+            parts.append(f"<ul>{exp_text}</ul>")
+    parts.append("<h2>All cases</h2>")
+    parts.append(_table(rows, summary_cols) if rows else "<p class='empty'>No records.</p>")
+    parts.append("</body></html>")
+    html_path = out_dir / "report.html"
+    html_path.write_text("".join(parts), encoding="utf-8")
+    return {"html": html_path, "csv": csv_path, **plots.files}
