@@ -97,6 +97,7 @@ class LvmSession:
     out: Path
     run_id: str | None
     cases: list[BenchCase]
+    metric_cases: dict[str, list[BenchCase]] = field(default_factory=dict)
     _store: RunStore | None = None
     _env: dict[str, Any] | None = None
     _flops: dict[tuple[str, int, int], FlopReport] = field(default_factory=dict)
@@ -224,10 +225,19 @@ def display_device(spec: str) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """``lvm_case``: the full matrix. ``lvm_shape_case``: each (model, size) once, on meta (counting needs no
+    """Each bench module names its metric (``pytestmark = pytest.mark.lvm_metric("memory")``); profiles can feed
+    some grids to some metrics only.
+
+    ``lvm_case``: the full matrix. ``lvm_shape_case``: each (model, size) once, on meta (counting needs no
     device, dtype or batch). ``lvm_any_batch_case``: the matrix without its batch axis (max-batch search,
     per-instance latency). ``lvm_model_case``: each model once, at its native size."""
-    cases = metafunc.config.stash[SESSION_KEY].cases
+    session = metafunc.config.stash[SESSION_KEY]
+    marker = metafunc.definition.get_closest_marker("lvm_metric")
+    metric = marker.args[0] if marker else None
+    key = metric or ""
+    if key not in session.metric_cases:
+        session.metric_cases[key] = _build_cases(metafunc.config, session.profile, metric)
+    cases = session.metric_cases[key]
     if "lvm_case" in metafunc.fixturenames:
         metafunc.parametrize("lvm_case", cases, ids=[c.label for c in cases])
     if "lvm_shape_case" in metafunc.fixturenames:
@@ -245,7 +255,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("lvm_model_case", models, ids=[c.label for c in models])
 
 
-def _build_cases(config: pytest.Config, profile: Profile) -> list[BenchCase]:
+def _build_cases(config: pytest.Config, profile: Profile, metric: str | None = None) -> list[BenchCase]:
     for spec in _device_specs(config):
         _try_device_validate(spec)
     return build_cases(
@@ -260,6 +270,7 @@ def _build_cases(config: pytest.Config, profile: Profile) -> list[BenchCase]:
             compile=config.getoption("--lvm-compile") is not None,
             compile_backend=config.getoption("--lvm-compile") or "inductor",
         ).id_options(),
+        metric=metric,
     )
 
 

@@ -13,6 +13,8 @@ from conftest import Lvm, LvmSession, display_device
 from lvmharness.measure.latency import fidelity
 from lvmharness.profiles import BenchCase
 
+pytestmark = pytest.mark.lvm_metric("fidelity")
+
 
 @pytest.mark.parametrize("model", ["smoke_vit", "smoke_resnet"])
 def bench_timer_fidelity(lvm_session: LvmSession, model: str, benchmark: Any) -> None:

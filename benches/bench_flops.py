@@ -9,11 +9,15 @@ a disagreement over 0.1% or an op without a MAC formula fails the case instead o
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import Lvm
 from lvmharness.graph import build_graph, structure_id
 from lvmharness.measure.flops import analyze, scaling_exponent
 
 SCALING_STEPS = (1, 2, 3, 4)  # multiples of the native size: every one is valid for ViT, Swin and ResNet
+
+pytestmark = pytest.mark.lvm_metric("flops")
 
 
 def bench_macs(lvm_shape: Lvm) -> None:

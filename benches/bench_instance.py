@@ -6,9 +6,13 @@ throughput at a large batch recorded beside it under a different name.
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import Lvm
 from lvmharness.measure.instance import single_stream
 from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
+
+pytestmark = pytest.mark.lvm_metric("instance")
 
 
 def bench_per_instance_latency(lvm_any_batch: Lvm) -> None:

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from conftest import Lvm
 from lvmharness.measure.latency import forward_latency
+
+pytestmark = pytest.mark.lvm_metric("latency")
 
 
 def bench_forward_latency(lvm: Lvm, benchmark: Any) -> None:

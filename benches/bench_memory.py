@@ -15,6 +15,8 @@ import pytest
 from conftest import Lvm
 from lvmharness.measure.memory import max_batch, run_isolated
 
+pytestmark = pytest.mark.lvm_metric("memory")
+
 
 def _raise_for(status: str, error: str | None) -> None:
     import torch

@@ -17,6 +17,8 @@ from lvmharness.data import DataSplits
 from lvmharness.measure.latency import percentile
 from lvmharness.training import TrainConfig, Trainer
 
+pytestmark = pytest.mark.lvm_metric("train")
+
 
 def bench_train_steps(lvm: Lvm, lvm_train_data: Callable[[int], DataSplits], tmp_path: Path) -> None:
     case = lvm.case

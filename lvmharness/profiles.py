@@ -28,6 +28,10 @@ class Grid:
     models: tuple[str, ...]
     batch_sizes: tuple[int, ...]
     img_sizes: tuple[int | None, ...] = (None,)
+    metrics: tuple[str, ...] | None = None  # benches this grid feeds (their lvm_metric marker); None = all
+
+    def feeds(self, metric: str | None) -> bool:
+        return metric is None or self.metrics is None or metric in self.metrics
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,10 @@ PROFILES: dict[str, Profile] = {
         "the four seed models at 224 (batch 1 and 8) and 384 (batch 1), sized for a 2-core CPU",
         (
             Grid(SEED_MODELS, (1, 8), (224,)),
-            Grid(("vit", "deit", "resnet"), (1,), (384,)),
+            # Resolution scaling for latency and FLOPs; memory, per-instance and training stay at 224 on a CPU.
+            Grid(("vit", "deit", "resnet"), (1,), (384,), metrics=("latency", "flops")),
             # Swin-B with window 7 cannot take 384 (96 is not a multiple of 7): timm's 384 variant has window 12.
-            Grid(("swin_base_patch4_window12_384",), (1,), (384,)),
+            Grid(("swin_base_patch4_window12_384",), (1,), (384,), metrics=("latency", "flops")),
         ),
         timing=TimingConfig(warmup_rounds=3, warmup_s=0.3, budget_s=2.0, min_rounds=5, max_rounds=100),
     ),
@@ -182,11 +187,12 @@ def build_cases(
     batch_sizes: Sequence[int] | None = None,
     img_sizes: Sequence[int] | None = None,
     options: dict[str, Any] | None = None,
+    metric: str | None = None,
 ) -> list[BenchCase]:
     """Expand a profile, with any axis overridden, into cases ordered model-major (so a built model is reused).
 
     Overriding models without sizes runs each model at its native size; unknown model names raise here, before
-    any work, with close matches.
+    any work, with close matches. ``metric`` keeps only the grids that feed that bench.
     """
     if models:
         for m in models:
@@ -198,6 +204,7 @@ def build_cases(
         grids = tuple(
             Grid(g.models, tuple(batch_sizes or g.batch_sizes), tuple(img_sizes or g.img_sizes))
             for g in profile.grids
+            if g.feeds(metric)
         )
     seen: dict[BenchCase, None] = {}
     for grid in grids:

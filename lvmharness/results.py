@@ -14,12 +14,12 @@ import os
 import secrets
 import tempfile
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "oom", "error", "skipped")
@@ -89,14 +89,14 @@ def _json_safe(obj: Any) -> Any:
     return str(obj)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` so that ``path`` always holds either the old or the new complete file, never a torn one."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through ``write`` so that ``path`` always holds the old or the new complete file, never a torn one:
+    a temp file in the same folder, fsync, rename, fsync of the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(_json_safe(obj), fh, indent=1, allow_nan=False)
-            fh.write("\n")
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -108,6 +108,12 @@ def atomic_write_json(path: Path, obj: Any) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """JSON (non-finite numbers as null) written atomically."""
+    text = json.dumps(_json_safe(obj), indent=1, allow_nan=False) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from lvmharness.data import eval_transform
 from lvmharness.execution import Prepared
 from lvmharness.measure.latency import percentile
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:
@@ -89,18 +87,6 @@ def synthetic_samples(count: int, *, seed: int = 0, min_side: int = 200, max_sid
         h, w = torch.randint(min_side, max_side + 1, (2,), generator=gen).tolist()
         out.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen))
     return out
-
-
-def eval_transform(img_size: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """timm's eval recipe: resize the short side to img_size / 0.875, center crop, scale, normalize."""
-    from torchvision.transforms import v2
-
-    return v2.Compose([
-        v2.Resize(math.floor(img_size / 0.875), antialias=True),
-        v2.CenterCrop(img_size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
 
 
 def single_stream(
