@@ -212,7 +212,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[SESSION_KEY] = LvmSession(
-        config, profile, timing, Path(config.getoption("--lvm-out")), config.getoption("--lvm-run-id"), cases
+        config, profile, timing, Path(config.getoption("--lvm-out")), config.getoption("--lvm-run-id"), cases,
+        metric_cases={"": cases},
     )
 
 
