@@ -29,7 +29,7 @@ import pytest
 import torch
 
 from lvmharness import envinfo
-from lvmharness.data import DataSplits
+from lvmharness.data import DatasetNotFoundError, DataSplits, raw_samples
 from lvmharness.data import build as build_datasets
 from lvmharness.devices import DeviceUnavailableError, resolve_device
 from lvmharness.execution import DTYPE_MODES, ExecOptions, Prepared, check_dtype_mode
@@ -74,7 +74,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lvm-train-dataset", default="auto", choices=["auto", "synthetic", "cifar100", "imagenet"],
                 help="data of the training benches; auto = cifar100 if <data-dir>/cifar-100-python exists, else "
                      "synthetic")
-    g.addoption("--lvm-data-dir", default="data", help="where the training benches look for datasets")
+    g.addoption("--lvm-data-dir", default="data", help="where the training/instance benches look for datasets")
+    g.addoption("--lvm-instance-data", default="synthetic", choices=["synthetic", "cifar100", "imagenet"],
+                help="images of the per-instance latency bench (validation split, decoded, untransformed)")
     g.addoption("--lvm-mem-limit", default=None, metavar="SIZE",
                 help="memory cap for each isolated memory case, e.g. 2GiB, 512MiB (enforced in the child)")
     g.addoption("--lvm-batch-sizes", default=None, help="comma list, e.g. 1,8,32")
@@ -391,6 +393,18 @@ def lvm_train_data(request: pytest.FixtureRequest) -> Callable[[int], DataSplits
         return cache[img_size]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def lvm_instance_samples(request: pytest.FixtureRequest) -> tuple[list[Any], str]:
+    """Samples for per-instance latency, loaded once: (images, where they came from)."""
+    name = request.config.getoption("--lvm-instance-data")
+    root = request.config.getoption("--lvm-data-dir")
+    try:
+        images = raw_samples(name, data_dir=root)
+    except DatasetNotFoundError as exc:
+        pytest.fail(f"--lvm-instance-data {name}: {exc}", pytrace=False)
+    return images, f"{name} validation split under {root}" if name != "synthetic" else "synthetic uint8 images"
 
 
 @pytest.fixture(scope="session")

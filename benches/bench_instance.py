@@ -2,9 +2,12 @@
 throughput at a large batch recorded beside it under a different name.
 
     pytest benches/bench_instance.py -k deit
+    pytest benches/bench_instance.py -k resnet --lvm-instance-data cifar100    # real images from ./data
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -15,12 +18,14 @@ from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
 pytestmark = pytest.mark.lvm_metric("instance")
 
 
-def bench_per_instance_latency(lvm_any_batch: Lvm) -> None:
+def bench_per_instance_latency(lvm_any_batch: Lvm, lvm_instance_samples: tuple[list[Any], str]) -> None:
     lvm = lvm_any_batch
     profile = lvm.session.profile
+    images, source = lvm_instance_samples
     with lvm.record("instance_latency") as rec:
         loaded = lvm.model()
-        values, provenance = single_stream(loaded.prepared, lvm.case.img_size, budget_s=profile.instance_budget_s)
+        values, provenance = single_stream(loaded.prepared, lvm.case.img_size, samples=images,
+                                           budget_s=profile.instance_budget_s, samples_source=source)
         rec.values.update(values)
         rec.provenance.update(provenance)
         # Offline: images / wall time at a large batch. Its own timer, so warm-up is per this shape too.

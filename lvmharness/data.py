@@ -196,3 +196,20 @@ def build(
             raise DatasetNotFoundError(f"{folder}: train has {n_train} classes but val has {n_val}")
         return DataSplits(train_ds, val_ds, n_train, name, str(folder))
     raise ValueError(f"unknown dataset {name!r}: valid datasets are {', '.join(DATASETS)}")
+
+
+def raw_samples(name: str, *, data_dir: Path | str = "data", count: int = 64) -> list[Any]:
+    """The first ``count`` validation images of a dataset, decoded but untransformed (PIL images), for
+    per-instance latency: preprocessing is then timed per request, apart from the model."""
+    if name == "synthetic":
+        from lvmharness.measure.instance import synthetic_samples
+
+        return list(synthetic_samples(count))
+    splits = build(name, data_dir=data_dir, img_size=32)
+    val = splits.val
+    base: Any = getattr(val, "dataset", val)  # a Subset wraps the dataset
+    base.transform = None  # raw images: the per-instance loop applies and times the eval transform itself
+    n = min(count, len(base))
+    if n == 0:
+        raise DatasetNotFoundError(f"{name}: the validation split is empty")
+    return [base[i][0] for i in range(n)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -86,3 +88,15 @@ def test_channels_last_and_amp_are_applied_and_recorded() -> None:
         out = prepared.runner(x)
     assert out.dtype == torch.bfloat16  # autocast ran the layers in bf16
     assert prepared.provenance()["autocast_dtype"] == "torch.bfloat16"
+
+
+def test_single_stream_over_real_cifar_images(tmp_path: Path) -> None:
+    from lvmharness.data import raw_samples
+    from tests.datasets import write_cifar100
+
+    write_cifar100(tmp_path, train=8, test=12)
+    images = raw_samples("cifar100", data_dir=tmp_path, count=64)
+    assert len(images) == 12 and images[0].size == (32, 32)  # decoded PIL images, not yet transformed
+    prepared = Prepared(create_model("smoke_vit").eval(), torch.device("cpu"), ExecOptions())
+    values, prov = single_stream(prepared, 32, samples=images, budget_s=0.0, samples_source="cifar100")
+    assert values["instance_requests"] == 44 and prov["samples_source"] == "cifar100"

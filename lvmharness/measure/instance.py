@@ -93,13 +93,14 @@ def single_stream(
     prepared: Prepared,
     img_size: int,
     *,
-    samples: Sequence[torch.Tensor] | None = None,
+    samples: Sequence[Any] | None = None,
     min_requests: int | None = None,
     max_requests: int = 1024,
     budget_s: float = 5.0,
     warmup: int = 3,
     quantile: float = 0.90,
     confidence: float = 0.99,
+    samples_source: str = "given samples",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Issue batch-1 requests one after another until ``min_requests`` (by default the sufficiency minimum for
     ``quantile``) are done and ``budget_s`` has passed, or ``max_requests`` are done."""
@@ -113,7 +114,7 @@ def single_stream(
     dtype = prepared.param_dtype
     memory_format = torch.channels_last if prepared.options.channels_last else torch.contiguous_format
 
-    def request(raw: torch.Tensor) -> tuple[float, float]:
+    def request(raw: Any) -> tuple[float, float]:
         t0 = time.perf_counter()
         x = tf(raw).unsqueeze(0)  # (1, 3, img, img) float32 on the host
         t1 = time.perf_counter()
@@ -156,7 +157,7 @@ def single_stream(
         "scenario": "single stream: batch 1, next request after the previous answer is on the host",
         "timed": "host-to-host: transfer to device, forward, logits back to host; preprocessing timed apart",
         "sufficiency": {"quantile": quantile, "confidence": confidence, "needed": suff.needed, "rank": suff.rank},
-        "samples_source": "synthetic uint8 images 200-320 px" if samples is None else "given samples",
+        "samples_source": "synthetic uint8 images 200-320 px" if samples is None else samples_source,
         "warmup_requests": warmup,
         "execution": prepared.provenance(),
     }
