@@ -18,6 +18,7 @@ Every test that asks for ``lvm`` (or ``lvm_case``) is parametrized over the matr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -98,8 +99,7 @@ class LvmSession:
     timing: TimingConfig
     out: Path
     run_id: str | None
-    cases: list[BenchCase]
-    metric_cases: dict[str, list[BenchCase]] = field(default_factory=dict)
+    metric_cases: dict[str, list[BenchCase]]  # cases per bench metric ("" = every grid), built on demand
     _store: RunStore | None = None
     _env: dict[str, Any] | None = None
     _flops: dict[tuple[str, int, int], FlopReport] = field(default_factory=dict)
@@ -202,7 +202,7 @@ def pytest_configure(config: pytest.Config) -> None:
     timing = profile.timing
     budget = config.getoption("--lvm-budget-s")
     if budget is not None:
-        timing = TimingConfig(**{**timing.__dict__, "budget_s": budget})
+        timing = dataclasses.replace(timing, budget_s=budget)
     try:
         # Options are checked here, before collection: a typo stops the run with the reason and nothing measured.
         cases = _build_cases(config, profile)
@@ -214,7 +214,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[SESSION_KEY] = LvmSession(
-        config, profile, timing, Path(config.getoption("--lvm-out")), config.getoption("--lvm-run-id"), cases,
+        config, profile, timing, Path(config.getoption("--lvm-out")), config.getoption("--lvm-run-id"),
         metric_cases={"": cases},
     )
 

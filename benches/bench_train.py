@@ -14,7 +14,7 @@ import pytest
 
 from conftest import Lvm
 from lvmharness.data import DataSplits
-from lvmharness.measure.latency import percentile
+from lvmharness.stats import percentile
 from lvmharness.training import TrainConfig, Trainer
 
 pytestmark = pytest.mark.lvm_metric("train")

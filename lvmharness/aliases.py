@@ -23,10 +23,6 @@ class ModelSpec:
     note: str = ""
 
     @property
-    def display_name(self) -> str:
-        return self.alias
-
-    @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.overrides)
 

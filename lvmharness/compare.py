@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lvmharness.results import load_records
+from lvmharness.stats import median
 
 EXACT_KEYS = ("params", "macs", "flops", "macs_fwd_bwd", "flops_fwd_bwd", "graph_modules", "graph_structure_id",
               "max_batch_size", "scaling_macs", "scaling_img_sizes")
@@ -73,21 +74,15 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def _median(xs: Sequence[float]) -> float:
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
 def median_ratio_ci(base: Sequence[float], new: Sequence[float], rules: Rules) -> tuple[float, float, float]:
     """(ratio of medians new/base, CI low, CI high) by a seeded percentile bootstrap."""
     rng = random.Random(rules.seed)
-    ratio = _median(new) / _median(base)
+    ratio = median(new) / median(base)
     ratios = []
     for _ in range(rules.bootstrap):
         b = [base[rng.randrange(len(base))] for _ in base]
         n = [new[rng.randrange(len(new))] for _ in new]
-        ratios.append(_median(n) / _median(b))
+        ratios.append(median(n) / median(b))
     ratios.sort()
     alpha = (1 - rules.confidence) / 2
     lo = ratios[int(alpha * (len(ratios) - 1))]

@@ -16,7 +16,6 @@ container computes itself (timm's attention calls SDPA directly) appear as ``kin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,5 +207,3 @@ def check_invariants(doc: dict[str, Any], model: nn.Module | None = None) -> Non
     for n in nodes:
         if n["children"] and n["macs"] != sum(c["macs"] for c in n["children"]) + n["macs_own"]:
             raise AssertionError(f"node {n['path']!r}: subtree MACs differ from its children's sum")
-    if not math.isfinite(float(doc["totals"]["macs"])):
-        raise AssertionError("non-finite total")

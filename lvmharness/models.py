@@ -195,7 +195,7 @@ def _variant_hint(spec: ModelSpec, size: int) -> str:
 def _check_cached(spec: ModelSpec, img_size: int) -> None:
     if not MIN_IMG_SIZE <= img_size <= MAX_IMG_SIZE:
         raise InvalidInputSizeError(
-            spec.display_name, img_size, f"it is outside the supported range {MIN_IMG_SIZE}..{MAX_IMG_SIZE}",
+            spec.alias, img_size, f"it is outside the supported range {MIN_IMG_SIZE}..{MAX_IMG_SIZE}",
             [], "",
         )
     with torch.device("meta"):
@@ -211,7 +211,7 @@ def _check_cached(spec: ModelSpec, img_size: int) -> None:
             reason = f"the model cannot run at this size ({type(exc).__name__}: {exc})"
     if reason is not None:
         raise InvalidInputSizeError(
-            spec.display_name, img_size, reason, rule.valid_sizes(img_size), _variant_hint(spec, img_size)
+            spec.alias, img_size, reason, rule.valid_sizes(img_size), _variant_hint(spec, img_size)
         )
 
 

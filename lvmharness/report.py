@@ -13,11 +13,12 @@ import html
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lvmharness.results import ENV_FILE, load_records
+from lvmharness.stats import loglog_slope
 
 CSV_COLUMNS = (
     "case_id", "metric", "model", "alias", "family", "device", "dtype", "batch_size", "img_size", "phase", "status",
@@ -80,16 +81,6 @@ def csv_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row[key] = v[key]
         rows.append({k: row.get(k) for k in CSV_COLUMNS})
     return rows
-
-
-def fit_exponent(points: Iterable[tuple[float, float]]) -> float | None:
-    pts = [(math.log(x), math.log(y)) for x, y in points if x > 0 and y > 0]
-    if len({p[0] for p in pts}) < 2:
-        return None
-    mx = sum(p[0] for p in pts) / len(pts)
-    my = sum(p[1] for p in pts) / len(pts)
-    sxx = sum((p[0] - mx) ** 2 for p in pts)
-    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
 
 
 def pareto_front(points: Sequence[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -173,7 +164,7 @@ def plot_latency_vs_resolution(records: list[dict[str, Any]], plots: _Plots) -> 
     exps: dict[str, float] = {}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, pts in sorted(series.items()):
-        k = fit_exponent((s * s, ms) for s, ms in pts)
+        k = loglog_slope((s * s, ms) for s, ms in pts)
         if k is not None:
             exps[name] = k
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",

@@ -529,8 +529,8 @@ class Trainer:
     def _record_epoch(self, s: EpochStats) -> None:
         if not self.write_records:
             return
-        from lvmharness.measure.latency import percentile
         from lvmharness.results import case_label, make_record
+        from lvmharness.stats import percentile
 
         ident = self._identity("train_epoch")
         label = case_label(self.cfg.model, ident["device"], ident["dtype"], self.global_batch, self.img_size,

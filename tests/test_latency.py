@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lvmharness.measure.latency import ForwardCase, Stats, Timer, TimingConfig, forward_latency, percentile
+from lvmharness.measure.latency import ForwardCase, Stats, Timer, TimingConfig, forward_latency
+from lvmharness.stats import percentile
 
 
 class FakeDevice:

@@ -33,6 +33,8 @@ from torch.utils.flop_counter import (
     sdpa_flop_count,
 )
 
+from lvmharness.stats import loglog_slope
+
 aten = torch.ops.aten
 
 # Sizes every seed model takes without cropping or padding (Swin's window 7 needs multiples of 224).
@@ -283,9 +285,6 @@ class FlopReport:
     def flops_fwd_bwd(self) -> int | None:
         return None if self.macs_fwd_bwd is None else 2 * self.macs_fwd_bwd
 
-    def module_macs(self, path: str) -> int:
-        return sum(self.by_module.get(path, {}).values())
-
     def summary(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -367,13 +366,10 @@ def scaling_exponent(sizes: Sequence[int], macs: Sequence[int]) -> float:
     """
     if len(sizes) != len(macs) or len(sizes) < 2:
         raise ValueError("need at least two (size, macs) pairs")
-    xs = [math.log(s * s) for s in sizes]
-    ys = [math.log(m) for m in macs]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    if sxx == 0:
+    slope = loglog_slope((s * s, m) for s, m in zip(sizes, macs, strict=True))
+    if slope is None:
         raise ValueError("need at least two distinct sizes")
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    return slope
 
 
 def module_table(report: FlopReport, *, depth: int = 2, top: int = 15) -> list[tuple[str, int, float]]:

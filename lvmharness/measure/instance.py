@@ -23,7 +23,7 @@ import torch
 
 from lvmharness.data import eval_transform
 from lvmharness.execution import Prepared
-from lvmharness.measure.latency import percentile
+from lvmharness.stats import percentile
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:

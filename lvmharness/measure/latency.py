@@ -22,6 +22,7 @@ import torch
 
 from lvmharness.devices import synchronizer
 from lvmharness.execution import ExecOptions, Prepared
+from lvmharness.stats import percentile
 
 # IQR / median above this marks a measurement as noisy (the architecture note's 10% rule).
 HIGH_VARIANCE_REL_IQR = 0.10
@@ -45,19 +46,6 @@ class TimingConfig:
             raise ValueError(f"need 1 <= min_rounds <= max_rounds, got {self.min_rounds}, {self.max_rounds}")
         if self.warmup_rounds < 0 or self.budget_s < 0 or self.warmup_s < 0:
             raise ValueError("warmup_rounds, warmup_s and budget_s must be >= 0")
-
-
-def percentile(samples: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default 'linear', Hyndman & Fan type 7)."""
-    if not samples:
-        raise ValueError("percentile of no samples")
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile q must be in [0, 100], got {q}")
-    data = sorted(samples)
-    pos = (len(data) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 @dataclass(frozen=True)

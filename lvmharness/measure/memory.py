@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 MODES = ("inference", "train_step")
@@ -272,7 +272,7 @@ def max_batch(
     probes: list[list[Any]] = []
 
     def fits(batch: int) -> bool:
-        res = run_isolated(_with_batch(template, batch), timeout_s=timeout_s)
+        res = run_isolated(replace(template, batch_size=batch), timeout_s=timeout_s)
         probes.append([batch, res.status])
         if res.status == "error":
             raise RuntimeError(f"probe at batch {batch} failed: {res.error}")
@@ -296,10 +296,6 @@ def max_batch(
         else:
             bad = mid
     return {"max_batch_size": ok, "first_oom_batch": bad, "probes": probes}
-
-
-def _with_batch(case: MemoryCase, batch: int) -> MemoryCase:
-    return MemoryCase(**{**asdict(case), "batch_size": batch})
 
 
 if __name__ == "__main__":
