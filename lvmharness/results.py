@@ -32,10 +32,27 @@ class ResultsFileError(ValueError):
     """A results file or run folder that cannot be read; the message names the file and the problem."""
 
 
+_last_run_ms = 0
+
+
 def new_run_id(now: _dt.datetime | None = None) -> str:
-    """Sortable and unique: UTC time to the second plus 6 random hex digits."""
+    """Start-ordered and unique: UTC time to the millisecond plus 6 random hex digits.
+
+    ``20261130T073631.042Z-f575a4``. Sorting ids as strings sorts runs by start time, which is what
+    tools that read several runs (and a user's ``ls``) rely on: two runs that start in the same
+    second must not fall back to the random suffix for their order. Within one process the
+    millisecond stamp is forced strictly upward, so back-to-back runs (a phase 1 then phase 2 in
+    one script) keep their order even inside one millisecond or across a clock step back; the
+    random suffix keeps concurrent processes apart.
+    """
+    global _last_run_ms
     t = now or _dt.datetime.now(_dt.UTC)
-    return f"{t:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    ms = int(t.timestamp() * 1000)
+    if now is None:
+        ms = max(ms, _last_run_ms + 1)
+        _last_run_ms = ms
+    stamp = _dt.datetime.fromtimestamp(ms / 1000, _dt.UTC)
+    return f"{stamp:%Y%m%dT%H%M%S}.{ms % 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 def utc_now() -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -147,10 +149,16 @@ def test_malformed_results_files_are_clear_errors(tmp_path: Path, content: str, 
         load_records(tmp_path / "missing")
 
 
-def test_run_ids_sort_by_time_and_are_unique() -> None:
-    ids = {new_run_id() for _ in range(50)}
-    assert len(ids) == 50
-    assert all(len(i.split("-")[0]) == 16 and i.split("-")[0].endswith("Z") for i in ids)
+def test_run_ids_sort_by_start_order_and_are_unique() -> None:
+    # 50 ids in a tight loop start within a few milliseconds: the string order must still be
+    # the creation order (the random suffix must never decide it) and none may repeat.
+    ids = [new_run_id() for _ in range(50)]
+    assert len(set(ids)) == 50
+    assert sorted(ids) == ids
+    assert all(re.fullmatch(r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}", i) for i in ids)
+    t = _dt.datetime(2026, 11, 30, 7, 36, 31, 42_000, tzinfo=_dt.UTC)
+    assert new_run_id(t).startswith("20261130T073631.042Z-")
+    assert new_run_id(t + _dt.timedelta(milliseconds=1)) > new_run_id(t).split("-")[0] + "-ffffff"
 
 
 def test_run_id_mismatch_is_refused(tmp_path: Path) -> None:
