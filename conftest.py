@@ -68,7 +68,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--lvm-device", default="auto",
                 help="comma list of auto|cpu|cuda|cuda:N|mps (unavailable ones are skipped with the reason)")
     g.addoption("--lvm-dtype", default=None,
-                help="comma list of fp32|bf16|fp16|amp_bf16|amp_fp16 (default: the profile's; fp16 not on cpu)")
+                help=f"comma list of {'|'.join(DTYPE_MODES)} (default: the profile's; fp16 not on cpu)")
     g.addoption("--lvm-channels-last", action="store_true", help="run every case in channels_last memory format")
     g.addoption("--lvm-compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                 help="torch.compile every model (backend: inductor unless given); compile time recorded apart")

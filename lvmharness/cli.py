@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lvmharness import __version__
+from lvmharness.results import DTYPE_NAMES, STORAGE_DTYPE_NAMES
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -202,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     lat = sub.add_parser("latency", help="forward latency and throughput of one model at one shape")
     lat.add_argument("model")
     lat.add_argument("--device", default="auto")
-    lat.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16", "amp_bf16", "amp_fp16"])
+    lat.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
     lat.add_argument("--channels-last", action="store_true")
     lat.add_argument("--compile", action="store_true", help="torch.compile (compile time reported apart)")
     lat.add_argument("--batch-size", type=int, default=1)
@@ -228,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("model")
     g.add_argument("--img-size", type=int, default=None)
     g.add_argument("--batch-size", type=int, default=1)
-    g.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    g.add_argument("--dtype", default="fp32", choices=STORAGE_DTYPE_NAMES)
     g.add_argument("-o", "--output", required=True, help="graph JSON file to write")
     g.set_defaults(func=_cmd_graph)
 

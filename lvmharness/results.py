@@ -24,6 +24,11 @@ from typing import Any, BinaryIO
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "oom", "error", "skipped")
 PHASES = ("inference", "train", "finetune")
+# Torch-free names of the dtype modes a record can carry (the schema's ``dtype`` enum): storage dtypes first, then
+# AMP modes (fp32 weights, autocast compute). The torch dtypes behind them are ``devices.DTYPES`` and
+# ``execution.DTYPE_MODES``; the CLI takes its choices from here so it need not import torch to parse arguments.
+STORAGE_DTYPE_NAMES = ("fp32", "bf16", "fp16")
+DTYPE_NAMES = (*STORAGE_DTYPE_NAMES, "amp_bf16", "amp_fp16")
 RESULTS_FILE = "results.json"
 ENV_FILE = "env.json"
 

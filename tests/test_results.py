@@ -12,7 +12,11 @@ import jsonschema
 import pytest
 import torch
 
+from lvmharness.devices import DTYPES
+from lvmharness.execution import DTYPE_MODES
 from lvmharness.results import (
+    DTYPE_NAMES,
+    STORAGE_DTYPE_NAMES,
     ResultsFileError,
     RunStore,
     atomic_write_json,
@@ -22,6 +26,14 @@ from lvmharness.results import (
     new_run_id,
     schema,
 )
+
+
+def test_dtype_names_are_one_vocabulary() -> None:
+    # The CLI's choices, the schema's enum and the torch tables must name the same modes, in the same order.
+    assert tuple(DTYPE_MODES) == DTYPE_NAMES
+    assert tuple(DTYPES) == STORAGE_DTYPE_NAMES
+    assert schema()["properties"]["dtype"]["enum"] == list(DTYPE_NAMES)
+    assert all(DTYPE_MODES[name] == (DTYPES[name], None) for name in STORAGE_DTYPE_NAMES)
 
 
 def identity(**over: Any) -> dict[str, Any]:
