@@ -37,6 +37,8 @@ class ResultsFileError(ValueError):
     """A results file or run folder that cannot be read; the message names the file and the problem."""
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_ONE_MS = _dt.timedelta(milliseconds=1)
 _last_run_ms = 0
 
 
@@ -52,11 +54,11 @@ def new_run_id(now: _dt.datetime | None = None) -> str:
     """
     global _last_run_ms
     t = now or _dt.datetime.now(_dt.UTC)
-    ms = int(t.timestamp() * 1000)
+    ms = (t - _EPOCH) // _ONE_MS  # integer arithmetic: no float rounding at the millisecond edge
     if now is None:
         ms = max(ms, _last_run_ms + 1)
         _last_run_ms = ms
-    stamp = _dt.datetime.fromtimestamp(ms / 1000, _dt.UTC)
+    stamp = _EPOCH + ms * _ONE_MS
     return f"{stamp:%Y%m%dT%H%M%S}.{ms % 1000:03d}Z-{secrets.token_hex(3)}"
 
 
