@@ -346,7 +346,7 @@ class Lvm:
         """With --lvm-trace: a torch.profiler trace of ``fn`` plus scalars of ``values``, after the timed pass."""
         if not self.session.config.getoption("--lvm-trace"):
             return
-        from lvmharness.profiling import trace, write_scalars
+        from lvmharness.traces import trace, write_scalars
 
         out = self.session.store.run_dir / "tb" / f"{metric}-{self.case.label}"
         trace(fn, out, self.model().device, worker_name=self.case.label)

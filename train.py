@@ -6,7 +6,7 @@
 
 import sys
 
-from lvmharness.training import main
+from lvmharness.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,7 @@ import pytest
 from conftest import Lvm
 from lvmharness.data import DataSplits
 from lvmharness.stats import percentile
-from lvmharness.training import TrainConfig, Trainer
+from lvmharness.train import TrainConfig, Trainer
 
 pytestmark = pytest.mark.lvm_metric("train")
 

@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     raw = list(sys.argv[1:] if argv is None else argv)
     if raw[:1] == ["train"]:  # train.py's own parser, flags and all
-        from lvmharness.training import main as train_main
+        from lvmharness.train import main as train_main
 
         return train_main(raw[1:], prog="lvm train")
     if raw[:1] == ["viz"]:  # everything after `viz` belongs to the page's own parser

@@ -15,7 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
 
 if TYPE_CHECKING:
-    from lvmharness.training import Trainer
+    from lvmharness.train.trainer import Trainer
 
 
 def activities(device: torch.device) -> list[ProfilerActivity]:

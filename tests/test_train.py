@@ -16,7 +16,7 @@ import torch
 
 from lvmharness import data as datamod
 from lvmharness.results import load_records, schema
-from lvmharness.training import (
+from lvmharness.train import (
     CheckpointError,
     NonFiniteLossError,
     TrainConfig,

@@ -673,7 +673,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
         raise
     try:
         if cfg.profile and trainer.dist.main:
-            from lvmharness.profiling import profile_training
+            from lvmharness.traces import profile_training
 
             trace = profile_training(trainer)
             print(f"profiler trace written to {trace}", flush=True)
