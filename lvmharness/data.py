@@ -76,6 +76,16 @@ class SyntheticImages(Dataset[tuple[torch.Tensor, int]]):
         return x, label
 
 
+def synthetic_samples(count: int, *, seed: int = 0, min_side: int = 200, max_side: int = 320) -> list[torch.Tensor]:
+    """Deterministic uint8 CHW images of varied sizes, standing in for decoded JPEGs."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        h, w = torch.randint(min_side, max_side + 1, (2,), generator=gen).tolist()
+        out.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen))
+    return out
+
+
 class FlatImageFolder(Dataset[tuple[Any, int]]):
     """The seed's flat layout: every image directly in ``root``, its label the file name up to the first '_'."""
 
@@ -202,9 +212,7 @@ def raw_samples(name: str, *, data_dir: Path | str = "data", count: int = 64) ->
     """The first ``count`` validation images of a dataset, decoded but untransformed (PIL images), for
     per-instance latency: preprocessing is then timed per request, apart from the model."""
     if name == "synthetic":
-        from lvmharness.measure.instance import synthetic_samples
-
-        return list(synthetic_samples(count))
+        return synthetic_samples(count)
     splits = build(name, data_dir=data_dir, img_size=32)
     val = splits.val
     base: Any = getattr(val, "dataset", val)  # a Subset wraps the dataset

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from lvmharness.data import eval_transform
+from lvmharness.data import eval_transform, synthetic_samples
 from lvmharness.execution import Prepared
 from lvmharness.stats import percentile
 
@@ -77,16 +77,6 @@ def sufficiency(samples: Sequence[float], quantile: float = 0.90, confidence: fl
     rank = upper_bound_rank(n, quantile, confidence)
     bound = sorted(samples)[rank - 1] if rank is not None else None
     return Sufficiency(n, quantile, confidence, rank, bound, min_samples(quantile, confidence))
-
-
-def synthetic_samples(count: int, *, seed: int = 0, min_side: int = 200, max_side: int = 320) -> list[torch.Tensor]:
-    """Deterministic uint8 CHW images of varied sizes, standing in for decoded JPEGs."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(count):
-        h, w = torch.randint(min_side, max_side + 1, (2,), generator=gen).tolist()
-        out.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen))
-    return out
 
 
 def single_stream(

@@ -9,6 +9,7 @@ everything needed to resume (model, optimizer, scheduler, scaler, epoch, RNG sta
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import random
@@ -25,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from lvmharness import data as datamod
+from lvmharness import traces
 from lvmharness.devices import resolve_device, synchronizer
 from lvmharness.models import create_model, resolve
 
@@ -616,6 +618,41 @@ class Trainer:
             dist.destroy_process_group()
 
 
+def profile_training(trainer: Trainer, *, active: int = 3) -> Path:
+    """Trace a few training steps, then restore every state the steps touched (the experiment is unchanged)."""
+    saved: dict[str, Any] = {
+        "model": copy.deepcopy(trainer.model.state_dict()),
+        "optimizer": copy.deepcopy(trainer.optimizer.state_dict()),
+        "scheduler": copy.deepcopy(trainer.scheduler.state_dict()),
+        "scaler": copy.deepcopy(trainer.scaler.state_dict()),
+        "rng": torch.get_rng_state(),
+    }
+    batches = iter(trainer.train_loader)
+    first = next(batches)
+
+    def step() -> None:
+        x, y = first
+        x, y = x.to(trainer.device), y.to(trainer.device)
+        trainer.net.train()
+        with trainer._autocast():
+            loss = trainer.criterion(trainer.net(x).float(), y)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.scaler.scale(loss).backward()
+        trainer.scaler.step(trainer.optimizer)
+        trainer.scaler.update()
+
+    try:
+        out = traces.trace(step, trainer.out / "tb" / "profile", trainer.device, active=active, worker_name="train")
+    finally:
+        trainer.model.load_state_dict(saved["model"])
+        trainer.optimizer.load_state_dict(saved["optimizer"])
+        trainer.scheduler.load_state_dict(saved["scheduler"])
+        trainer.scaler.load_state_dict(saved["scaler"])
+        torch.set_rng_state(saved["rng"])
+    return out
+
+
+
 # --- command line ----------------------------------------------------------------------------------------------
 
 
@@ -673,8 +710,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
         raise
     try:
         if cfg.profile and trainer.dist.main:
-            from lvmharness.traces import profile_training
-
             trace = profile_training(trainer)
             print(f"profiler trace written to {trace}", flush=True)
         summary = trainer.fit()
