@@ -12,7 +12,9 @@ A case present on one side only is reported, never a crash.
 
 from __future__ import annotations
 
+import argparse
 import random
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,3 +216,33 @@ def baseline_records(
                     "run_id": "baseline"})
     out.sort(key=lambda r: r["case_id"])
     return out
+
+
+# --- lvm compare ---------------------------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("base")
+    p.add_argument("new")
+    p.add_argument("--metric", action="append", help="only these metrics (repeatable), e.g. --metric flops")
+    p.add_argument("--latency-threshold", type=float, default=0.10, help="relative slowdown that counts (0.10)")
+    p.add_argument("--mem-tolerance", type=float, default=0.05, help="relative memory growth allowed (0.05)")
+    p.add_argument("--acc-tolerance", type=float, default=0.5, help="top-1/top-5 drop allowed, in points (0.5)")
+    p.add_argument("--all", action="store_true", help="also list values that did not change")
+
+
+def run(args: argparse.Namespace) -> int:
+    rules = Rules(latency_threshold=args.latency_threshold, mem_tolerance=args.mem_tolerance,
+                  acc_tolerance=args.acc_tolerance)
+    result = compare_paths(args.base, args.new, rules, args.metric or None)
+    print(result.table(show_all=args.all))
+    counts: dict[str, int] = {}
+    for f in result.findings:
+        counts[f.verdict] = counts.get(f.verdict, 0) + 1
+    print("\n" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    n = len(result.regressions)
+    if n:
+        print(f"FAIL: {n} regression(s) of {args.new} against {args.base}", file=sys.stderr)
+        return 1
+    print(f"OK: no regression of {args.new} against {args.base}")
+    return 0

@@ -7,6 +7,7 @@ A section without data says so instead of failing.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import csv
 import html
@@ -315,3 +316,22 @@ def build_report(paths: Sequence[Path | str], out: Path | str) -> dict[str, Path
     html_path = out_dir / "report.html"
     html_path.write_text("".join(parts), encoding="utf-8")
     return {"html": html_path, "csv": csv_path, **plots.files}
+
+
+# --- lvm report ----------------------------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", help="run folders (results/<run-id>) or results.json files")
+    p.add_argument("-o", "--output", default=None, help="folder to write (default: <first run>/report)")
+
+
+def run(args: argparse.Namespace) -> int:
+    runs = [Path(r) for r in args.runs]
+    out = Path(args.output) if args.output else (runs[0] if runs[0].is_dir() else runs[0].parent) / "report"
+    files = build_report(runs, out)
+    print(f"report: {files['html']}\ncsv:    {files['csv']}")
+    for name, path in files.items():
+        if name not in ("html", "csv"):
+            print(f"plot:   {path}")
+    return 0

@@ -90,3 +90,60 @@ def test_vit_huge_is_counted_without_allocating_its_weights() -> None:
     peak_kib = int(proc.stderr.strip().splitlines()[-1].split()[1])
     # fp32 weights alone would be 2.5 GB; the whole process (torch import included) stays far below.
     assert peak_kib < 2 * 1024 * 1024
+
+
+def _modules_after(argv: list[str], cwd: Path | None = None) -> tuple[int, set[str], str]:
+    """Run ``lvm ARGV`` in a fresh interpreter and return (exit code, the modules it imported, stderr)."""
+    code = (
+        "import sys, json\nfrom lvmharness.cli import main\n"
+        f"try:\n    rc = main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\nsys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=cwd)
+    lines = proc.stderr.strip().splitlines()
+    return proc.returncode, set(json.loads(lines[-1])), "\n".join(lines[:-1])
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"], ["report", "--help"], ["baseline", "--help"]])
+def test_help_imports_neither_torch_nor_timm(argv: list[str]) -> None:
+    rc, mods, err = _modules_after(argv)
+    assert rc == 0, err
+    assert not {"torch", "timm", "torchvision", "numpy"} & mods
+
+
+def test_compare_and_report_of_a_run_import_neither_torch_nor_timm(tmp_path: Path) -> None:
+    from lvmharness.results import RunStore, make_record
+
+    store = RunStore(tmp_path)
+    for batch, p50 in ((1, 2.0), (4, 6.0)):
+        store.add(make_record(run_id=store.run_id, metric="latency", model="m", alias="m", family="vit",
+                              device="cpu", dtype="fp32", batch_size=batch, img_size=32,
+                              values={"latency_ms_p50": p50, "samples": [p50] * 5}))
+    rc, mods, err = _modules_after(["compare", str(store.run_dir), str(store.run_dir)])
+    assert rc == 0, err
+    assert not {"torch", "timm"} & mods
+    rc, mods, err = _modules_after(["report", str(store.run_dir), "-o", str(tmp_path / "rep")])
+    assert rc == 0, err
+    assert not {"torch", "timm"} & mods
+    assert (tmp_path / "rep" / "report.html").is_file()
+
+
+def test_every_registered_command_has_the_two_functions() -> None:
+    """One line of ``COMMANDS`` is the whole registration: the module it names provides the rest."""
+    from lvmharness.cli import COMMANDS, load
+
+    assert len({c.name for c in COMMANDS}) == len(COMMANDS)
+    for command in COMMANDS:
+        module = load(command)
+        assert callable(module.add_arguments) and callable(module.run), command.module
+
+
+def test_each_subcommand_help_shows_its_own_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--help"])
+    assert exc.value.code == 0
+    assert "--latency-threshold" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("models", "latency", "compare", "report", "train", "viz"))

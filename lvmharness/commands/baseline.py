@@ -1,0 +1,24 @@
+"""``lvm baseline RUN -o FILE``: the deterministic records of a run (counts, not timings) as a CI baseline."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--metric", action="append", help="metrics to keep (default: flops, flops_scaling)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lvmharness.compare import DETERMINISTIC_METRICS, baseline_records
+    from lvmharness.results import atomic_write_json, load_records
+
+    recs = baseline_records(load_records(args.run), args.metric or DETERMINISTIC_METRICS)
+    if not recs:
+        raise ValueError(f"{args.run} has no ok records of {args.metric or DETERMINISTIC_METRICS}")
+    atomic_write_json(Path(args.output), recs)
+    print(f"wrote {len(recs)} baseline records to {args.output}")
+    return 0

@@ -1,0 +1,54 @@
+"""``lvm flops MODEL``: params, MACs and FLOPs (forward and forward+backward), per op and per module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model")
+    p.add_argument("--img-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--depth", type=int, default=2, help="module depth of the table")
+    p.add_argument("--top", type=int, default=15, help="rows of the table")
+    p.add_argument("--verify", action="store_true",
+                   help="count again with fvcore on CPU (real weights) and fail on > 0.1%% disagreement")
+    p.add_argument("--scaling", metavar="SIZES", help="comma list of sizes: fit MACs ~ pixels^k")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lvmharness.measure.flops import analyze, module_table, scaling_exponent
+
+    sizes = [int(v) for v in args.scaling.split(",")] if args.scaling else []
+    report = analyze(args.model, img_size=args.img_size, batch_size=args.batch_size, verify=args.verify)
+    scaling: dict[str, object] | None = None
+    if sizes:
+        per_size = [analyze(args.model, img_size=s, batch_size=1, backward=False).macs for s in sizes]
+        scaling = {"img_sizes": sizes, "macs": per_size, "exponent_vs_pixels": scaling_exponent(sizes, per_size)}
+    if args.json:
+        out = report.summary()
+        out["macs_by_module"] = {p: sum(ops.values()) for p, ops in report.by_module.items() if p}
+        if scaling:
+            out["scaling"] = scaling
+        print(json.dumps(out, indent=1))
+        return 0
+    b = report.batch_size
+    print(f"{report.model} at {report.img_size}px, batch {b}  (counted on {report.device}; MACs = multiply-accumulates,"
+          f" FLOPs = 2 x MACs)")
+    print(f"  params              {report.params:>16,}  ({report.params / 1e6:.3f} M)")
+    print(f"  forward MACs        {report.macs:>16,}  ({report.macs / b / 1e9:.3f} GMACs per image)")
+    print(f"  forward FLOPs       {report.flops:>16,}  ({report.flops / b / 1e9:.3f} GFLOPs per image)")
+    if report.macs_fwd_bwd is not None:
+        print(f"  fwd+bwd MACs        {report.macs_fwd_bwd:>16,}  ({report.macs_fwd_bwd / report.macs:.2f} x forward)")
+    if report.verified_by:
+        print(f"  second counter      {report.verified_by['macs']:>16,}  ({report.verified_by['counter']}, "
+              f"{report.verified_by['rel_diff']:.4%} apart)")
+    print("  by op:   " + ", ".join(f"{op} {v / 1e9:.3f} G" for op, v in report.by_op.items()))
+    print(f"\n  {'module (depth <= ' + str(args.depth) + ')':<40} {'GMACs':>10} {'share':>7}")
+    for path, module_macs, share in module_table(report, depth=args.depth, top=args.top):
+        print(f"  {path:<40} {module_macs / 1e9:>10.4f} {share:>7.1%}")
+    if scaling:
+        print(f"\n  scaling over {sizes}: MACs ~ pixels^{scaling['exponent_vs_pixels']:.3f}")
+    return 0

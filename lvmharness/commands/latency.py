@@ -1,0 +1,63 @@
+"""``lvm latency MODEL``: forward latency and throughput of one model at one shape, optionally recorded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lvmharness.results import DTYPE_NAMES
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile (compile time reported apart)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--img-size", type=int, default=None)
+    p.add_argument("--budget-s", type=float, default=2.0)
+    p.add_argument("--out", default=None, help="also append a record to a new run in this folder")
+    p.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lvmharness.devices import resolve_device
+    from lvmharness.execution import ExecOptions, Prepared
+    from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
+    from lvmharness.models import create_model, resolve
+
+    spec = resolve(args.model)
+    device = resolve_device(args.device)
+    size = args.img_size or spec.default_img_size
+    options = ExecOptions(args.dtype, channels_last=args.channels_last, compile=args.compile)
+    model = create_model(spec, img_size=size, device=device).eval()
+    prepared = Prepared(model, device, options)
+    timer = Timer(device, TimingConfig(budget_s=args.budget_s))
+    values, prov = forward_latency(prepared, ForwardCase(args.batch_size, size), timer)
+    if args.out:
+        from lvmharness import envinfo
+        from lvmharness.results import RunStore, make_record
+
+        store = RunStore(Path(args.out))
+        store.write_env(envinfo.collect([device]))
+        store.add(make_record(
+            run_id=store.run_id, metric="latency", model=spec.timm_name, alias=args.model, family=spec.family,
+            device=str(device), dtype=args.dtype, batch_size=args.batch_size, img_size=size, values=values,
+            provenance=prov, options=options.id_options(),
+        ))
+        print(f"record written to {store.results_path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model": spec.timm_name, "device": str(device), "dtype": args.dtype,
+                          "batch_size": args.batch_size, "img_size": size,
+                          **{k: v for k, v in values.items() if "samples" not in k},
+                          "rounds": prov["rounds"], "high_variance": prov["high_variance"]}, indent=1))
+    else:
+        flag = "  (noisy: IQR/median > 10%)" if prov["high_variance"] else ""
+        print(f"{spec.timm_name} on {device} {args.dtype}, batch {args.batch_size}, {size}px: "
+              f"p50 {values['latency_ms_p50']:.3f} ms, p90 {values['latency_ms_p90']:.3f} ms, "
+              f"IQR {values['latency_ms_iqr']:.3f} ms over {prov['rounds']} rounds; "
+              f"throughput {values['throughput_img_s']:.1f} img/s{flag}")
+    return 0
