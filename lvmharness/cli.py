@@ -45,6 +45,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("baseline", "lvmharness.commands.baseline",
             "write the deterministic records of a run (params, MACs, graph) as a baseline"),
     Command("env", "lvmharness.commands.env", "print what env.json records about this machine"),
+    Command("layers", "lvmharness.commands.layers",
+            "measured time per module beside its MACs, achieved FLOP/s and roofline place"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 

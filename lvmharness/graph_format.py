@@ -61,3 +61,18 @@ def validate_graph(doc: Any) -> None:
         stack.extend(n["children"])
 
 
+
+
+def canonical_model(model: str) -> str:
+    """Aliases without architecture overrides share their timm model's files (``vit`` and ``vit_base`` are one)."""
+    from lvmharness import aliases
+
+    spec = aliases.lookup(model)
+    if spec is not None and not spec.overrides:
+        return spec.timm_name
+    return model
+
+
+def graph_name(model: str, img_size: int, batch_size: int, dtype: str) -> str:
+    """File stem of a saved graph: ``vit_base_patch16_224-224-b1-fp32``."""
+    return f"{canonical_model(model)}-{img_size}-b{batch_size}-{dtype}"

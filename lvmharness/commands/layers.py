@@ -1,0 +1,109 @@
+"""``lvm layers MODEL``: measured time per module beside its MACs, achieved FLOP/s and roofline place.
+
+The tree prints with ms, share of time, share of MACs and achieved GFLOP/s per node, then the time by layer type
+(attention, MLP, conv, norm, embedding, head) and how the direct children's sum compares with the measured p50.
+``--json`` prints the ``lvmharness.layers`` document; ``-o DIR`` writes it where the architecture page finds it
+(``DIR/layers/<graph name>-<device>-<mode>.json``, next to the model's graph file, which is written if missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from lvmharness.results import DTYPE_NAMES
+
+
+def _positive(kind: str, upper: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be an integer in 1..{upper}, got {text!r}") from None
+        if not 1 <= value <= upper:
+            raise argparse.ArgumentTypeError(f"{kind} must be in 1..{upper}, got {value}")
+        return value
+
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model")
+    p.add_argument("--img-size", type=_positive("--img-size", 4096), default=None)
+    p.add_argument("--batch-size", type=_positive("--batch-size", 4096), default=1)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
+    p.add_argument("--mode", default="inference", choices=["inference", "train"],
+                   help="inference: one forward; train: forward + backward of a training step (no optimizer step)")
+    p.add_argument("--steps", type=_positive("--steps", 1000), default=5,
+                   help="profiled steps; the step with the median total is reported (default 5)")
+    p.add_argument("--warmup", type=_positive("--warmup", 1000), default=2, help="untimed steps first (default 2)")
+    p.add_argument("--depth", type=int, default=2, help="tree depth printed (default 2: ViT blocks, ResNet stages)")
+    p.add_argument("--no-roofline", action="store_true",
+                   help="skip the matmul and copy probes (no roofline; saves a few seconds)")
+    p.add_argument("--json", action="store_true", help="print the whole document as JSON")
+    p.add_argument("-o", "--output", default=None, metavar="DIR",
+                   help="graphs folder of the architecture page (e.g. results/graphs): writes the measurement there")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lvmharness.measure.layers import measure_from_spec
+
+    out_dir = Path(args.output) if args.output else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"-o {out_dir}: exists and is not a folder; give the page's graphs folder")
+    doc = measure_from_spec(
+        args.model, img_size=args.img_size, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+        mode=args.mode, steps=args.steps, warmup=args.warmup, roofline=not args.no_roofline,
+    )
+    if out_dir is not None:
+        from lvmharness.measure.layers import save_for_page
+
+        path = save_for_page(doc, out_dir)
+        print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    else:
+        print(render(doc, depth=args.depth))
+    return 0
+
+
+def _fmt_rate(v: float | None) -> str:
+    return "" if not v else f"{v / 1e9:.1f}"
+
+
+def render(doc: dict[str, Any], *, depth: int = 2) -> str:
+    """The tree as text: one row per module down to ``depth``, then layer types, the gap and the peaks."""
+    from lvmharness.measure.layers import gap_explained, type_shares
+
+    t = doc["totals"]
+    lines = [
+        f"{doc['model']} on {doc['device']} {doc['dtype']}, batch {doc['batch_size']}, {doc['img_size']}px, "
+        f"{doc['mode']}: {doc['clock']}, step {t['step_used'] + 1} of {t['steps_profiled']} profiled "
+        f"(median total); MACs = multiply-accumulates",
+        f"{'module':<44} {'type':<20} {'ms':>9} {'time':>6} {'MACs':>6} {'GFLOP/s':>9} {'bound':>7}",
+    ]
+    for n in doc["nodes"]:
+        if n["depth"] > depth:
+            continue
+        roof = n.get("roofline") or {}
+        label = ("  " * n["depth"] + (n["path"] or n["name"]))[:44]
+        lines.append(f"{label:<44} {n['type'][:20]:<20} {n['ms']:>9.3f} {n['share_time']:>6.1%} "
+                     f"{n['share_macs']:>6.1%} {_fmt_rate(n['achieved_flops_per_s']):>9} {roof.get('bound') or '':>7}")
+    shares = type_shares(doc)
+    lines.append("")
+    lines.append("time by layer type: " + ", ".join(
+        f"{k} {doc['by_type'][k]:.2f} ms ({shares[k]:.1%})" for k in doc["by_type"] if doc["by_type"][k] > 0))
+    lines.append(gap_explained(doc))
+    peaks = doc.get("peaks")
+    if peaks and peaks.get("flops_per_s") and peaks.get("bytes_per_s"):
+        lines.append(f"measured peaks: matmul {peaks['flops_per_s'] / 1e9:.1f} GFLOP/s, copy "
+                     f"{peaks['bytes_per_s'] / 1e9:.1f} GB/s, ridge {peaks['flops_per_s'] / peaks['bytes_per_s']:.1f}"
+                     " FLOP/byte")
+        bound = [n for n in doc["nodes"] if n.get("roofline") and n["roofline"].get("bound") == "memory"]
+        ms = sum(n["fwd_ms"] if n["leaf"] else n["own_fwd_ms"] for n in bound)
+        lines.append(f"memory-bound leaves: {len(bound)}, {ms:.2f} ms of the forward")
+    return "\n".join(lines)
