@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -58,7 +60,8 @@ def _mps_available() -> bool:
 
 
 def synchronizer(device: torch.device) -> Callable[[], None]:
-    """A no-argument function that waits for all queued work on ``device`` (a no-op on CPU)."""
+    """A no-argument function that waits for all queued work on ``device`` (a no-op on CPU); on CUDA it names the
+    device, so it waits for ``cuda:N`` whatever the current device is."""
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return lambda: torch.cuda.synchronize(index)
@@ -67,8 +70,16 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def synchronize(device: torch.device) -> None:
-    synchronizer(device)()
+def on_device(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Make ``device`` the current CUDA device inside the block (a no-op elsewhere).
+
+    torch calls without a device argument — ``Event.record()`` (the current stream), ``torch.cuda.synchronize()``,
+    ``torch.accelerator.synchronize()`` inside ``torch.utils.benchmark``, ``is_bf16_supported()`` — act on the
+    *current* device, which is ``cuda:0`` unless set, not necessarily the case's ``cuda:N``.
+    """
+    if device.type == "cuda":
+        return torch.cuda.device(device)
+    return contextlib.nullcontext()
 
 
 def cpu_model() -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -79,6 +79,50 @@ def sufficiency(samples: Sequence[float], quantile: float = 0.90, confidence: fl
     return Sufficiency(n, quantile, confidence, rank, bound, min_samples(quantile, confidence))
 
 
+@dataclass
+class InstanceResult:
+    """Single-stream latency of one case: per-request samples, preprocessing apart, and the p90's sufficiency."""
+
+    latency_ms: list[float]  # per request: transfer to device, forward, logits back on the host
+    preprocess_ms: list[float]
+    sufficiency: Sufficiency
+    warmup_requests: int
+    samples_source: str
+    execution: dict[str, Any]
+    compile_values: dict[str, float] = field(default_factory=dict)
+
+    def values(self) -> dict[str, Any]:
+        lat, pre = self.latency_ms, self.preprocess_ms
+        e2e = [a + b for a, b in zip(pre, lat, strict=True)]
+        return {
+            "instance_latency_ms_p50": percentile(lat, 50),
+            "instance_latency_ms_p90": percentile(lat, 90),
+            "instance_latency_ms_p99": percentile(lat, 99),
+            "instance_latency_ms_mean": sum(lat) / len(lat),
+            "instance_latency_ms_p90_upper_bound": self.sufficiency.upper_bound,
+            "preprocess_ms_p50": percentile(pre, 50),
+            "preprocess_ms_p90": percentile(pre, 90),
+            "end_to_end_ms_p50": percentile(e2e, 50),
+            "end_to_end_ms_p90": percentile(e2e, 90),
+            "instance_requests": len(lat),
+            "instance_p90_sufficient": self.sufficiency.sufficient,
+            "samples": lat,
+            "preprocess_samples": pre,
+            **self.compile_values,
+        }
+
+    def provenance(self) -> dict[str, Any]:
+        s = self.sufficiency
+        return {
+            "scenario": "single stream: batch 1, next request after the previous answer is on the host",
+            "timed": "host-to-host: transfer to device, forward, logits back to host; preprocessing timed apart",
+            "sufficiency": {"quantile": s.quantile, "confidence": s.confidence, "needed": s.needed, "rank": s.rank},
+            "samples_source": self.samples_source,
+            "warmup_requests": self.warmup_requests,
+            "execution": self.execution,
+        }
+
+
 def single_stream(
     prepared: Prepared,
     img_size: int,
@@ -91,7 +135,7 @@ def single_stream(
     quantile: float = 0.90,
     confidence: float = 0.99,
     samples_source: str = "given samples",
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> InstanceResult:
     """Issue batch-1 requests one after another until ``min_requests`` (by default the sufficiency minimum for
     ``quantile``) are done and ``budget_s`` has passed, or ``max_requests`` are done."""
     needed = min_samples(quantile, confidence)
@@ -109,7 +153,7 @@ def single_stream(
         x = tf(raw).unsqueeze(0)  # (1, 3, img, img) float32 on the host
         t1 = time.perf_counter()
         with prepared.context():
-            out = prepared.runner(x.to(device=device, dtype=dtype, memory_format=memory_format))
+            out = prepared(x.to(device=device, dtype=dtype, memory_format=memory_format))
             out.float().cpu()  # waits for the device: the answer is on the host
         t2 = time.perf_counter()
         return (t1 - t0) * 1e3, (t2 - t1) * 1e3
@@ -125,30 +169,8 @@ def single_stream(
         p_ms, l_ms = request(pool[len(lat) % len(pool)])
         pre.append(p_ms)
         lat.append(l_ms)
-    suff = sufficiency(lat, quantile, confidence)
-    e2e = [a + b for a, b in zip(pre, lat, strict=True)]
-    values: dict[str, Any] = {
-        "instance_latency_ms_p50": percentile(lat, 50),
-        "instance_latency_ms_p90": percentile(lat, 90),
-        "instance_latency_ms_p99": percentile(lat, 99),
-        "instance_latency_ms_mean": sum(lat) / len(lat),
-        "instance_latency_ms_p90_upper_bound": suff.upper_bound,
-        "preprocess_ms_p50": percentile(pre, 50),
-        "preprocess_ms_p90": percentile(pre, 90),
-        "end_to_end_ms_p50": percentile(e2e, 50),
-        "end_to_end_ms_p90": percentile(e2e, 90),
-        "instance_requests": len(lat),
-        "instance_p90_sufficient": suff.sufficient,
-        "samples": lat,
-        "preprocess_samples": pre,
-        **prepared.record_values(prepared.make_input(1, img_size)),
-    }
-    provenance = {
-        "scenario": "single stream: batch 1, next request after the previous answer is on the host",
-        "timed": "host-to-host: transfer to device, forward, logits back to host; preprocessing timed apart",
-        "sufficiency": {"quantile": quantile, "confidence": confidence, "needed": suff.needed, "rank": suff.rank},
-        "samples_source": "synthetic uint8 images 200-320 px" if samples is None else samples_source,
-        "warmup_requests": warmup,
-        "execution": prepared.provenance(),
-    }
-    return values, provenance
+    return InstanceResult(
+        latency_ms=lat, preprocess_ms=pre, sufficiency=sufficiency(lat, quantile, confidence), warmup_requests=warmup,
+        samples_source="synthetic uint8 images 200-320 px" if samples is None else samples_source,
+        execution=prepared.provenance(), compile_values=prepared.record_values(prepared.make_input(1, img_size)),
+    )

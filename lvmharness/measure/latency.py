@@ -1,12 +1,16 @@
 """The timing core.
 
 Rules it enforces (each one a bug somebody shipped):
-  * every clock read is preceded by a device synchronize, so queued GPU work is inside the interval;
-  * on CUDA, events bracket the work too, giving device time beside host time;
+  * every clock read is preceded by a device synchronize, so queued GPU work is inside the interval — one code
+    path for every device (CUDA events are markers recorded inside that path, not a branch of their own);
+  * on CUDA, events recorded on the case device's current stream bracket the work too, giving device time beside
+    host time, and rounds run with the case's device current (``cuda:N``, not whatever device is current);
   * warm-up happens once per input shape (cudnn autotuning, allocator growth and caches are per shape),
     for at least ``warmup_rounds`` and ``warmup_s``;
   * raw samples are kept; statistics are median / IQR / p90 / p99 / mean / stdev with a high-variance flag;
-  * the number of measured rounds comes from a time budget clamped to [min_rounds, max_rounds].
+  * the number of measured rounds comes from a time budget clamped to [min_rounds, max_rounds];
+  * what the process got during the measured rounds (CPU share, other processes' load, waits for a CPU, other GPU
+    processes) is measured over the same window and a contended window is flagged (``measure.contention``).
 """
 
 from __future__ import annotations
@@ -15,20 +19,23 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 import torch
 
-from lvmharness.devices import synchronizer
-from lvmharness.execution import ExecOptions, Prepared
+from lvmharness.devices import on_device, synchronizer
+from lvmharness.execution import Prepared, numerics_settings
+from lvmharness.measure.contention import Contention, Window
 from lvmharness.stats import percentile
 
-# IQR / median above this marks a measurement as noisy (the architecture note's 10% rule).
+# IQR / median above this marks a measurement as noisy. pyperf (Python's benchmark runner) warns when the standard
+# deviation exceeds 10% of the mean; the IQR/median is the same rule made robust to the long right tail of timings.
 HIGH_VARIANCE_REL_IQR = 0.10
 
 RoundFn = Callable[[], None]
-# Something that calls a round function ``n`` times; pytest-benchmark's pedantic mode is one.
+# A round driver: calls a round function ``n`` times. The default is a plain loop; pytest-benchmark's pedantic mode
+# is another. ("runner" in this package always means this, never a model.)
 Runner = Callable[[RoundFn, int], None]
 
 
@@ -111,6 +118,7 @@ class TimingResult:
     warmup_s: float
     stats: Stats
     device_stats: Stats | None = None
+    contention: Contention | None = None  # what the process got over the measured rounds
 
     @property
     def rounds(self) -> int:
@@ -133,10 +141,60 @@ def _loop_runner(fn: RoundFn, n: int) -> None:
         fn()
 
 
+class Marks(Protocol):
+    """Device-side markers placed inside each timed round (between the two synchronized clock reads)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def elapsed_ms(self) -> list[float] | None: ...
+
+
+class NoMarks:
+    """Off CUDA: there is no device clock to read."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def elapsed_ms(self) -> list[float] | None:
+        return None
+
+
+class CudaEventMarks:
+    """CUDA events recorded on the current stream *of the case's device* (``Event.record()`` without a stream
+    would use the current device's stream: for ``cuda:N`` an idle stream of another GPU)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.stream = torch.cuda.current_stream(device)
+        self.pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._open: torch.cuda.Event | None = None
+
+    def start(self) -> None:
+        self._open = torch.cuda.Event(enable_timing=True)
+        self._open.record(self.stream)
+
+    def stop(self) -> None:
+        end = torch.cuda.Event(enable_timing=True)
+        end.record(self.stream)
+        assert self._open is not None
+        self.pairs.append((self._open, end))
+
+    def elapsed_ms(self) -> list[float] | None:
+        # Both events have completed: the synchronized clock read after each round waited for the device.
+        return [a.elapsed_time(b) for a, b in self.pairs]
+
+
+def default_marks(device: torch.device) -> Marks:
+    return CudaEventMarks(device) if device.type == "cuda" else NoMarks()
+
+
 class Timer:
     """Times a no-argument callable in synchronized rounds; one round = one call of ``fn``.
 
-    ``clock`` and ``sync`` are injectable so tests can verify that a sync precedes every clock read.
+    ``clock``, ``sync`` and ``marks`` (the device markers of each round) are injectable so tests can verify, on any
+    machine, the order of calls every device goes through: sync, clock, marks.start, work, marks.stop, sync, clock.
     """
 
     def __init__(
@@ -146,16 +204,17 @@ class Timer:
         *,
         clock: Callable[[], float] = time.perf_counter,
         sync: Callable[[], None] | None = None,
+        marks: Callable[[], Marks] | None = None,
     ) -> None:
         self.device = device
         self.config = config or TimingConfig()
         self._clock = clock
         self._sync = sync if sync is not None else synchronizer(device)
-        self._events = device.type == "cuda"
+        self._marks = marks or (lambda: default_marks(device))
         self._warm: dict[Hashable, _Warm] = {}
 
     def now(self) -> float:
-        """Seconds, after waiting for all queued device work."""
+        """Seconds, after waiting for all queued device work. The only way this class reads its clock."""
         self._sync()
         return self._clock()
 
@@ -196,31 +255,26 @@ class Timer:
         ``runner`` drives the rounds; the default is a plain loop. pytest-benchmark's ``pedantic`` can drive
         them instead, so its statistics and ours come from the very same rounds.
         """
-        warm = self.warm_up(fn, key)
-        n = rounds if rounds is not None else self.plan_rounds(key)
-        host: list[float] = []
-        pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        with on_device(self.device):
+            warm = self.warm_up(fn, key)
+            n = rounds if rounds is not None else self.plan_rounds(key)
+            host: list[float] = []
+            marks = self._marks()
 
-        def one_round() -> None:
-            if self._events:
-                ev0 = torch.cuda.Event(enable_timing=True)
-                ev1 = torch.cuda.Event(enable_timing=True)
+            def one_round() -> None:
                 t0 = self.now()
-                ev0.record()
+                marks.start()
                 fn()
-                ev1.record()
+                marks.stop()
                 t1 = self.now()
-                pairs.append((ev0, ev1))
-            else:
-                t0 = self.now()
-                fn()
-                t1 = self.now()
-            host.append((t1 - t0) * 1e3)
+                host.append((t1 - t0) * 1e3)
 
-        (runner or _loop_runner)(one_round, n)
-        if not host:
-            raise RuntimeError("the runner ran no rounds; nothing was measured")
-        device_ms = [a.elapsed_time(b) for a, b in pairs] if pairs else None
+            window = Window(self.device, torch.get_num_threads())
+            with window:
+                (runner or _loop_runner)(one_round, n)
+            if not host:
+                raise RuntimeError("the runner ran no rounds; nothing was measured")
+            device_ms = marks.elapsed_ms() or None
         return TimingResult(
             samples_ms=host,
             device_samples_ms=device_ms,
@@ -228,21 +282,13 @@ class Timer:
             warmup_s=warm.seconds,
             stats=Stats.of(host),
             device_stats=Stats.of(device_ms) if device_ms else None,
+            contention=window.result,
         )
 
 
 def settings(device: torch.device) -> dict[str, Any]:
     """Every global setting that changes a timing, for the record's provenance."""
-    out: dict[str, Any] = {
-        "torch_num_threads": torch.get_num_threads(),
-        "torch_num_interop_threads": torch.get_num_interop_threads(),
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
-        "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
-        "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),
-    }
+    out = numerics_settings()
     if device.type == "cuda":
         out["cuda_events"] = True
     return out
@@ -255,74 +301,129 @@ class ForwardCase:
     seed: int = 0
 
 
-def forward_latency(
-    model: torch.nn.Module | Prepared,
-    case: ForwardCase,
-    timer: Timer,
-    *,
-    runner: Runner | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Time the forward of a model (on the timer's device, eval mode) on one fixed random batch.
+@dataclass
+class LatencyResult:
+    """Forward latency of one case: raw rounds, their statistics, and what produced them."""
 
-    ``model`` is a plain module (fp32, as it is) or a :class:`Prepared` one carrying dtype/AMP, channels_last and
-    torch.compile. Returns (values, provenance) for a result record. ``latency_ms_*`` is the time of one
-    synchronized forward of the whole batch; ``throughput_img_s`` = images / wall time over the measured rounds.
-    The input is already on the device: the transfer is not timed here (per-instance latency times it).
+    case: ForwardCase
+    timing: TimingResult
+    config: TimingConfig
+    settings: dict[str, Any]
+    execution: dict[str, Any]
+    compile_values: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def throughput_img_s(self) -> float:
+        """Images ÷ wall time over the measured rounds (not 1 / latency: a batch of B counts B images)."""
+        total = self.timing.total_s
+        return self.case.batch_size * self.timing.rounds / total if total > 0 else math.inf
+
+    def values(self) -> dict[str, Any]:
+        res = self.timing
+        out: dict[str, Any] = res.stats.values("latency_ms")
+        out["throughput_img_s"] = self.throughput_img_s
+        out["samples"] = res.samples_ms
+        out.update(self.compile_values)
+        if res.device_stats is not None:
+            out.update(res.device_stats.values("device_latency_ms"))
+            out["device_samples"] = res.device_samples_ms
+        if res.contention is not None:
+            out.update(res.contention.values())
+        return out
+
+    def provenance(self) -> dict[str, Any]:
+        res = self.timing
+        return {
+            "timer": "lvmharness.measure.latency.Timer",
+            "clock": "time.perf_counter, synchronized before each read",
+            "mode": "eval + torch.inference_mode",
+            "rounds": res.rounds,
+            "warmup_rounds": res.warmup_rounds,
+            "warmup_s": res.warmup_s,
+            "iqr_rel": res.stats.iqr_rel,
+            "high_variance": res.stats.high_variance,
+            "config": asdict(self.config),
+            "settings": self.settings,
+            "execution": self.execution,
+            "contention": res.contention.provenance() if res.contention is not None else None,
+        }
+
+
+def forward_latency(prepared: Prepared, case: ForwardCase, timer: Timer, *, runner: Runner | None = None
+                    ) -> LatencyResult:
+    """Time the forward of a prepared model (on the timer's device, eval mode) on one fixed random batch.
+
+    ``prepared`` carries dtype/AMP, channels_last and torch.compile (a bare module would silently run as fp32 —
+    and converting a cached model here would change it under the next case — so only a :class:`Prepared` model
+    is accepted). ``latency_ms_*`` is the time of one synchronized forward of the whole batch;
+    ``throughput_img_s`` = images / wall time over the measured rounds. The input is already on the device: the
+    transfer is not timed here (per-instance latency times it).
     """
-    prepared = model if isinstance(model, Prepared) else Prepared(model, timer.device, ExecOptions())
+    if not isinstance(prepared, Prepared):
+        raise TypeError(
+            f"forward_latency takes a Prepared model (lvmharness.execution.Prepared), got {type(prepared).__name__}; "
+            "wrap it: Prepared(model, device, ExecOptions(dtype=...))"
+        )
+    if prepared.device != timer.device:
+        raise ValueError(f"the model is prepared for {prepared.device} but the timer times {timer.device}")
+    prepared.model.eval()
     x = prepared.make_input(case.batch_size, case.img_size, case.seed)
     fn = prepared.forward_fn(x)  # under compile, the first call (the compile) happens and is timed here
     res = timer.measure(fn, key=(tuple(x.shape), prepared.options), runner=runner)
-    values: dict[str, Any] = res.stats.values("latency_ms")
-    values["throughput_img_s"] = case.batch_size * res.rounds / res.total_s if res.total_s > 0 else math.inf
-    values["samples"] = res.samples_ms
-    values.update(prepared.record_values(x))
-    if res.device_stats is not None:
-        values.update(res.device_stats.values("device_latency_ms"))
-        values["device_samples"] = res.device_samples_ms
-    provenance: dict[str, Any] = {
-        "timer": "lvmharness.measure.latency.Timer",
-        "clock": "time.perf_counter, synchronized before each read",
-        "mode": "eval + torch.inference_mode",
-        "rounds": res.rounds,
-        "warmup_rounds": res.warmup_rounds,
-        "warmup_s": res.warmup_s,
-        "iqr_rel": res.stats.iqr_rel,
-        "high_variance": res.stats.high_variance,
-        "config": asdict(timer.config),
-        "settings": settings(timer.device),
-        "execution": prepared.provenance(),
-    }
-    return values, provenance
+    return LatencyResult(case, res, timer.config, settings(timer.device), prepared.provenance(),
+                         prepared.record_values(x))
 
 
-def fidelity(fn: RoundFn, timer: Timer, key: Hashable, *, runner: Runner | None = None) -> dict[str, float]:
+@dataclass
+class FidelityResult:
+    """The same callable timed three ways; ratios near 1.0 say our bookkeeping adds nothing measurable."""
+
+    ours: TimingResult
+    torch_timer_ms_median: float
+    torch_timer_runs: int
+    bare_loop_ms: list[float]
+
+    def values(self) -> dict[str, Any]:
+        ours_ms = self.ours.stats.p50
+        bare_ms = percentile(self.bare_loop_ms, 50)
+        out: dict[str, Any] = {
+            "latency_ms_p50": ours_ms,
+            "torch_timer_ms_median": self.torch_timer_ms_median,
+            "bare_loop_ms_p50": bare_ms,
+            "ratio_ours_vs_torch_timer": ours_ms / self.torch_timer_ms_median,
+            "ratio_ours_vs_bare_loop": ours_ms / bare_ms,
+            "rounds": float(self.ours.rounds),
+            "torch_timer_runs": float(self.torch_timer_runs),
+        }
+        if self.ours.contention is not None:
+            out.update(self.ours.contention.values())
+        return out
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "reference_timers": ["torch.utils.benchmark.Timer.blocked_autorange (clock: ours, synchronized on the "
+                                 "case's device)", "bare perf_counter loop, synchronized at its end"],
+            "contention": self.ours.contention.provenance() if self.ours.contention is not None else None,
+        }
+
+
+def fidelity(fn: RoundFn, timer: Timer, key: Hashable, *, runner: Runner | None = None) -> FidelityResult:
     """Time ``fn`` with our core, with ``torch.utils.benchmark.Timer`` and with a bare perf_counter loop.
 
     Ratios near 1.0 say our synchronization and bookkeeping add no measurable overhead; ratios far from 1.0 say
-    one of the three is measuring something else.
+    one of the three is measuring something else. torch's Timer synchronizes ``torch.accelerator`` — the
+    *current* device — so it gets our synchronized clock instead, which waits for the case's device.
     """
     from torch.utils.benchmark import Timer as TorchTimer
 
     ours = timer.measure(fn, key, runner=runner)
     budget = max(timer.config.budget_s, 0.2)
-    theirs = TorchTimer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=budget)
-    bare: list[float] = []
-    sync = timer._sync
-    for _ in range(ours.rounds):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        bare.append((time.perf_counter() - t0) * 1e3)
-    ours_ms = ours.stats.p50
-    torch_ms = theirs.median * 1e3
-    bare_ms = percentile(bare, 50)
-    return {
-        "latency_ms_p50": ours_ms,
-        "torch_timer_ms_median": torch_ms,
-        "bare_loop_ms_p50": bare_ms,
-        "ratio_ours_vs_torch_timer": ours_ms / torch_ms,
-        "ratio_ours_vs_bare_loop": ours_ms / bare_ms,
-        "rounds": float(ours.rounds),
-        "torch_timer_runs": float(theirs.number_per_run * len(theirs.raw_times)),
-    }
+    with on_device(timer.device):
+        theirs = TorchTimer(stmt="fn()", globals={"fn": fn}, timer=timer.now).blocked_autorange(min_run_time=budget)
+        bare: list[float] = []
+        for _ in range(ours.rounds):
+            t0 = time.perf_counter()
+            fn()
+            timer.now()
+            bare.append((time.perf_counter() - t0) * 1e3)
+    return FidelityResult(ours, theirs.median * 1e3, theirs.number_per_run * len(theirs.raw_times), bare)
