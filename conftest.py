@@ -5,11 +5,11 @@ A bench reads like this::
     def bench_forward_latency(lvm: Lvm, benchmark: BenchmarkFixture) -> None:
         with lvm.record("latency") as rec:               # a record is written whatever happens inside
             loaded = lvm.model()                          # built once per (model, device, dtype), then reused
-            values, prov = forward_latency(loaded.model, lvm.forward_case(), loaded.timer,
-                                           runner=lvm.runner(benchmark))  # pytest-benchmark drives the rounds
-            rec.values.update(values)
-            rec.provenance.update(prov)
-            lvm.extra_info(benchmark, values)             # key values into pytest-benchmark's JSON too
+            result = forward_latency(loaded.prepared, lvm.forward_case(), loaded.timer,
+                                     runner=lvm.runner(benchmark))  # pytest-benchmark drives the rounds
+            rec.values.update(result.values())
+            rec.provenance.update(result.provenance())
+            lvm.extra_info(benchmark, result.values())    # key values into pytest-benchmark's JSON too
 
 Every test that asks for ``lvm`` (or ``lvm_case``) is parametrized over the matrix that ``--lvm-profile`` and the
 ``--lvm-*`` overrides select; ids look like ``vit-cpu-fp32-b8-224`` so ``-k "resnet and b8"`` works.
@@ -304,14 +304,13 @@ class Lvm:
     def memory_case(self, mode: str, batch_size: int | None = None) -> MemoryCase:
         case = self.case
         opts = case.exec_options()
-        if opts.compile:
-            pytest.skip("memory under torch.compile is not measured (the child runs eager)")
         limit = self.session.config.getoption("--lvm-mem-limit")
         _device_or_skip(case.device)
         return MemoryCase(
             model=case.model, device=case.device, dtype=case.dtype,
             batch_size=batch_size or case.batch_size or 1, img_size=case.img_size, mode=mode,
-            channels_last=opts.channels_last, mem_limit_bytes=parse_bytes(limit) if limit else None,
+            channels_last=opts.channels_last, compile_backend=opts.compile_backend if opts.compile else None,
+            mem_limit_bytes=parse_bytes(limit) if limit else None,
         )
 
     def model(self) -> LoadedModel:

@@ -23,7 +23,8 @@ def bench_timer_fidelity(lvm_session: LvmSession, model: str, benchmark: Any) ->
     with lvm.record("timer_fidelity") as rec:
         loaded = lvm.model()
         fn = loaded.prepared.forward_fn(loaded.prepared.make_input(1, case.img_size))
-        values = fidelity(fn, loaded.timer, key=("fidelity", case.label), runner=lvm.runner(benchmark))
+        result = fidelity(fn, loaded.timer, key=("fidelity", case.label), runner=lvm.runner(benchmark))
+        values = result.values()
         rec.values.update(values)
-        rec.provenance["reference_timers"] = ["torch.utils.benchmark.Timer.blocked_autorange", "bare perf_counter"]
+        rec.provenance.update(result.provenance())
         benchmark.extra_info.update(values)

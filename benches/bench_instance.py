@@ -24,12 +24,12 @@ def bench_per_instance_latency(lvm_any_batch: Lvm, lvm_instance_samples: tuple[l
     images, source = lvm_instance_samples
     with lvm.record("instance_latency") as rec:
         loaded = lvm.model()
-        values, provenance = single_stream(loaded.prepared, lvm.case.img_size, samples=images,
-                                           budget_s=profile.instance_budget_s, samples_source=source)
-        rec.values.update(values)
-        rec.provenance.update(provenance)
+        result = single_stream(loaded.prepared, lvm.case.img_size, samples=images,
+                               budget_s=profile.instance_budget_s, samples_source=source)
+        rec.values.update(result.values())
+        rec.provenance.update(result.provenance())
         # Offline: images / wall time at a large batch. Its own timer, so warm-up is per this shape too.
         offline_case = ForwardCase(profile.offline_batch, lvm.case.img_size)
-        offline, _ = forward_latency(loaded.prepared, offline_case, Timer(loaded.device, lvm.session.timing))
-        rec.values["offline_throughput_img_s"] = offline["throughput_img_s"]
+        offline = forward_latency(loaded.prepared, offline_case, Timer(loaded.device, lvm.session.timing))
+        rec.values["offline_throughput_img_s"] = offline.throughput_img_s
         rec.values["offline_batch_size"] = profile.offline_batch

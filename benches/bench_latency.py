@@ -23,9 +23,8 @@ def bench_forward_latency(lvm: Lvm, benchmark: Any) -> None:
     benchmark.group = f"latency {lvm.case.model} {lvm.case.device} {lvm.case.dtype}"
     with lvm.record("latency") as rec:
         loaded = lvm.model()
-        values, provenance = forward_latency(
-            loaded.prepared, lvm.forward_case(), loaded.timer, runner=lvm.runner(benchmark)
-        )
+        result = forward_latency(loaded.prepared, lvm.forward_case(), loaded.timer, runner=lvm.runner(benchmark))
+        values, provenance = result.values(), result.provenance()
         rec.values.update(values)
         rec.provenance.update(provenance)
         # Counting (meta device) and the peak probe run between timed passes, never inside one.

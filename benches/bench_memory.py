@@ -32,8 +32,8 @@ def bench_memory(lvm: Lvm, mode: str) -> None:
     phase = "inference" if mode == "inference" else "train"
     with lvm.record(f"memory_{mode}", phase=phase) as rec:
         result = run_isolated(lvm.memory_case(mode))
-        rec.values.update(result.values)
-        rec.provenance.update(result.provenance)
+        rec.values.update(result.values())
+        rec.provenance.update(result.provenance())
         _raise_for(result.status, result.error)
 
 

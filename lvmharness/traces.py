@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
 
+from lvmharness.devices import synchronizer
+
 
 def activities(device: torch.device) -> list[ProfilerActivity]:
     acts = [ProfilerActivity.CPU]
@@ -25,7 +27,7 @@ def trace(step: Callable[[], Any], out_dir: Path, device: torch.device, *, activ
           worker_name: str | None = None) -> Path:
     """Profile ``active`` calls of ``step`` (after one skipped and one warm-up call) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = synchronizer(device)  # names the device: a bare torch.cuda.synchronize() waits for the current one
     with profile(
         activities=activities(device),
         schedule=schedule(wait=1, warmup=1, active=active, repeat=1),

@@ -10,7 +10,11 @@ from torch import nn
 from lvmharness.measure import flops
 from lvmharness.measure.flops import UncountedOpError, analyze, count_run, forward_macs, scaling_exponent
 
-# shared/REFERENCE.md: timm name -> (params in M to 3 decimals, GMACs at 224, batch 1)
+# Published: timm name -> (params in M to 3 decimals, GMACs at 224, batch 1). Sources: torchvision's model
+# documentation tables (exact parameter counts; its "GFLOPS" column is multiply-adds) for resnet18/50 (resnet18,
+# resnet50), ViT-B/L (vit_b_16, vit_l_16), Swin-T/S/B (swin_t, swin_s, swin_b) — the same architectures as timm's;
+# ViT-Ti/S and DeiT (the same ViT shapes): DeiT paper (Touvron et al. 2021) Table 1 gives 5M/1.3G, 22M/4.6G,
+# 86M/17.6G, and the three-decimal figures follow from the ViT formulas of test_vit_counts_follow_the_formulas.
 REFERENCE = {
     "resnet18": (11.690, 1.814),
     "resnet50": (25.557, 4.089),
@@ -35,6 +39,69 @@ def test_reference_models_match_published_macs_and_params(name: str) -> None:
     assert report.macs / 1e9 == pytest.approx(gmacs, rel=0.005)
     assert report.flops == 2 * report.macs
     assert report.uncounted_ops == {}
+
+
+def vit_params(d: int, depth: int, patch: int = 16, tokens: int = 197, classes: int = 1000) -> int:
+    """ViT (Dosovitskiy et al. 2021) parameter count: patch embedding (conv 3*p*p -> d, bias), class token and
+    position embeddings, per block two LayerNorms (2d each), qkv (3d^2 + 3d), projection (d^2 + d), MLP with ratio 4
+    (4d^2 + 4d and 4d^2 + d); final LayerNorm; the classifier head."""
+    block = 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d)
+    return (3 * patch * patch * d + d) + d + tokens * d + depth * block + 2 * d + (d * classes + classes)
+
+
+def vit_macs(d: int, depth: int, patch: int = 16, img: int = 224, classes: int = 1000) -> int:
+    """ViT forward multiply-adds: patch embedding, per block qkv + projection (4 n d^2), MLP (8 n d^2) and
+    attention's QK^T and AV (2 n^2 d over all heads), then the head on the class token."""
+    n = (img // patch) ** 2 + 1
+    patches = (img // patch) ** 2 * 3 * patch * patch * d
+    return patches + depth * (4 * n * d * d + 8 * n * d * d + 2 * n * n * d) + d * classes
+
+
+@pytest.mark.parametrize(
+    ("name", "dim", "depth"),
+    [("vit_tiny_patch16_224", 192, 12), ("vit_small_patch16_224", 384, 12), ("vit_base_patch16_224", 768, 12)],
+)
+def test_vit_counts_follow_the_formulas(name: str, dim: int, depth: int) -> None:
+    report = analyze(name, backward=False)
+    assert report.params == vit_params(dim, depth)  # vit_tiny: 5,717,416
+    assert report.macs == vit_macs(dim, depth)  # vit_tiny: 1,253,683,200
+
+
+class VectorOps(nn.Module):
+    """Matrix-vector, dot and batched-sum products, which no seed model uses."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__()
+        self.op = op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = torch.ones(6, 5)  # (6, 5) matrix; x is a length-5 vector
+        if self.op == "mv":
+            return torch.mv(m, x)
+        if self.op == "addmv":
+            return torch.addmv(torch.ones(6), m, x)
+        if self.op == "dot":
+            return torch.dot(x, x)
+        if self.op == "vdot":
+            return torch.vdot(x, x)
+        # addbmm: sum over a batch of 3 of (4 x 5) @ (5 x 7), added to a (4 x 7) bias
+        return torch.addbmm(torch.ones(4, 7), torch.ones(3, 4, 5), torch.ones(3, 5, 7))
+
+
+@pytest.mark.parametrize(
+    ("op", "aten_name", "expected"),
+    [
+        ("mv", "aten.mv", 6 * 5),  # one multiply-add per matrix element
+        ("addmv", "aten.addmv", 6 * 5),  # the bias add is not a multiply-add
+        ("dot", "aten.dot", 5),
+        ("vdot", "aten.vdot", 5),
+        ("addbmm", "aten.addbmm", 3 * 4 * 5 * 7),  # batch x rows x inner x cols
+    ],
+)
+def test_vector_and_batched_sum_products_are_counted(op: str, aten_name: str, expected: int) -> None:
+    counts = forward_macs(VectorOps(op), torch.ones(5))
+    assert counts.by_op == {aten_name: expected}
+    assert counts.macs == expected
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,8 @@ def test_sufficiency_on_known_samples() -> None:
 def test_single_stream_on_a_tiny_model() -> None:
     model = create_model("smoke_vit").eval()
     prepared = Prepared(model, torch.device("cpu"), ExecOptions())
-    values, prov = single_stream(prepared, 32, samples=synthetic_samples(8), budget_s=0.0)
+    result = single_stream(prepared, 32, samples=synthetic_samples(8), budget_s=0.0)
+    values, prov = result.values(), result.provenance()
     assert values["instance_requests"] == 44 == len(values["samples"])
     assert values["instance_p90_sufficient"] is True
     assert values["instance_latency_ms_p50"] <= values["instance_latency_ms_p90"] <= values["instance_latency_ms_p99"]
@@ -66,15 +67,16 @@ def test_compiled_model_records_compile_time_apart_and_recompiles_per_shape() ->
     model = create_model("smoke_vit", img_size=32).eval()
     prepared = Prepared(model, torch.device("cpu"), ExecOptions(compile=True, compile_backend="eager"))
     timer = Timer(torch.device("cpu"), TimingConfig(warmup_rounds=2, warmup_s=0, budget_s=0.02, min_rounds=3))
-    first, prov = forward_latency(prepared, ForwardCase(1, 32), timer)
+    first_result = forward_latency(prepared, ForwardCase(1, 32), timer)
+    first, prov = first_result.values(), first_result.provenance()
     assert first["compile_first_call_ms"] > 0
     assert first["compile_graphs_this_shape"] >= 1
     # The compile is not in the warm-up or the samples: steady state is far below the first call.
     assert first["latency_ms_p50"] < first["compile_first_call_ms"]
-    second, _ = forward_latency(prepared, ForwardCase(2, 32), timer)
+    second = forward_latency(prepared, ForwardCase(2, 32), timer).values()
     assert second["compile_graphs_this_shape"] >= 1  # a new shape is a recompile
     assert second["compile_graphs_total"] == first["compile_graphs_this_shape"] + second["compile_graphs_this_shape"]
-    again, _ = forward_latency(prepared, ForwardCase(1, 32), timer)
+    again = forward_latency(prepared, ForwardCase(1, 32), timer).values()
     assert again["compile_graphs_total"] == second["compile_graphs_total"]  # a seen shape compiles nothing
     assert prov["execution"]["compile_backend"] == "eager"
 
@@ -85,7 +87,7 @@ def test_channels_last_and_amp_are_applied_and_recorded() -> None:
     x = prepared.make_input(2, 64)
     assert x.is_contiguous(memory_format=torch.channels_last) and x.dtype == torch.float32
     with prepared.context():
-        out = prepared.runner(x)
+        out = prepared(x)
     assert out.dtype == torch.bfloat16  # autocast ran the layers in bf16
     assert prepared.provenance()["autocast_dtype"] == "torch.bfloat16"
 
@@ -98,5 +100,6 @@ def test_single_stream_over_real_cifar_images(tmp_path: Path) -> None:
     images = raw_samples("cifar100", data_dir=tmp_path, count=64)
     assert len(images) == 12 and images[0].size == (32, 32)  # decoded PIL images, not yet transformed
     prepared = Prepared(create_model("smoke_vit").eval(), torch.device("cpu"), ExecOptions())
-    values, prov = single_stream(prepared, 32, samples=images, budget_s=0.0, samples_source="cifar100")
+    result = single_stream(prepared, 32, samples=images, budget_s=0.0, samples_source="cifar100")
+    values, prov = result.values(), result.provenance()
     assert values["instance_requests"] == 44 and prov["samples_source"] == "cifar100"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from lvmharness.execution import ExecOptions, Prepared
 from lvmharness.measure.latency import ForwardCase, Stats, Timer, TimingConfig, forward_latency
 from lvmharness.stats import percentile
 
@@ -28,14 +29,33 @@ class FakeDevice:
     def sync(self) -> None:
         self.log.append("sync")
 
+    def marks(self) -> FakeMarks:
+        return FakeMarks(self.log)
+
     def fn(self) -> None:
         self.log.append("work")
         self.t += self.work[self.calls] if self.calls < len(self.work) else 0.010
         self.calls += 1
 
 
+class FakeMarks:
+    """Device markers (CUDA events on a GPU) that only log where the timer places them."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def start(self) -> None:
+        self.log.append("mark_start")
+
+    def stop(self) -> None:
+        self.log.append("mark_stop")
+
+    def elapsed_ms(self) -> list[float] | None:
+        return None
+
+
 def make(cfg: TimingConfig, dev: FakeDevice) -> Timer:
-    return Timer(torch.device("cpu"), cfg, clock=dev.clock, sync=dev.sync)
+    return Timer(torch.device("cpu"), cfg, clock=dev.clock, sync=dev.sync, marks=dev.marks)
 
 
 def test_every_clock_read_follows_a_sync() -> None:
@@ -46,6 +66,17 @@ def test_every_clock_read_follows_a_sync() -> None:
     assert reads, "the timer read no clock"
     assert all(dev.log[i - 1] == "sync" for i in reads)
     assert dev.log.count("work") == dev.calls
+
+
+def test_each_round_is_sync_clock_mark_work_mark_sync_clock() -> None:
+    """One code path for every device: the device markers (CUDA events) sit inside two synchronized clock reads,
+    so on a GPU the host interval contains the queued work and both events."""
+    dev = FakeDevice()
+    cfg = TimingConfig(warmup_rounds=1, warmup_s=0, budget_s=0, min_rounds=3, max_rounds=3)
+    make(cfg, dev).measure(dev.fn, key="a")
+    first_mark = dev.log.index("mark_start")
+    timed = dev.log[first_mark - 2 :]
+    assert timed == ["sync", "clock", "mark_start", "work", "mark_stop", "sync", "clock"] * 3
 
 
 def test_warm_up_happens_once_per_shape() -> None:
@@ -75,6 +106,19 @@ def test_rounds_follow_the_budget_within_min_and_max() -> None:
     assert make(cfg, slow).measure(slow.fn, "k").rounds == 3
     fast = FakeDevice([1e-5] * 1000)  # budget asks 10000, max is 50
     assert make(cfg, fast).measure(fast.fn, "k").rounds == 50
+
+
+def test_the_steady_state_estimate_ignores_the_slow_first_warm_up_rounds() -> None:
+    # Warm-up: two 1 s rounds (one-off costs), then two steady rounds of 2^-7 s (7.8125 ms, exact in binary so the
+    # clock sums carry no rounding). The plan must come from the steady rounds: budget 10 x 2^-7 s / 2^-7 s = 10
+    # rounds. An estimate that included the first rounds (1 s, or the median of all four, ~0.5 s) would plan
+    # ceil(0.078 / 0.5) = 1 round, clamped up to min_rounds = 3.
+    step = 2.0**-7
+    dev = FakeDevice([1.0, 1.0, step, step] + [step] * 20)
+    cfg = TimingConfig(warmup_rounds=4, warmup_s=0, budget_s=10 * step, min_rounds=3, max_rounds=50)
+    res = make(cfg, dev).measure(dev.fn, "k")
+    assert res.warmup_rounds == 4
+    assert res.rounds == 10
 
 
 def test_samples_are_the_raw_per_round_times_in_ms() -> None:
@@ -128,28 +172,59 @@ def test_config_rejects_impossible_round_limits() -> None:
         TimingConfig(min_rounds=10, max_rounds=5)
 
 
+class SteppingClock:
+    """A clock that advances exactly ``step_s`` at every read: a round (two reads) lasts ``step_s``."""
+
+    def __init__(self, step_s: float) -> None:
+        self.step_s = step_s
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += self.step_s
+        return self.t
+
+
 def test_forward_latency_on_a_real_tiny_model() -> None:
     from lvmharness.models import create_model
 
-    model = create_model("smoke_resnet").eval()
-    timer = Timer(torch.device("cpu"), TimingConfig(warmup_rounds=1, warmup_s=0, budget_s=0.02, min_rounds=3))
-    values, prov = forward_latency(model, ForwardCase(batch_size=2, img_size=32), timer)
-    assert len(values["samples"]) == prov["rounds"] >= 3
-    assert 0 < values["latency_ms_p50"] <= values["latency_ms_p99"]
-    expected = 2 * prov["rounds"] / (sum(values["samples"]) / 1e3)
-    assert values["throughput_img_s"] == pytest.approx(expected)
+    cpu = torch.device("cpu")
+    prepared = Prepared(create_model("smoke_resnet"), cpu, ExecOptions())
+    # The model really runs; the clock is made to say every round took 5 ms, so the expected figures follow by
+    # hand: latency 5 ms, and 4 images every 5 ms = 800 images/s.
+    timer = Timer(cpu, TimingConfig(warmup_rounds=1, warmup_s=0, budget_s=0, min_rounds=6, max_rounds=6),
+                  clock=SteppingClock(0.005))
+    result = forward_latency(prepared, ForwardCase(batch_size=4, img_size=32), timer)
+    values, prov = result.values(), result.provenance()
+    assert values["samples"] == pytest.approx([5.0] * 6)
+    assert values["latency_ms_p50"] == pytest.approx(5.0)
+    assert values["throughput_img_s"] == pytest.approx(800.0)
+    assert prov["rounds"] == 6
     assert prov["settings"]["torch_num_threads"] == torch.get_num_threads()
     assert {"cudnn_benchmark", "cuda_matmul_allow_tf32", "cudnn_allow_tf32"} <= set(prov["settings"])
+    # What the process got over the rounds is in every timed record.
+    assert isinstance(values["contended"], bool) and values["cpu_share"] >= 0
+    assert prov["contention"]["threads"] == torch.get_num_threads()
+
+
+def test_forward_latency_takes_only_a_prepared_model() -> None:
+    from lvmharness.models import create_model
+
+    cpu = torch.device("cpu")
+    with pytest.raises(TypeError, match="takes a Prepared model"):
+        forward_latency(create_model("smoke_resnet"), ForwardCase(1, 32), Timer(cpu))  # type: ignore[arg-type]
 
 
 @pytest.mark.cuda
 def test_cuda_events_are_recorded_beside_host_time() -> None:
     from lvmharness.models import create_model
 
-    dev = torch.device("cuda")
-    model = create_model("smoke_vit", device=dev).eval()
+    # The last GPU: on a multi-GPU machine that is cuda:N with N != the current device (0), where events recorded
+    # on the current device's stream would bracket an idle stream.
+    dev = torch.device("cuda", torch.cuda.device_count() - 1)
+    prepared = Prepared(create_model("smoke_vit", device=dev), dev, ExecOptions())
     timer = Timer(dev, TimingConfig(warmup_rounds=2, warmup_s=0, budget_s=0.05, min_rounds=5))
-    values, _ = forward_latency(model, ForwardCase(batch_size=4, img_size=32), timer)
+    values = forward_latency(prepared, ForwardCase(batch_size=4, img_size=32), timer).values()
     assert len(values["device_samples"]) == len(values["samples"])
-    # Host time brackets the events, so it cannot be shorter (allow 50 us of clock granularity).
-    assert values["latency_ms_p50"] + 0.05 >= values["device_latency_ms_p50"] > 0
+    # Host time brackets the events, so it cannot be shorter (allow 50 us of clock granularity); the events
+    # bracket the forward's kernels, so device time is far above an empty interval's few microseconds.
+    assert values["latency_ms_p50"] + 0.05 >= values["device_latency_ms_p50"] > 0.02

@@ -18,17 +18,17 @@ def test_cpu_peak_rss_grows_with_batch() -> None:
     small = run_isolated(MemoryCase("smoke_resnet", batch_size=1, img_size=160))
     large = run_isolated(MemoryCase("smoke_resnet", batch_size=16, img_size=160))
     assert small.status == large.status == "ok", (small.error, large.error)
-    assert large.values["rss_peak_delta_bytes"] > small.values["rss_peak_delta_bytes"]
-    assert large.values["rss_peak_bytes"] > small.values["rss_peak_bytes"]
+    assert large.values()["rss_peak_delta_bytes"] > small.values()["rss_peak_delta_bytes"]
+    assert large.values()["rss_peak_bytes"] > small.values()["rss_peak_bytes"]
     # The baseline is taken in the fresh child after imports, before the model exists.
-    assert 0 < small.values["rss_baseline_bytes"] < small.values["rss_peak_bytes"]
-    assert large.provenance["pid"] != small.provenance["pid"] != os.getpid()
+    assert 0 < small.values()["rss_baseline_bytes"] < small.values()["rss_peak_bytes"]
+    assert large.provenance()["pid"] != small.provenance()["pid"] != os.getpid()
 
 
 def test_train_step_breakdown() -> None:
     res = run_isolated(MemoryCase("smoke_vit", batch_size=2, mode="train_step"))
     assert res.status == "ok", res.error
-    v = res.values
+    v = res.values()
     assert v["mem_grads_bytes"] == v["mem_weights_bytes"] == 178_600 * 4
     # AdamW keeps two fp32 moments per parameter plus a step counter per tensor.
     assert 2 * v["mem_weights_bytes"] <= v["mem_optimizer_bytes"] < 2 * v["mem_weights_bytes"] + 4096
@@ -42,7 +42,7 @@ def test_a_capped_child_ooms_and_the_next_case_succeeds() -> None:
     assert "allocate" in (too_big.error or "")
     fits = run_isolated(MemoryCase("smoke_resnet", batch_size=2, img_size=224, mem_limit_bytes=cap))
     assert fits.status == "ok", fits.error
-    assert fits.values["rss_peak_delta_bytes"] < cap + 64 * MiB
+    assert fits.values()["rss_peak_delta_bytes"] < cap + 64 * MiB
 
 
 def test_a_killed_child_is_an_error_result() -> None:
@@ -94,6 +94,6 @@ def test_cuda_allocated_le_reserved_and_training_exceeds_inference() -> None:
     train = run_isolated(MemoryCase("vit_small", device="cuda", batch_size=32, mode="train_step"))
     assert inf.status == train.status == "ok", (inf.error, train.error)
     for res in (inf, train):
-        assert 0 < res.values["mem_allocated_peak_bytes"] <= res.values["mem_reserved_peak_bytes"]
-    assert train.values["mem_allocated_peak_bytes"] > inf.values["mem_allocated_peak_bytes"]
-    assert train.values["mem_activations_peak_bytes"] > inf.values["mem_activations_peak_bytes"]
+        assert 0 < res.values()["mem_allocated_peak_bytes"] <= res.values()["mem_reserved_peak_bytes"]
+    assert train.values()["mem_allocated_peak_bytes"] > inf.values()["mem_allocated_peak_bytes"]
+    assert train.values()["mem_activations_peak_bytes"] > inf.values()["mem_activations_peak_bytes"]

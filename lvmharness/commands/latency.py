@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     model = create_model(spec, img_size=size, device=device).eval()
     prepared = Prepared(model, device, options)
     timer = Timer(device, TimingConfig(budget_s=args.budget_s))
-    values, prov = forward_latency(prepared, ForwardCase(args.batch_size, size), timer)
+    result = forward_latency(prepared, ForwardCase(args.batch_size, size), timer)
+    values, prov = result.values(), result.provenance()
     if args.out:
         from lvmharness import envinfo
         from lvmharness.results import RunStore, make_record

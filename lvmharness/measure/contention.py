@@ -210,7 +210,7 @@ class GpuWatch:
         self.error: str | None = None
         self.reasons_seen = 0
         try:
-            import pynvml
+            import pynvml  # type: ignore[import-not-found]  # optional: nvidia-ml-py
             import torch
 
             pynvml.nvmlInit()

@@ -2,9 +2,11 @@
 
 Rules: memory is never read during timing; each case runs in a fresh spawned Python process (``run_isolated``)
 so the CPU peak is the peak RSS (VmHWM) of a process that ran only that case, minus its baseline before the model
-was built; on CUDA the allocator's peaks are read after empty_cache + reset_peak_memory_stats + synchronize. An
-out-of-memory is a result (``status: oom``), never a silent change of batch size, and a child that crashes or is
-killed is an ``error`` result while the caller goes on.
+was built. The child prepares the model exactly as the timed benches do (:class:`lvmharness.execution.Prepared`:
+dtype/AMP, channels_last, torch.compile), then starts a fresh peak — on CUDA: CUDA initialised, ``empty_cache()``
+(freeing the blocks the fp32-then-convert build left cached), ``reset_peak_memory_stats`` — runs the case, and reads
+the peaks. An out-of-memory is a result (``status: oom``), never a silent change of batch size, and a child that
+crashes or is killed is an ``error`` result while the caller goes on.
 
 The child is ``python -m lvmharness.measure.memory '<case json>'``; it prints one ``LVM_RESULT {json}`` line.
 """
@@ -24,6 +26,16 @@ from typing import Any
 
 MODES = ("inference", "train_step")
 RESULT_TAG = "LVM_RESULT "
+# What a memory cap limits, per backend (recorded with every capped case).
+CAP_SEMANTICS = {
+    "cpu": "RLIMIT_DATA = VmData at start + cap: limits the heap and private anonymous mappings (where tensors "
+           "live, Linux >= 4.7); file-backed mappings (shared libraries) are outside it",
+    "cuda": "torch.cuda.set_per_process_memory_fraction(cap / total): limits the bytes the caching allocator may "
+            "*reserve* on this device; the CUDA context, other libraries' allocations and other processes are "
+            "outside it",
+    "mps": "torch.mps.set_per_process_memory_fraction(cap / recommended_max_memory): limits the MPS allocator's "
+           "allocations relative to Metal's recommended working set",
+}
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,8 @@ class MemoryCase:
     img_size: int | None = None
     mode: str = "inference"
     channels_last: bool = False
-    mem_limit_bytes: int | None = None  # enforced in the child: RLIMIT_DATA on CPU, a memory fraction on CUDA
+    compile_backend: str | None = None  # torch.compile backend, or None for eager
+    mem_limit_bytes: int | None = None  # enforced in the child: see CAP_SEMANTICS
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -48,8 +61,14 @@ class MemoryCase:
 class MemoryResult:
     status: str  # ok | oom | error
     error: str | None = None
-    values: dict[str, Any] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
+    measured: dict[str, Any] = field(default_factory=dict)  # the record's values
+    notes: dict[str, Any] = field(default_factory=dict)  # the record's provenance
+
+    def values(self) -> dict[str, Any]:
+        return dict(self.measured)
+
+    def provenance(self) -> dict[str, Any]:
+        return dict(self.notes)
 
 
 # --- in the child ------------------------------------------------------------------------------------------------
@@ -89,95 +108,167 @@ def _tensor_bytes(tensors: Any) -> int:
     return total
 
 
-def measure_in_process(case: MemoryCase) -> MemoryResult:
-    """Run one memory case here. Meant for a fresh child process (``run_isolated``); raises on OOM."""
+class DeviceMemory:
+    """The memory-statistics calls of one device, each logged to ``log`` (the child's order of steps is part of
+    the measurement, and tests read it)."""
+
+    def __init__(self, device: Any, log: Callable[[str], None]) -> None:
+        from lvmharness.devices import synchronizer
+
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.sync = synchronizer(device)
+        self.log = log
+
+    def init(self) -> dict[str, Any]:
+        """Initialise the device before any statistic is touched: the CUDA caching allocator rejects
+        ``reset_peak_memory_stats`` before init, and ``empty_cache`` before init is a no-op."""
+        import torch
+
+        info: dict[str, Any] = {}
+        if self.cuda:
+            torch.empty(1, device=self.device)  # creates the context and this device's allocator
+            self.sync()
+            free, total = torch.cuda.mem_get_info(self.device)
+            # Free memory before this case ran: what the parent process and any other process still hold.
+            info["cuda_mem_get_info_at_start"] = {"free_bytes": free, "total_bytes": total}
+        self.log("init")
+        return info
+
+    def fresh_peak(self) -> bool:
+        """Start a peak window now: wait for the device, give cached blocks back, reset the peaks (CUDA), and
+        reset VmHWM to the current RSS. Returns whether VmHWM could be reset."""
+        import torch
+
+        self.sync()
+        if self.cuda:
+            torch.cuda.empty_cache()
+            self.log("empty_cache")
+            torch.cuda.reset_peak_memory_stats(self.device)
+        reset = _reset_peak_rss()
+        self.log("reset_peak")
+        return reset
+
+    def allocated(self) -> int:
+        import torch
+
+        return int(torch.cuda.memory_allocated(self.device)) if self.cuda else 0
+
+
+def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = None) -> MemoryResult:
+    """Run one memory case here. Meant for a fresh child process (``run_isolated``); raises on OOM.
+
+    ``log`` receives the name of each step as it happens (``init``, ``empty_cache``, ``reset_peak``, ``prepared``,
+    ``compiled``, ``forward``, ``backward``, ``step``)."""
     import torch
 
-    from lvmharness.devices import resolve_device, synchronizer
-    from lvmharness.execution import check_dtype_mode
+    from lvmharness.devices import resolve_device
+    from lvmharness.execution import ExecOptions, Prepared, numerics_settings
     from lvmharness.models import create_model, resolve
 
+    steps: list[str] = []
+
+    def step(name: str) -> None:
+        steps.append(name)
+        if log is not None:
+            log(name)
+
     device = resolve_device(case.device)
-    param_dtype, autocast_dtype = check_dtype_mode(case.dtype, device)
+    options = ExecOptions(dtype=case.dtype, channels_last=case.channels_last,
+                          compile=case.compile_backend is not None, compile_backend=case.compile_backend or "inductor")
     spec = resolve(case.model)
     size = case.img_size or spec.default_img_size
-    sync = synchronizer(device)
+    mem = DeviceMemory(device, step)
     prov: dict[str, Any] = {"isolation": "fresh process", "pid": os.getpid(), "mode": case.mode,
-                            "torch_num_threads": torch.get_num_threads()}
+                            "settings": numerics_settings()}
 
     # Start the thread pools before any cap, so the cap measures the case and not thread stacks.
     torch.mm(torch.ones(64, 64), torch.ones(64, 64))
+    prov.update(mem.init())
     if case.mem_limit_bytes is not None:
         _apply_limit(case.mem_limit_bytes, device, prov)
 
     values: dict[str, Any] = {}
     rss_base = _proc_status("VmRSS")
-    hwm_reset = _reset_peak_rss()
-    prov["rss_peak_reset"] = hwm_reset
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-        sync()
-        base_alloc = torch.cuda.memory_allocated(device)
+    prov["rss_peak_reset"] = mem.fresh_peak()
+    base_alloc = mem.allocated()
 
-    model = create_model(spec, img_size=size, device=device).to(dtype=param_dtype)
-    if case.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(case.batch_size, 3, size, size, generator=gen).to(device=device, dtype=param_dtype)
-    if case.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    # The same preparation as the timed benches: build (fp32), then convert dtype / memory format, maybe compile.
+    prepared = Prepared(create_model(spec, img_size=size, device=device), device, options)
+    model = prepared.model
+    x = prepared.make_input(case.batch_size, size)
+    step("prepared")
     values["mem_weights_bytes"] = _tensor_bytes(model.parameters())
     values["mem_buffers_bytes"] = _tensor_bytes(model.buffers())
     values["mem_input_bytes"] = x.numel() * x.element_size()
 
-    def autocast() -> Any:
-        if autocast_dtype is None:
-            return torch.autocast(device_type=device.type, enabled=False)
-        return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 1000, (case.batch_size,), generator=gen).to(device)
 
-    sync()
-    if cuda:
-        before_fwd = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
+    def forward_backward() -> torch.Tensor:
+        with prepared.autocast():
+            loss = torch.nn.functional.cross_entropy(prepared(x).float(), target)
+        loss.backward()
+        return loss
+
+    if options.compile:
+        # Compile outside the measured window (compiling is host work with its own memory); the window then holds
+        # what the compiled code needs. A train step's compile needs a backward too; its grads are dropped.
+        if case.mode == "inference":
+            model.eval()
+            prepared.forward_fn(x)
+        else:
+            model.train()
+            forward_backward()
+            model.zero_grad(set_to_none=True)
+        step("compiled")
+        prov["compile"] = {"backend": options.compile_backend, "first_call_outside_window": True,
+                           "graphs_compiled": prepared.stats.graphs_compiled}
+
+    # Fresh peak after conversion: the fp32 blocks freed by .to(dtype) are given back before the reset, else the
+    # reserved peak would start at "converted model + cached fp32 copy".
+    mem.fresh_peak()
+    before_fwd = mem.allocated()
     rss_before_fwd = _proc_status("VmRSS")
-    _reset_peak_rss()
 
     if case.mode == "inference":
         model.eval()
-        with torch.inference_mode(), autocast():
-            model(x)
-        sync()
-        if cuda:
+        with prepared.context():
+            prepared(x)
+        mem.sync()
+        step("forward")
+        if mem.cuda:
             values["mem_activations_peak_bytes"] = torch.cuda.max_memory_allocated(device) - before_fwd
     else:
         model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        target = torch.randint(0, 1000, (case.batch_size,), generator=gen).to(device)
-        with autocast():
-            loss = torch.nn.functional.cross_entropy(model(x).float(), target)
-        sync()
-        if cuda:
+        with prepared.autocast():
+            loss = torch.nn.functional.cross_entropy(prepared(x).float(), target)
+        mem.sync()
+        step("forward")
+        if mem.cuda:
             values["mem_activations_peak_bytes"] = torch.cuda.max_memory_allocated(device) - before_fwd
         hwm_fwd = _proc_status("VmHWM")
         if hwm_fwd is not None and rss_before_fwd is not None:
             values["rss_forward_peak_delta_bytes"] = hwm_fwd - rss_before_fwd
         loss.backward()
+        step("backward")
         opt.step()
-        sync()
+        mem.sync()
+        step("step")
         values["mem_grads_bytes"] = _tensor_bytes(p.grad for p in model.parameters() if p.grad is not None)
         values["mem_optimizer_bytes"] = _tensor_bytes(
             t for state in opt.state.values() for t in state.values() if isinstance(t, torch.Tensor)
         )
 
-    if cuda:
+    if mem.cuda:
         values["mem_allocated_peak_bytes"] = torch.cuda.max_memory_allocated(device) - base_alloc
         values["mem_reserved_peak_bytes"] = torch.cuda.max_memory_reserved(device)
         values["mem_allocated_end_bytes"] = torch.cuda.memory_allocated(device) - base_alloc
     elif device.type == "mps":
-        values["mps_current_allocated_bytes"] = torch.mps.current_allocated_memory()
-        values["mps_driver_allocated_bytes"] = torch.mps.driver_allocated_memory()
+        # The MPS backend keeps no peak statistics: these are amounts at the end of the case, not peaks.
+        values["mps_allocated_end_bytes"] = torch.mps.current_allocated_memory()
+        values["mps_driver_allocated_end_bytes"] = torch.mps.driver_allocated_memory()
     hwm = _proc_status("VmHWM")
     if hwm is not None and rss_base is not None:
         values["rss_peak_bytes"] = hwm
@@ -187,16 +278,26 @@ def measure_in_process(case: MemoryCase) -> MemoryResult:
             values["rss_forward_peak_delta_bytes"] = hwm - rss_before_fwd
     prov["model"] = spec.timm_name
     prov["img_size"] = size
+    prov["execution"] = prepared.provenance()
+    prov["steps"] = steps
     return MemoryResult("ok", None, values, prov)
 
 
 def _apply_limit(limit: int, device: Any, prov: dict[str, Any]) -> None:
+    prov["mem_limit_semantics"] = CAP_SEMANTICS.get(device.type)
     if device.type == "cuda":
         import torch
 
         total = torch.cuda.get_device_properties(device).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), device)
         prov["mem_limit"] = f"torch.cuda.set_per_process_memory_fraction({limit}/{total})"
+        return
+    if device.type == "mps":
+        import torch
+
+        recommended = torch.mps.recommended_max_memory()
+        torch.mps.set_per_process_memory_fraction(min(2.0, limit / recommended))  # torch accepts 0..2
+        prov["mem_limit"] = f"torch.mps.set_per_process_memory_fraction({limit}/{recommended})"
         return
     # RLIMIT_DATA covers the heap and private anonymous mappings (Linux >= 4.7): what tensors allocate.
     data_now = _proc_status("VmData") or 0
@@ -242,20 +343,20 @@ def run_isolated(
         proc.kill()
         out, err = proc.communicate()
         return MemoryResult("error", f"child process exceeded {timeout_s:.0f} s and was killed",
-                            provenance={"stderr_tail": err[-2000:]})
+                            notes={"stderr_tail": err[-2000:]})
     wall = time.perf_counter() - started
     for line in reversed(out.splitlines()):
         if line.startswith(RESULT_TAG):
             data = json.loads(line[len(RESULT_TAG):])
             result = MemoryResult(**data)
-            result.provenance["child_wall_s"] = wall
+            result.notes["child_wall_s"] = wall
             return result
     code = proc.returncode
     how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     if code == -signal.SIGKILL and case.mem_limit_bytes is None:
         how += " (the kernel's OOM killer, or someone, killed it)"
     return MemoryResult("error", f"child process {how} before reporting a result",
-                        provenance={"stderr_tail": err[-2000:], "child_wall_s": wall})
+                        notes={"stderr_tail": err[-2000:], "child_wall_s": wall})
 
 
 def max_batch(
