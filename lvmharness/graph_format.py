@@ -6,11 +6,21 @@ The format is documented in docs/graph-format.md.
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 GRAPH_FORMAT = "lvmharness.graph"
 GRAPH_VERSION = 1
+LAYERS_FORMAT = "lvmharness.layers"  # measured time per module (lvmharness.measure.layers)
+LAYERS_VERSION = 1
+# Deepest module nesting a graph may have. timm's deepest models nest about ten levels; a deeper file is damaged or
+# hostile, and serializing it again would exhaust the interpreter's recursion limit.
+MAX_GRAPH_DEPTH = 128
+MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 class GraphFormatError(ValueError):
@@ -19,9 +29,11 @@ class GraphFormatError(ValueError):
 
 def walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Pre-order traversal of a graph's nodes."""
-    yield node
-    for child in node.get("children", []):
-        yield from walk(child)
+    stack = [node]
+    while stack:  # iterative: a deep tree must not exhaust the recursion limit
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(n.get("children", [])))
 
 
 _NODE_KEYS = {
@@ -46,19 +58,80 @@ def validate_graph(doc: Any) -> None:
     totals = doc["totals"]
     if not isinstance(totals, dict) or not all(isinstance(totals.get(k), int) for k in ("params", "macs")):
         raise GraphFormatError("'totals' must hold integer 'params' and 'macs'")
-    stack = [doc["root"]]
+    stack = [(doc["root"], 0)]
     count = 0
     while stack:
-        n = stack.pop()
+        n, level = stack.pop()
         count += 1
         if count > 1_000_000:
             raise GraphFormatError("more than a million nodes")
+        if level > MAX_GRAPH_DEPTH:
+            raise GraphFormatError(f"modules nested deeper than {MAX_GRAPH_DEPTH} levels")
         if not isinstance(n, dict):
             raise GraphFormatError("every node must be an object")
         for key, typ in _NODE_KEYS.items():
             if not isinstance(n.get(key), typ):
                 raise GraphFormatError(f"node {n.get('path')!r}: {key!r} must be {typ.__name__}")
-        stack.extend(n["children"])
+        stack.extend((c, level + 1) for c in n["children"])
+
+
+_LAYER_NODE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "path": str, "type": str, "depth": int, "ms": (int, float), "share_time": (int, float),
+}
+
+
+def validate_layers(doc: Any) -> None:
+    """Raise GraphFormatError naming the first problem of an ``lvmharness.layers`` document."""
+    if not isinstance(doc, dict):
+        raise GraphFormatError("a layer-times file must hold a JSON object")
+    if doc.get("format") != LAYERS_FORMAT:
+        raise GraphFormatError(f"'format' must be {LAYERS_FORMAT!r}, found {doc.get('format')!r}")
+    if doc.get("version") != LAYERS_VERSION:
+        raise GraphFormatError(f"layer-times version {doc.get('version')!r} is not supported; this lvmharness "
+                               f"reads version {LAYERS_VERSION}")
+    for key in ("model", "device", "mode", "img_size", "batch_size", "dtype", "totals", "nodes", "reference"):
+        if key not in doc:
+            raise GraphFormatError(f"missing key {key!r}")
+    if not isinstance(doc["nodes"], list) or not doc["nodes"]:
+        raise GraphFormatError("'nodes' must be a non-empty list")
+    for n in doc["nodes"]:
+        if not isinstance(n, dict):
+            raise GraphFormatError("every node must be an object")
+        for key, typ in _LAYER_NODE_KEYS.items():
+            if not isinstance(n.get(key), typ) or isinstance(n.get(key), bool):
+                raise GraphFormatError(f"node {n.get('path')!r}: {key!r} has the wrong type")
+        if n["depth"] > MAX_GRAPH_DEPTH:
+            raise GraphFormatError(f"modules nested deeper than {MAX_GRAPH_DEPTH} levels")
+
+
+def read_json_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> Any:
+    """Parse a JSON file that may be hostile; GraphFormatError for anything that is not a readable JSON file.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO, device or socket named ``x.json``
+    (or a file swapped for one between listing and reading) is refused instead of hanging the reader; size is
+    capped; nesting too deep for the parser is an error about this file, not a crash of the caller.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise GraphFormatError(f"cannot open: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise GraphFormatError("not a regular file")
+        if st.st_size > max_bytes:
+            raise GraphFormatError(f"larger than {max_bytes} bytes")
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise GraphFormatError(f"larger than {max_bytes} bytes")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise GraphFormatError(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise GraphFormatError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise GraphFormatError("JSON nested too deep to parse") from None
 
 
 

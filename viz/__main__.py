@@ -17,12 +17,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--graphs", type=Path, default=DEFAULT_GRAPHS, help="folder of graph JSON files (lvm graph)")
     p.add_argument("--no-generate", action="store_true",
                    help="serve saved graphs only; never build one (no torch import at all)")
+    p.add_argument("--allow-measure", action="store_true",
+                   help="show a 'measure' button that times the shown model per layer on this machine's CPU")
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
         p.error(f"--port must be in 1..65535, got {args.port}")
     from viz.app import create_app
 
-    app = create_app(args.graphs, generate=not args.no_generate)
+    if args.allow_measure and args.no_generate:
+        p.error("--allow-measure needs generation (it builds and runs the model): drop --no-generate")
+    app = create_app(args.graphs, generate=not args.no_generate, allow_measure=args.allow_measure)
     print(f"lvmharness architecture page: http://{args.host}:{args.port}/  (graphs in {args.graphs.resolve()})",
           flush=True)
     app.run(host=args.host, port=args.port, debug=False, threaded=True)

@@ -10,8 +10,15 @@ API (JSON unless noted):
   GET /api/graph/<name>/csv             the graph's node table as CSV
   GET /api/graph?model=M&img_size=N&batch_size=B&dtype=D
                                         the graph of a model at a size: served if saved, else generated and saved
+  GET /api/status                       generations and measurements running now (the page says so)
+  POST /api/measure  {model, img_size, batch_size, dtype}
+                                        measure time per layer on this machine's CPU (only with allow_measure)
+A graph answer carries ``layer_times``: every measurement of that graph in ``<graphs>/layers/`` (``lvm layers
+-o <graphs>`` writes them), so the page shows measured time beside MACs.
 Errors: 400 bad input (with the allowed range or valid sizes), 404 unknown model (with close matches) or
-graph, 422 malformed or wrong-version graph file (with the reason). Never a 500 for bad input.
+graph, 422 malformed or wrong-version graph file (with the reason). Never a 500 for bad input. A bad file in the
+folder (not JSON, nested too deep, a FIFO, too large) only ever affects itself: 422 when asked for by name, listed
+under ``unreadable`` with the reason, never a failed listing.
 """
 
 from __future__ import annotations
@@ -21,20 +28,31 @@ import io
 import json
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request, send_from_directory
 
 from lvmharness import aliases
-from lvmharness.graph_format import GraphFormatError, validate_graph, walk
+from lvmharness.graph_format import (
+    MAX_FILE_BYTES,
+    GraphFormatError,
+    canonical_model,
+    graph_name,
+    read_json_file,
+    validate_graph,
+    validate_layers,
+    walk,
+)
 from lvmharness.results import atomic_write_json
 
 # Bounds of what the page generates: sane for a browser tree and seconds of meta-device analysis.
 IMG_SIZE_RANGE = (16, 1024)
 BATCH_SIZE_RANGE = (1, 1024)
 DTYPES = ("fp32", "bf16", "fp16")
-MAX_GRAPH_BYTES = 64 * 1024 * 1024
+MAX_GRAPH_BYTES = MAX_FILE_BYTES
+LAYERS_DIR = "layers"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,149}")
 STATIC = Path(__file__).parent / "static"
@@ -48,80 +66,73 @@ class ApiError(Exception):
         self.status, self.message, self.extra = status, message, extra
 
 
-def graph_name(model: str, img_size: int, batch_size: int, dtype: str) -> str:
-    """File stem of a saved graph: ``vit_base_patch16_224-224-b1-fp32``."""
-    return f"{model}-{img_size}-b{batch_size}-{dtype}"
-
-
-def canonical_model(model: str) -> str:
-    """Aliases without overrides share their timm model's graphs (``vit`` and ``vit_base`` are one file)."""
-    spec = aliases.lookup(model)
-    if spec is not None and not spec.overrides:
-        return spec.timm_name
-    return model
-
-
-def _int_arg(name: str, default: int, bounds: tuple[int, int]) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer in {bounds[0]}..{bounds[1]}, got {raw[:40]!r}",
-                       allowed=list(bounds)) from None
-    if not bounds[0] <= value <= bounds[1]:
-        raise ApiError(400, f"{name} {value} is outside the allowed range {bounds[0]}..{bounds[1]}",
-                       allowed=list(bounds))
-    return value
-
-
-def create_app(graphs_dir: Path | str, *, generate: bool = True) -> Flask:
-    """``generate=False`` serves saved graphs only (no torch at all)."""
+def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: bool = False) -> Flask:
+    """``generate=False`` serves saved graphs only (no torch at all). ``allow_measure`` lets the page's "measure"
+    button time a model per layer on this machine's CPU (seconds to a minute of full CPU use per click)."""
     root = Path(graphs_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, static_folder=None)
     app.config["GRAPHS_DIR"] = root
     lock = threading.Lock()
+    measure_lock = threading.Lock()
+    running: dict[str, dict[str, Any]] = {}  # what is being generated or measured now, for every page to show
 
     def graph_path(name: str) -> Path:
         if not _NAME.fullmatch(name) or ".." in name:
             raise ApiError(400, "graph names are letters, digits, '_', '-' and '.', with no '..' or separators")
         path = (root / f"{name}.json").resolve()
         # Links (or anything else) that lead out of the graphs folder are treated as absent.
-        if not path.is_relative_to(root) or not path.is_file():
+        if not path.is_relative_to(root) or not path.exists():
             raise ApiError(404, f"no saved graph named {name!r}")
         return path
 
-    def load(path: Path) -> dict[str, Any]:
-        if path.stat().st_size > MAX_GRAPH_BYTES:
-            raise ApiError(422, f"graph file {path.name} is larger than {MAX_GRAPH_BYTES} bytes")
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(422, f"graph file {path.name} is not valid JSON: {exc}") from None
-        try:
-            validate_graph(doc)
-        except GraphFormatError as exc:
-            raise ApiError(422, f"graph file {path.name} is not a usable graph: {exc}") from None
+    def read_graph(path: Path) -> dict[str, Any]:
+        """The validated graph of one file; GraphFormatError says what is wrong with it."""
+        doc = read_json_file(path, MAX_GRAPH_BYTES)
+        validate_graph(doc)
         return dict(doc)
 
-    def saved() -> list[dict[str, Any]]:
+    def load(path: Path) -> dict[str, Any]:
+        try:
+            return read_graph(path)
+        except GraphFormatError as exc:
+            raise ApiError(422, f"graph file {path.name} is not a usable graph: {exc}") from None
+
+    def measurements(name: str) -> list[dict[str, Any]]:
+        """The readable layer-time files of one graph (unreadable ones are skipped: the graph still shows)."""
+        folder = root / LAYERS_DIR
         out = []
+        for path in sorted(folder.glob(f"{glob_escape(name)}-*.json")) if folder.is_dir() else []:
+            try:
+                if not path.resolve().is_relative_to(root):
+                    continue
+                doc = read_json_file(path, MAX_GRAPH_BYTES)
+                validate_layers(doc)
+            except (GraphFormatError, OSError):
+                continue
+            out.append({**doc, "file": path.name})
+        # CPU inference first: what the page can measure itself and what most users read.
+        out.sort(key=lambda d: (d.get("mode") != "inference", d.get("device") != "cpu", d["file"]))
+        return out
+
+    def with_times(doc: dict[str, Any], name: str) -> dict[str, Any]:
+        return {**doc, "name": name, "layer_times": measurements(name)}
+
+    def saved() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        out, bad = [], []
         for path in sorted(root.glob("*.json")):
             try:
-                resolved = path.resolve()
-                if not resolved.is_relative_to(root) or resolved.stat().st_size > MAX_GRAPH_BYTES:
-                    continue
-                doc = json.loads(resolved.read_text(encoding="utf-8"))
-                validate_graph(doc)
-            except (OSError, ValueError):
-                continue  # unreadable files are listed by nobody; asking for one by name gives the reason
+                if not path.resolve().is_relative_to(root):
+                    continue  # a link out of the folder is nobody's graph
+                doc = read_graph(path)
+            except (GraphFormatError, OSError) as exc:
+                bad.append({"name": path.stem, "error": str(exc)[:300]})
+                continue
             out.append({
                 "name": path.stem, "model": doc["model"], "alias": doc.get("alias"), "img_size": doc["img_size"],
                 "batch_size": doc["batch_size"], "dtype": doc["dtype"], "totals": doc["totals"],
             })
-        return out
+        return out, bad
 
     @app.errorhandler(ApiError)
     def api_error(err: ApiError) -> tuple[Response, int]:
@@ -156,6 +167,7 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True) -> Flask:
 
     @app.get("/api/models")
     def models() -> Response:
+        graphs, unreadable = saved()
         specs = sorted(aliases.registered(), key=lambda s: (s.alias not in aliases.SEED_ALIASES, s.family, s.alias))
         return jsonify({
             "aliases": [
@@ -163,15 +175,26 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True) -> Flask:
                  "note": s.note}
                 for s in specs
             ],
-            "graphs": saved(),
+            "graphs": graphs,
+            "unreadable": unreadable,
             "limits": {"img_size": list(IMG_SIZE_RANGE), "batch_size": list(BATCH_SIZE_RANGE),
                        "dtype": list(DTYPES)},
             "generate": generate,
+            "measure": allow_measure and generate,
+            "running": status_list(),
         })
+
+    def status_list() -> list[dict[str, Any]]:
+        now = time.time()
+        return [{"name": k, "kind": v["kind"], "seconds": round(now - v["since"], 1)} for k, v in running.items()]
+
+    @app.get("/api/status")
+    def status() -> Response:
+        return jsonify({"running": status_list()})
 
     @app.get("/api/graph/<name>")
     def graph(name: str) -> Response:
-        doc = load(graph_path(name))
+        doc = with_times(load(graph_path(name)), name)
         resp = jsonify(doc)
         if request.args.get("download"):
             resp.headers["Content-Disposition"] = f'attachment; filename="{name}.json"'
@@ -190,32 +213,106 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True) -> Flask:
         return Response(buf.getvalue(), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
-    @app.get("/api/graph")
-    def graph_for() -> Response:
-        model = request.args.get("model", "")
+    def requested() -> tuple[str, int, int, str]:
+        """(model, img_size, batch, dtype) from the query string or a JSON body, validated."""
+        body = request.get_json(silent=True) if request.method == "POST" else None
+        src: dict[str, Any] = body if isinstance(body, dict) else dict(request.args)
+        model = str(src.get("model", ""))
         if not _MODEL.fullmatch(model):
             raise ApiError(400, "model must be an alias or timm name (letters, digits, '_', '-', '.')")
-        img = request.args.get("img_size")
         spec = aliases.lookup(model)
         default_size = spec.default_img_size if spec else 224
-        img_size = _int_arg("img_size", default_size, IMG_SIZE_RANGE) if img else default_size
-        batch = _int_arg("batch_size", 1, BATCH_SIZE_RANGE)
-        dtype = request.args.get("dtype", "fp32")
+        img_size = _int_value("img_size", src.get("img_size"), default_size, IMG_SIZE_RANGE)
+        batch = _int_value("batch_size", src.get("batch_size"), 1, BATCH_SIZE_RANGE)
+        dtype = str(src.get("dtype", "fp32"))
         if dtype not in DTYPES:
             raise ApiError(400, f"dtype must be one of {', '.join(DTYPES)}", allowed=list(DTYPES))
+        return model, img_size, batch, dtype
+
+    @app.get("/api/graph")
+    def graph_for() -> Response:
+        model, img_size, batch, dtype = requested()
         name = graph_name(canonical_model(model), img_size, batch, dtype)
         path = root / f"{name}.json"
-        if path.is_file():
-            return jsonify({**load(graph_path(name)), "name": name})
+        if path.exists():
+            return jsonify(with_times(load(graph_path(name)), name))
         if not generate:
             raise ApiError(404, f"no saved graph {name!r} and generation is off")
         with lock:
-            if not path.is_file():
-                doc = _generate(model, img_size, batch, dtype)
-                atomic_write_json(path, doc)
-        return jsonify({**load(graph_path(name)), "name": name, "generated": True})
+            if not path.exists():
+                running[name] = {"kind": "graph", "since": time.time()}
+                try:
+                    doc = _generate(model, img_size, batch, dtype)
+                    atomic_write_json(path, doc)
+                finally:
+                    running.pop(name, None)
+        return jsonify({**with_times(load(graph_path(name)), name), "generated": True})
+
+    @app.post("/api/measure")
+    def measure() -> Response:
+        if not (allow_measure and generate):
+            raise ApiError(403, "measuring is off: start the page with --allow-measure to time models on this CPU")
+        if not request.is_json:
+            raise ApiError(415, "send the model as a JSON body (Content-Type: application/json)")
+        model, img_size, batch, dtype = requested()
+        if dtype != "fp32":
+            raise ApiError(400, "the page measures fp32 on the CPU; use `lvm layers --dtype` for other dtypes")
+        name = graph_name(canonical_model(model), img_size, batch, dtype)
+        if not measure_lock.acquire(blocking=False):
+            busy = ", ".join(k for k, v in running.items() if v["kind"] == "measure")
+            raise ApiError(409, f"a measurement is running ({busy}); try again when it is done",
+                           running=status_list())
+        try:
+            running[name] = {"kind": "measure", "since": time.time()}
+            _measure(model, img_size, batch, dtype, root)
+        finally:
+            running.pop(name, None)
+            measure_lock.release()
+        return jsonify(with_times(load(graph_path(name)), name))
 
     return app
+
+
+def glob_escape(name: str) -> str:
+    """A validated graph name as a literal glob pattern (names may hold '[' only if the regex allowed it)."""
+    import glob
+
+    return glob.escape(name)
+
+
+def _int_value(name: str, raw: Any, default: int, bounds: tuple[int, int]) -> int:
+    if raw is None or raw == "":
+        return default
+    problem = ApiError(400, f"{name} must be an integer in {bounds[0]}..{bounds[1]}, got {str(raw)[:40]!r}",
+                       allowed=list(bounds))
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise problem
+    try:
+        value = int(raw)
+    except ValueError:
+        raise problem from None
+    if not bounds[0] <= value <= bounds[1]:
+        raise ApiError(400, f"{name} {value} is outside the allowed range {bounds[0]}..{bounds[1]}",
+                       allowed=list(bounds))
+    return value
+
+
+def _measure(model: str, img_size: int, batch: int, dtype: str, root: Path) -> None:
+    """Time per layer on the CPU and save it (and the graph) where the page finds it; imports torch."""
+    from lvmharness.measure.flops import FlopCountError
+    from lvmharness.measure.layers import measure_from_spec, save_for_page
+    from lvmharness.models import InvalidInputSizeError, UnknownModelError
+
+    try:
+        doc = measure_from_spec(model, img_size=img_size, batch_size=batch, device="cpu", dtype=dtype, steps=3,
+                                warmup=1)
+    except UnknownModelError as exc:
+        raise ApiError(404, str(exc), matches=exc.matches) from None
+    except InvalidInputSizeError as exc:
+        raise ApiError(400, str(exc), valid=exc.valid) from None
+    except FlopCountError as exc:
+        raise ApiError(422, f"{model} cannot be analysed exactly: {exc}") from None
+    save_for_page(doc, root)
 
 
 def _generate(model: str, img_size: int, batch: int, dtype: str) -> dict[str, Any]:

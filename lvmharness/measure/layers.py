@@ -44,13 +44,12 @@ from torch.utils._pytree import tree_leaves
 
 from lvmharness import __version__
 from lvmharness.execution import Prepared
+from lvmharness.graph_format import LAYERS_FORMAT, LAYERS_VERSION
 from lvmharness.measure.flops import EXTRA_FORMULAS, UncountedOpError, carries_macs, count_run
 from lvmharness.measure.latency import Timer, TimingConfig
 from lvmharness.measure.roofline import place
 from lvmharness.results import utc_now
 
-LAYERS_FORMAT = "lvmharness.layers"
-LAYERS_VERSION = 1
 MODES = ("inference", "train")
 MODULE_RANGE = "lvm.module::"
 STEP_RANGE = "lvm.step#"
