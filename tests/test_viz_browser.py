@@ -80,8 +80,8 @@ def test_choose_vit_expand_a_block_search_attn(server: str, page: object, tmp_pa
     page.goto(server + "/")
     page.fill("#model", "vit")
     page.click("#show")
-    expect(page.locator("#status")).to_contain_text("vit_base_patch16_224-224-b1-fp32", timeout=60_000)
-    expect(page.locator("#title")).to_contain_text("vit_base_patch16_224 at 224×224, batch 1, fp32")
+    expect(page.locator("#title")).to_contain_text("vit_base_patch16_224 at 224×224, batch 1, fp32", timeout=60_000)
+    expect(page.locator("#status")).to_contain_text("vit_base_patch16_224-224-b1-fp32")
     expect(page.locator("#totals")).to_contain_text("86.57 M")
     expect(page.locator("#totals")).to_contain_text("17.564")
 

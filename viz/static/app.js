@@ -539,12 +539,15 @@ async function measure() {
   }
 }
 
+let loadSeq = 0; // only the latest request may change what is shown (the default model may still be loading)
 async function load() {
   const params = currentParams();
+  const seq = ++loadSeq;
   busy("Loading " + params.get("model") + " (a graph not saved yet is generated first) …");
   const t0 = performance.now();
   try {
     const doc = await fetchJson("/api/graph?" + params.toString());
+    if (seq !== loadSeq) return;
     idle();
     history.replaceState(null, "", "?" + params.toString());
     show(doc, doc.name);
@@ -552,6 +555,7 @@ async function load() {
     status(`${doc.generated ? "Generated and saved" : "Loaded saved graph"} ${doc.name} in ${secs} s`);
     if (doc.generated) refreshModels();
   } catch (err) {
+    if (seq !== loadSeq) return;
     idle();
     const extra = err.body && err.body.matches ? err.body.matches : [];
     const valid = err.body && err.body.valid ? " Valid sizes: " + err.body.valid.join(", ") : "";
