@@ -1,4 +1,7 @@
-"""What a run ran on: versions, hardware, git commit. Written once per run as ``env.json``."""
+"""What a run ran on: versions, hardware, git commit, the machine fingerprint.
+
+Each writer of a run folder stores its own copy (``env/<writer>.json``, replaced by that writer when it learns
+more, e.g. a peak probe); ``env.json`` is the merged view of them (see ``lvmharness.results``)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import timm
 import torch
 import torchvision
 
-from lvmharness import __version__
+from lvmharness import __version__, machine
 from lvmharness.devices import cpu_count, cpu_model, device_name
 from lvmharness.results import SCHEMA_VERSION, utc_now
 
@@ -56,6 +59,8 @@ def collect(devices: list[torch.device] | None = None) -> dict[str, Any]:
         "ram_bytes": psutil.virtual_memory().total,
         "torch_num_threads": torch.get_num_threads(),
         "hostname": platform.node(),
+        "machine": machine.machine(),
+        "fingerprint": machine.fingerprint(),
     }
     if cuda_ok:
         env["cuda_devices"] = [

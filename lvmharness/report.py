@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lvmharness.results import ENV_FILE, load_records
+from lvmharness.results import load_env, load_records
 from lvmharness.stats import loglog_slope
 
 CSV_COLUMNS = (
@@ -36,9 +36,9 @@ def load_runs(paths: Sequence[Path | str]) -> tuple[list[dict[str, Any]], list[d
     for p in paths:
         path = Path(p)
         records += load_records(path)
-        env = (path if path.is_dir() else path.parent) / ENV_FILE
-        if env.is_file():
-            envs.append(json.loads(env.read_text(encoding="utf-8")))
+        env = load_env(path)
+        if env is not None:
+            envs.append(env)
     return records, envs
 
 

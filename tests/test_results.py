@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import re
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jsonschema
 import pytest
@@ -19,6 +21,7 @@ from lvmharness.results import (
     STORAGE_DTYPE_NAMES,
     ResultsFileError,
     RunStore,
+    atomic_write,
     atomic_write_json,
     case_id,
     load_records,
@@ -34,6 +37,9 @@ def test_dtype_names_are_one_vocabulary() -> None:
     assert tuple(DTYPES) == STORAGE_DTYPE_NAMES
     assert schema()["properties"]["dtype"]["enum"] == list(DTYPE_NAMES)
     assert all(DTYPE_MODES[name] == (DTYPES[name], None) for name in STORAGE_DTYPE_NAMES)
+
+
+FP = "0123456789abcdef"  # a fixed fingerprint: these tests are about the store, not the machine
 
 
 def identity(**over: Any) -> dict[str, Any]:
@@ -99,28 +105,81 @@ def test_skip_is_recorded_as_skipped(tmp_path: Path) -> None:
 
 
 def test_non_finite_values_are_stored_as_null(tmp_path: Path) -> None:
-    store = RunStore(tmp_path)
+    store = RunStore(tmp_path, fingerprint=FP)
     with store.case(**identity()) as rec:
         rec.values.update(throughput_img_s=float("inf"), latency_ms_p50=float("nan"), samples=[1.0, 2.0])
-    text = store.results_path.read_text()
-    assert "Infinity" not in text and "NaN" not in text
-    (loaded,) = json.loads(text)
+    store.close()
+    for text in (store.results_path.read_text(), store.records_path.read_text()):
+        assert "Infinity" not in text and "NaN" not in text
+    (loaded,) = json.loads(store.results_path.read_text())
     assert loaded["values"]["throughput_img_s"] is None
     validate([loaded])
 
 
-def test_atomic_write_keeps_the_old_file_when_serialisation_fails(tmp_path: Path) -> None:
+def test_atomic_write_keeps_the_old_file_when_the_write_fails_halfway(tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     atomic_write_json(path, [{"a": 1}])
 
-    class Boom:
-        def __str__(self) -> str:
-            raise RuntimeError("cannot serialise")
+    def half_then_fail(fh: BinaryIO) -> None:
+        fh.write(b'[{"a": 2}, {"b"')  # the write has started: bytes are on their way to disk
+        fh.flush()
+        raise OSError(28, "No space left on device")
 
-    with pytest.raises(RuntimeError):
-        atomic_write_json(path, [{"a": Boom()}])
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(path, half_then_fail)
     assert json.loads(path.read_text()) == [{"a": 1}]
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left behind
+
+
+def test_atomic_write_writes_a_temp_file_fsyncs_it_renames_it_then_fsyncs_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Durability is an order of events, observed through the calls themselves (no timing, no power cut):
+    # data fsync'd before the rename makes it visible, and the folder fsync'd after it makes the rename durable.
+    path = tmp_path / "results.json"
+    path.write_text("old\n")
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        events.append(("replace", f"{src} -> {dst}"))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+
+    def write(fh: BinaryIO) -> None:
+        fh.write(b"new\n")
+        fh.flush()
+        assert path.read_text() == "old\n"  # the target is untouched while the new content is written
+
+    atomic_write(path, write)
+    assert path.read_text() == "new\n"
+    (tmp,) = {e[1] for e in events if e[0] == "fsync" and e[1] not in (str(tmp_path), str(path))}
+    assert Path(tmp).parent == tmp_path and Path(tmp).name != path.name
+    assert events == [("fsync", tmp), ("replace", f"{tmp} -> {path}"), ("fsync", str(tmp_path))]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    # open(..., "w") creates 0666 & ~umask; mkstemp alone would give 0600 whatever the umask.
+    old = os.umask(umask)
+    try:
+        store = RunStore(tmp_path, "run", fingerprint=FP)
+        with store.case(**identity()):
+            pass
+        store.write_env({"torch": "x"})
+        store.close()
+        atomic_write(tmp_path / "ckpt.pt", lambda fh: fh.write(b"x"))
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    for p in (store.results_path, store.env_path, store.records_path, store.own_env_path, tmp_path / "ckpt.pt"):
+        assert stat.S_IMODE(p.stat().st_mode) == expected, (p, oct(p.stat().st_mode))
 
 
 def test_reopening_a_run_appends(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
             device=str(device), dtype=args.dtype, batch_size=args.batch_size, img_size=size, values=values,
             provenance=prov, options=options.id_options(),
         ))
+        store.close()
         print(f"record written to {store.results_path}", file=sys.stderr)
     if args.json:
         print(json.dumps({"model": spec.timm_name, "device": str(device), "dtype": args.dtype,

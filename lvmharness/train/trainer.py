@@ -29,6 +29,7 @@ from lvmharness import data as datamod
 from lvmharness import traces
 from lvmharness.devices import resolve_device, synchronizer
 from lvmharness.models import create_model, resolve
+from lvmharness.results import run_id_arg
 
 CHECKPOINT_FORMAT = "lvmharness.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -686,7 +687,7 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     p.add_argument("--synthetic_size", type=int, default=1024, help="train images of --dataset synthetic")
     p.add_argument("--synthetic_classes", type=int, default=100)
     p.add_argument("--results_dir", default="results", help="result store for train_epoch / train_result records")
-    p.add_argument("--run_id", default=None)
+    p.add_argument("--run_id", default=None, type=run_id_arg)
     p.add_argument("--profile", action="store_true",
                    help="write a torch.profiler trace of a few steps to <output_dir>/tb (separate, untimed pass)")
     return p
