@@ -309,17 +309,24 @@ def _apply_limit(limit: int, device: Any, prov: dict[str, Any]) -> None:
     prov["mem_limit"] = f"RLIMIT_DATA = VmData at start ({data_now}) + {limit}"
 
 
-def _child_main(arg: str) -> int:
+def report_child(work: Callable[[], MemoryResult | dict[str, Any]]) -> int:
+    """In a child: run ``work`` and print its result (a dict becomes the values of an ok result) as the one
+    ``LVM_RESULT`` line the parent reads; an exception becomes an oom or error result, never a lost child."""
     from lvmharness.results import is_oom
 
-    case = MemoryCase(**json.loads(arg))
     try:
-        result = measure_in_process(case)
+        out = work()
+        result = out if isinstance(out, MemoryResult) else MemoryResult("ok", None, out)
     except BaseException as exc:  # reported to the parent, which writes the record
         status = "oom" if is_oom(exc) else "error"
         result = MemoryResult(status, f"{type(exc).__name__}: {exc}")
     print(RESULT_TAG + json.dumps(asdict(result)), flush=True)
     return 0
+
+
+def _child_main(arg: str) -> int:
+    case = MemoryCase(**json.loads(arg))
+    return report_child(lambda: measure_in_process(case))
 
 
 # --- in the parent ------------------------------------------------------------------------------------------------
@@ -332,7 +339,22 @@ def run_isolated(
     on_spawn: Callable[[subprocess.Popen[str]], None] | None = None,
 ) -> MemoryResult:
     """Run ``case`` in a fresh Python process and return its result; never raises for the child's failures."""
-    cmd = [sys.executable, "-m", "lvmharness.measure.memory", json.dumps(asdict(case))]
+    res = run_child("lvmharness.measure.memory", asdict(case), timeout_s=timeout_s, on_spawn=on_spawn)
+    if res.status == "error" and case.mem_limit_bytes is None and "SIGKILL" in (res.error or ""):
+        res.error = (res.error or "") + " (the kernel's OOM killer, or someone, killed it)"
+    return res
+
+
+def run_child(
+    module: str,
+    payload: dict[str, Any],
+    *,
+    timeout_s: float = 900.0,
+    on_spawn: Callable[[subprocess.Popen[str]], None] | None = None,
+) -> MemoryResult:
+    """``python -m module '<payload json>'`` in a fresh process; its ``LVM_RESULT`` line (see ``report_child``) as
+    a result. A child that crashes, is killed or runs past ``timeout_s`` is an ``error`` result, never a raise."""
+    cmd = [sys.executable, "-m", module, json.dumps(payload)]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if on_spawn is not None:
@@ -353,8 +375,6 @@ def run_isolated(
             return result
     code = proc.returncode
     how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-    if code == -signal.SIGKILL and case.mem_limit_bytes is None:
-        how += " (the kernel's OOM killer, or someone, killed it)"
     return MemoryResult("error", f"child process {how} before reporting a result",
                         notes={"stderr_tail": err[-2000:], "child_wall_s": wall})
 
