@@ -47,6 +47,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("env", "lvmharness.commands.env", "print what env.json records about this machine"),
     Command("layers", "lvmharness.commands.layers",
             "measured time per module beside its MACs, achieved FLOP/s and roofline place"),
+    Command("memory", "lvmharness.commands.memory",
+            "peak memory of a train or inference step predicted on fake tensors; largest batch for a budget"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 

@@ -7,18 +7,18 @@ The quantity (prediction and measurement aim at exactly this):
   cross-entropy on ``B`` integer labels, backward, ``optimizer.step()``, ``zero_grad(set_to_none=True)``;
 
 and its value is the peak, over that step, of the bytes held by live tensors: parameters, buffers, gradients,
-optimizer state, activations and temporaries (the input batch and the labels count as activations). PyTorch's
-``MemTracker`` (``torch.distributed._tools.mem_tracker``) is the accountant on both sides: it sees every tensor an
-op dispatches, follows each storage until it is freed, and files it under one of those categories.
+optimizer state, activations and temporaries (the input batch and the labels count as activations).
 
-* predicted: the step runs under ``FakeTensorMode`` -- the model is built on the meta device and given fake
-  storage, so no weight, activation or optimizer byte is allocated; shapes, dtypes, strides, views and the
-  lifetime of every tensor are those of the real step because the same Python code runs over the same modules.
-* measured: the same function runs on real tensors (``measure_step``, meant for a fresh child process, see
-  ``measure_isolated``) and MemTracker reads the real storages. On CUDA it also reads
-  ``torch.cuda.max_memory_allocated`` over the step, which adds what MemTracker cannot see: the caching
-  allocator's rounding of every block to 512 bytes (MemTracker models that rounding) and workspaces kernels
-  allocate internally (cuBLAS, cuDNN, fused attention), which are not tensors an op returns.
+* predicted (``predict_step``): the step runs under ``FakeTensorMode`` -- the model is built on the meta device
+  and given fake storage, so no weight, activation or optimizer byte is allocated; shapes, dtypes, strides, views
+  and the lifetime of every tensor are those of the real step because the same Python code runs over the same
+  modules. ``accounting.LiveTensorBytes`` adds up the live storages.
+* measured (``measure_step``, in a fresh child with ``measure_isolated``): the same function on real tensors,
+  with PyTorch's ``MemTracker`` (``torch.distributed._tools.mem_tracker``) as the accountant -- an independent
+  implementation of the same bookkeeping, the instrument the prediction is held against. On CUDA the child also
+  reads ``torch.cuda.max_memory_allocated`` over the step, which adds what no tensor accountant sees: the
+  caching allocator's rounding of every block to 512 bytes (both accountants model that rounding) and
+  workspaces kernels allocate internally (cuBLAS, cuDNN, fused attention).
 
 What neither side counts: memory that is not a tensor storage (the CUDA context, the CPU allocator's own
 fragmentation, oneDNN scratch pads); on the CPU those are the gap between this number and a process's RSS.
@@ -30,7 +30,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -39,13 +39,9 @@ if TYPE_CHECKING:
 
 MODES = ("inference", "train")
 OPTIMIZERS = ("adamw", "sgd")
+# The categories of the breakdown (see ``lvmharness.measure.accounting``; repeated here so that reading them
+# does not import torch).
 CATEGORIES = ("params", "buffers", "grads", "optimizer_state", "activations", "temporaries")
-# MemTracker's reference types -> our category names. "Other" is what ``track_external`` files plain tensors
-# under: here only the input batch and the labels, which a step holds like an activation.
-_MEMTRACKER_CATEGORY = {
-    "Parameter": "params", "Buffer": "buffers", "Gradient": "grads", "Optstate": "optimizer_state",
-    "Activation": "activations", "Other": "activations", "Temp": "temporaries",
-}
 PHASE_ORDER = ("forward", "backward", "optimizer_step", "zero_grad")
 # Hyper-parameters of the optimizers (they do not change the memory, but a record should say what ran).
 ADAMW_ARGS = {"lr": 1e-4, "weight_decay": 0.05}
@@ -137,76 +133,6 @@ def _make_optimizer(cfg: StepConfig, model: torch.nn.Module) -> torch.optim.Opti
     return torch.optim.SGD(model.parameters(), **SGD_ARGS)  # type: ignore[arg-type]
 
 
-class _ModuleStack:
-    """The innermost running module, by forward pre/post hooks: whom a tensor saved for backward belongs to."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.stack: list[str] = []
-        self.handles: list[Any] = []
-        for name, mod in model.named_modules():
-            self.handles.append(mod.register_forward_pre_hook(self._push(name)))
-            self.handles.append(mod.register_forward_hook(self._pop))
-
-    def _push(self, name: str) -> Callable[..., None]:
-        def hook(_mod: Any, _args: Any) -> None:
-            self.stack.append(name)
-        return hook
-
-    def _pop(self, _mod: Any, _args: Any, _out: Any) -> None:
-        self.stack.pop()
-
-    def current(self) -> str:
-        return self.stack[-1] if self.stack else ""
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
-@contextlib.contextmanager
-def _saved_tensor_accounting(model: torch.nn.Module, into: dict[str, int]) -> Iterator[None]:
-    """For the per-layer view only (never inside a tracked step: a pack hook holds what it packs until the graph
-    is freed, which moves the peak). Attribute each storage autograd saves for backward to the innermost module running when it was saved.
-
-    A storage saved twice (a block's output saved by the next layer's norm and by the residual add) is counted
-    once, for the first saver; parameters and buffers are weights, not activations, and are left out.
-    """
-    import torch
-
-    stack = _ModuleStack(model)
-    weights = {id(t.untyped_storage()) for t in (*model.parameters(), *model.buffers())}
-    # Storages by identity; the list keeps them alive so an id cannot be reused (autograd keeps them anyway).
-    seen: dict[int, Any] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        st = t.untyped_storage()
-        key = id(st)
-        if key not in weights and key not in seen:
-            seen[key] = st
-            into[stack.current()] = into.get(stack.current(), 0) + st.nbytes()
-        return t
-
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            yield
-    finally:
-        stack.remove()
-
-
-def _snapshot(tracker: Any) -> tuple[int, dict[str, int]]:
-    """(total, by category) of MemTracker's peak snapshot, summed over devices."""
-    total = 0
-    cats = dict.fromkeys(CATEGORIES, 0)
-    for dev_snap in tracker.get_tracker_snapshot("peak").values():
-        for key, val in dev_snap.items():
-            name = getattr(key, "value", key)
-            if name == "Total":
-                total += int(val)
-            else:
-                cats[_MEMTRACKER_CATEGORY[str(name)]] += int(val)
-    return total, cats
-
-
 def _build_inputs(cfg: StepConfig, size: int, device: torch.device, dtype: torch.dtype,
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     import torch
@@ -220,16 +146,17 @@ def _build_inputs(cfg: StepConfig, size: int, device: torch.device, dtype: torch
 
 
 def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 device: torch.device, *, per_layer: bool,
+                 device: torch.device, *, accountant: str, per_layer: bool = False,
                  before_step: Callable[[], None] | None = None) -> StepMemory:
-    """Bring the model to the state before the step, then run the step under MemTracker.
+    """Bring the model to the state before the step, then run the step under an accountant of live bytes.
 
-    The same code runs on fake tensors (prediction) and on real ones (measurement): that is what makes the two
-    numbers the same quantity.
+    The same code runs on fake tensors (prediction, ``accountant="live"``) and on real ones (measurement,
+    ``accountant="memtracker"``): that is what makes the two numbers the same quantity.
     """
     import torch
     import torch.nn.functional as F
-    from torch.distributed._tools.mem_tracker import MemTracker
+
+    from lvmharness.measure.accounting import LiveTensorBytes, MemTrackerAccount, saved_for_backward
 
     _, autocast_dtype = _dtype_mode(cfg)
 
@@ -250,39 +177,34 @@ def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: to
     else:
         model.eval()
 
-    saved: dict[str, int] = {}
-    phase_peaks: dict[str, int] = {}
     if before_step is not None:
         before_step()
-    tracker = MemTracker()
-    tracker.track_external(model, *([opt] if opt is not None else []), x, y)
-    with tracker:
-        if cfg.mode == "inference":
-            with torch.no_grad(), autocast():
-                out = model(x)
-            phase_peaks["forward"] = _snapshot(tracker)[0]
+    acct = LiveTensorBytes(device) if accountant == "live" else MemTrackerAccount(device)
+    acct.track_start(model, opt, x, y)
+    if cfg.mode == "inference":
+        with acct.phase("forward"), torch.no_grad(), autocast():
+            out = model(x)
             del out
-        else:
-            assert opt is not None
-            with autocast():
-                loss = F.cross_entropy(model(x).float(), y)
-            phase_peaks["forward"] = _snapshot(tracker)[0]
+    else:
+        assert opt is not None
+        with acct.phase("forward"), autocast():
+            loss = F.cross_entropy(model(x).float(), y)
+        with acct.phase("backward"):
             loss.backward()
             del loss
-            phase_peaks["backward"] = _snapshot(tracker)[0]
+        with acct.phase("optimizer_step"):
             opt.step()
-            phase_peaks["optimizer_step"] = _snapshot(tracker)[0]
+        with acct.phase("zero_grad"):
             opt.zero_grad(set_to_none=True)
-            phase_peaks["zero_grad"] = _snapshot(tracker)[0]
+    total, cats, peak_phase, phase_peaks = acct.finish()
+    saved: dict[str, int] = {}
     if per_layer:
         # A forward of its own: saved-tensor hooks change when autograd frees what it saved, so they must not
         # run inside the tracked step.
         model.train()
-        with _saved_tensor_accounting(model, saved), autocast():
+        with saved_for_backward(model, saved), autocast():
             out = model(x)
         del out
-    total, cats = _snapshot(tracker)
-    peak_phase = next(p for p in PHASE_ORDER if phase_peaks.get(p) == total)
     return StepMemory(peak_bytes=total, breakdown=cats, peak_phase=peak_phase, phase_peaks=phase_peaks,
                       saved_for_backward=saved, params=sum(p.numel() for p in model.parameters()))
 
@@ -302,7 +224,7 @@ def _cast(model: torch.nn.Module, cfg: StepConfig, dtype: torch.dtype) -> torch.
     return model
 
 
-def predict_step(cfg: StepConfig, *, per_layer: bool = False) -> StepMemory:
+def predict_step(cfg: StepConfig, *, per_layer: bool = False, accountant: str = "live") -> StepMemory:
     """The step's peak on fake tensors: nothing allocated but metadata. Seconds for ViT-H at 1024 px."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -315,16 +237,17 @@ def predict_step(cfg: StepConfig, *, per_layer: bool = False) -> StepMemory:
     device = _target_device(cfg)
     param_dtype, _ = _dtype_mode(cfg)
     # Cast on the meta device (fake parameters cannot be swapped in place), then give the meta tensors fake
-    # storage on the target device; empty_like keeps each tensor's strides (channels_last included). Modules
+    # storage on the target device; empty_strided keeps each tensor's strides (channels_last included). Modules
     # that keep plain tensor attributes computed at build time are converted on first use: allow_non_fake_inputs.
     meta = _cast(_meta_model(cfg, size), cfg, param_dtype)
     with FakeTensorMode(allow_non_fake_inputs=True):
-        model = meta.to_empty(device=device)
+        model = meta._apply(lambda t: torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=device))
         x, y = _build_inputs(cfg, size, device, param_dtype)
-        result = _run_tracked(cfg, model, x, y, device, per_layer=per_layer)
+        result = _run_tracked(cfg, model, x, y, device, accountant=accountant, per_layer=per_layer)
     result.img_size = size
     result.wall_s = time.perf_counter() - started
-    result.extra["engine"] = f"MemTracker under FakeTensorMode (torch {torch.__version__})"
+    result.extra["engine"] = (f"{'live tensor bytes' if accountant == 'live' else 'MemTracker'} under "
+                              f"FakeTensorMode (torch {torch.__version__})")
     return result
 
 
@@ -346,7 +269,7 @@ def measure_step(cfg: StepConfig) -> StepMemory:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
 
-    result = _run_tracked(cfg, model, x, y, device, per_layer=False,
+    result = _run_tracked(cfg, model, x, y, device, accountant="memtracker",
                           before_step=reset_allocator_peak if device.type == "cuda" else None)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
