@@ -296,7 +296,7 @@ def measure_isolated(cfg: StepConfig, *, timeout_s: float = 900.0) -> dict[str, 
     from lvmharness.measure.memory import run_child
 
     res = run_child("lvmharness.measure.prediction", asdict(cfg), timeout_s=timeout_s)
-    return {"status": res.status, "error": res.error, "memory": res.values, "provenance": res.provenance}
+    return {"status": res.status, "error": res.error, "memory": res.values(), "provenance": res.provenance()}
 
 
 def _child_main(arg: str) -> int:
