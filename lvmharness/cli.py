@@ -45,6 +45,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("baseline", "lvmharness.commands.baseline",
             "write the deterministic records of a run (params, MACs, graph) as a baseline"),
     Command("env", "lvmharness.commands.env", "print what env.json records about this machine"),
+    Command("merge", "lvmharness.merge", "merge run folders (shards, several machines) into one run folder"),
+    Command("sweep", "lvmharness.sweep", "run the benches as N shards (Slurm job array or local) and merge them"),
     Command("layers", "lvmharness.commands.layers",
             "measured time per module beside its MACs, achieved FLOP/s and roofline place"),
     Command("memory", "lvmharness.commands.memory",
