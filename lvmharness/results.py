@@ -287,6 +287,7 @@ class RunStore:
         *,
         writer: str | None = None,
         fingerprint: str | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> None:
         self.run_id = validate_run_id(run_id) if run_id is not None else new_run_id()
         self.run_dir = Path(root) / self.run_id
@@ -297,6 +298,9 @@ class RunStore:
         self.own_env_path = self.run_dir / ENV_DIR / f"{self.writer}.json"
         self.written: list[dict[str, Any]] = []  # what this writer added, in order
         self._fingerprint = fingerprint
+        # Facts about this writer that hold for each of its records (an xdist worker's GPU, its share of the cores):
+        # added to every record's provenance; a key the record sets itself wins.
+        self.provenance = dict(provenance or {})
         self._created = False
 
     @property
@@ -325,6 +329,8 @@ class RunStore:
         if rec.get("run_id") != self.run_id:
             raise ValueError(f"record run_id {rec.get('run_id')!r} does not belong to run {self.run_id!r}")
         rec.setdefault("fingerprint", self.fingerprint)
+        if self.provenance:
+            rec["provenance"] = {**self.provenance, **dict(rec.get("provenance") or {})}
         line = json.dumps(_json_safe(rec), allow_nan=False, separators=(",", ":")) + "\n"
         self._open_folder()
         append_durably(self.records_path, line.encode("utf-8"))

@@ -191,3 +191,12 @@ def test_bad_run_ids_are_refused_with_what_is_valid(tmp_path: Path, bad: str) ->
 @pytest.mark.parametrize("good", ["nightly-2026-11-30", "20261130T073631.042Z-f575a4", "a.b_c-d", "x" * 200])
 def test_good_run_ids_pass_unchanged(good: str) -> None:
     assert validate_run_id(good) == good
+
+
+def test_writer_facts_go_into_every_record_and_the_record_wins(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, "r", fingerprint=FP, provenance={"xdist_worker": "gw1", "torch_threads": 1})
+    store.add(rec("r", "a"))
+    store.add(rec("r", "b", provenance={"torch_threads": 4}))
+    a, b = load_records(store.run_dir)
+    assert a["provenance"] == {"xdist_worker": "gw1", "torch_threads": 1}
+    assert b["provenance"] == {"xdist_worker": "gw1", "torch_threads": 4}
