@@ -39,7 +39,7 @@ from lvmharness.measure.latency import ForwardCase, RoundFn, Runner, Timer, Timi
 from lvmharness.measure.memory import MemoryCase
 from lvmharness.measure.peak import efficiency, matmul_peak
 from lvmharness.models import create_model
-from lvmharness.profiles import (
+from lvmharness.matrix import (
     PROFILES,
     BenchCase,
     Profile,

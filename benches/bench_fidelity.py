@@ -11,7 +11,7 @@ import pytest
 
 from conftest import Lvm, LvmSession, display_device
 from lvmharness.measure.latency import fidelity
-from lvmharness.profiles import BenchCase
+from lvmharness.matrix import BenchCase
 
 pytestmark = pytest.mark.lvm_metric("fidelity")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from lvmharness.models import UnknownModelError, check_img_size
-from lvmharness.profiles import PROFILES, build_cases, get_profile, parse_int_list
+from lvmharness.matrix import PROFILES, build_cases, get_profile, parse_int_list
 
 
 def test_default_profile_is_the_seed_models_on_one_device() -> None:
