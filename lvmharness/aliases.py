@@ -1,4 +1,4 @@
-"""The alias table: seed, size and smoke aliases of timm models. Pure data: no torch or timm import, so readers
+"""The alias table: original, size and smoke aliases of timm models. Pure data: no torch or timm import, so readers
 such as the architecture page can list models without loading PyTorch. ``lvmharness.models`` builds them."""
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ def register(
     _REGISTRY[alias] = ModelSpec(alias, timm_name, family, default_img_size, tuple(sorted(kwargs.items())), note)
 
 
-# The seed's four names, exactly as the seed used them.
-register("vit", "vit_base_patch16_224", "vit", note="seed alias")
-register("deit", "deit_base_patch16_224", "deit", note="seed alias")
-register("swin", "swin_base_patch4_window7_224", "swin", note="seed alias")
-register("resnet", "resnet50", "resnet", note="seed alias")
+# The four names the original project used, exactly as it used them.
+ORIGINAL_ALIASES = ("vit", "deit", "swin", "resnet")
+register("vit", "vit_base_patch16_224", "vit", note="original alias")
+register("deit", "deit_base_patch16_224", "deit", note="original alias")
+register("swin", "swin_base_patch4_window7_224", "swin", note="original alias")
+register("resnet", "resnet50", "resnet", note="original alias")
 # Size aliases.
 for _size in ("tiny", "small", "base", "large"):
     register(f"vit_{_size}", f"vit_{_size}_patch16_224", "vit")
@@ -77,15 +78,17 @@ register(
     layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_width=16,
 )
 
-SEED_ALIASES = ("vit", "deit", "swin", "resnet")
-
-
 def registered() -> Iterator[ModelSpec]:
     yield from _REGISTRY.values()
 
 
 def lookup(alias: str) -> ModelSpec | None:
     return _REGISTRY.get(alias)
+
+
+def alias_names() -> list[str]:
+    """Every registered alias, in registration order."""
+    return list(_REGISTRY)
 
 
 def family_of(timm_name: str) -> str:

@@ -87,7 +87,7 @@ def synthetic_samples(count: int, *, seed: int = 0, min_side: int = 200, max_sid
 
 
 class FlatImageFolder(Dataset[tuple[Any, int]]):
-    """The seed's flat layout: every image directly in ``root``, its label the file name up to the first '_'."""
+    """The original project's flat layout: every image directly in ``root``, labelled by its file name up to '_'."""
 
     def __init__(self, root: Path, transform: Callable[[Any], Any] | None = None) -> None:
         self.files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMG_EXTENSIONS and "_" in p.stem)

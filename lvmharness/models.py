@@ -1,7 +1,7 @@
 """Model registry: aliases -> timm names, creation on any device (``meta`` included), input-size checks.
 
 The registry drives both creation and tests: every registered alias is exercised by ``tests/test_models.py``.
-Any timm model name works too; aliases only add the seed's short names, size names and tiny smoke models.
+Any timm model name works too; aliases only add the original short names, size names and tiny smoke models.
 """
 
 from __future__ import annotations
@@ -17,10 +17,19 @@ import timm
 import torch
 from torch import nn
 
-from lvmharness.aliases import _REGISTRY, FAMILIES, SEED_ALIASES, ModelSpec, family_of, register, registered
+from lvmharness.aliases import (
+    FAMILIES,
+    ORIGINAL_ALIASES,
+    ModelSpec,
+    alias_names,
+    family_of,
+    lookup,
+    register,
+    registered,
+)
 
 __all__ = [
-    "FAMILIES", "SEED_ALIASES", "InvalidInputSizeError", "ModelError", "ModelSpec", "UnknownModelError",
+    "FAMILIES", "ORIGINAL_ALIASES", "InvalidInputSizeError", "ModelError", "ModelSpec", "UnknownModelError",
     "check_img_size", "count_params", "create_model", "family_of", "register", "registered", "resolve",
 ]
 
@@ -73,7 +82,7 @@ def _default_img_size(timm_name: str) -> int:
 
 
 def close_matches(name: str, n: int = 6) -> list[str]:
-    pool = list(_REGISTRY) + list(_timm_names())
+    pool = list(alias_names()) + list(_timm_names())
     matches = list(dict.fromkeys(difflib.get_close_matches(name, pool, n=n, cutoff=0.6)))
     if len(matches) < n:
         matches += [p for p in dict.fromkeys(pool) if name and name in p and p not in matches][: n - len(matches)]
@@ -82,8 +91,9 @@ def close_matches(name: str, n: int = 6) -> list[str]:
 
 def resolve(name: str) -> ModelSpec:
     """Alias or timm name -> spec. Unknown names fail here, before any work, with close matches."""
-    if name in _REGISTRY:
-        return _REGISTRY[name]
+    spec = lookup(name)
+    if spec is not None:
+        return spec
     if timm.is_model(name):
         return ModelSpec(name, name, family_of(name), _default_img_size(name))
     raise UnknownModelError(name, close_matches(name))

@@ -1,4 +1,4 @@
-"""Graph export: invariants on every smoke and seed model, a golden file, and the file format checks."""
+"""Graph export: invariants on every smoke and original model, a golden file, and the file format checks."""
 
 from __future__ import annotations
 

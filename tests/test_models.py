@@ -11,8 +11,8 @@ from lvmharness.models import InvalidInputSizeError, UnknownModelError
 ALL = [s.alias for s in models.registered()]
 
 
-def test_seed_aliases_are_exactly_the_seeds() -> None:
-    assert {a: models.resolve(a).timm_name for a in models.SEED_ALIASES} == {
+def test_original_aliases_are_exactly_the_original_models() -> None:
+    assert {a: models.resolve(a).timm_name for a in models.ORIGINAL_ALIASES} == {
         "vit": "vit_base_patch16_224",
         "deit": "deit_base_patch16_224",
         "swin": "swin_base_patch4_window7_224",

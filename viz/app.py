@@ -5,7 +5,7 @@ Reading a saved graph imports no torch: only ``lvmharness.graph_format`` (valida
 ``lvmharness.graph`` — the one place this app calls into the library's torch side.
 
 API (JSON unless noted):
-  GET /api/models                       aliases (seed first) and the saved graphs with their totals
+  GET /api/models                       aliases (original four first) and the saved graphs with their totals
   GET /api/graph/<name>                 a saved graph; ?download=1 sends it as an attachment
   GET /api/graph/<name>/csv             the graph's node table as CSV
   GET /api/graph?model=M&img_size=N&batch_size=B&dtype=D
@@ -168,7 +168,8 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: 
     @app.get("/api/models")
     def models() -> Response:
         graphs, unreadable = saved()
-        specs = sorted(aliases.registered(), key=lambda s: (s.alias not in aliases.SEED_ALIASES, s.family, s.alias))
+        specs = sorted(aliases.registered(),
+                       key=lambda s: (s.alias not in aliases.ORIGINAL_ALIASES, s.family, s.alias))
         return jsonify({
             "aliases": [
                 {"alias": s.alias, "timm_name": s.timm_name, "family": s.family, "img_size": s.default_img_size,
