@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from conftest import Lvm, LvmSession, display_device
-from lvmharness.measure.latency import fidelity
+from lvmharness.bench import Lvm, LvmSession
 from lvmharness.matrix import BenchCase
+from lvmharness.measure.latency import fidelity
 
 pytestmark = pytest.mark.lvm_metric("fidelity")
 
 
 @pytest.mark.parametrize("model", ["smoke_vit", "smoke_resnet"])
 def bench_timer_fidelity(lvm_session: LvmSession, model: str, benchmark: Any) -> None:
-    case = BenchCase(model, display_device(lvm_session.devices[0]), "fp32", 1, 32)
+    case = BenchCase(model, lvm_session.devices[0], "fp32", 1, 32)
     lvm = Lvm(lvm_session, case)
     with lvm.record("timer_fidelity") as rec:
         loaded = lvm.model()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Lvm
+from lvmharness.bench import Lvm
 from lvmharness.graph import build_graph, structure_id
 from lvmharness.measure.flops import analyze, scaling_exponent
 
@@ -20,9 +20,10 @@ SCALING_STEPS = (1, 2, 3, 4)  # multiples of the native size: every one is valid
 pytestmark = pytest.mark.lvm_metric("flops")
 
 
-def bench_macs(lvm_shape: Lvm) -> None:
-    case = lvm_shape.case
-    with lvm_shape.record("flops") as rec:
+@pytest.mark.lvm_axes("model", "img_size", batch_size=1)  # counting needs no device, dtype or batch
+def bench_macs(lvm: Lvm) -> None:
+    case = lvm.case
+    with lvm.record("flops") as rec:
         report = analyze(case.model, img_size=case.img_size, batch_size=1, verify=True)
         rec.values.update(
             params=report.params, macs=report.macs, flops=report.flops, macs_fwd_bwd=report.macs_fwd_bwd,
@@ -36,9 +37,10 @@ def bench_macs(lvm_shape: Lvm) -> None:
         )
 
 
-def bench_macs_scaling(lvm_model_only: Lvm) -> None:
-    case = lvm_model_only.case
-    with lvm_model_only.record("flops_scaling") as rec:
+@pytest.mark.lvm_axes("model", batch_size=1)  # each model once, from its native size up
+def bench_macs_scaling(lvm: Lvm) -> None:
+    case = lvm.case
+    with lvm.record("flops_scaling") as rec:
         sizes = [case.img_size * k for k in SCALING_STEPS]
         macs = [analyze(case.model, img_size=s, backward=False).macs for s in sizes]
         rec.values.update(

@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 
-from conftest import Lvm
+from lvmharness.bench import Lvm
 from lvmharness.measure.instance import single_stream
 from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
 
 pytestmark = pytest.mark.lvm_metric("instance")
 
 
-def bench_per_instance_latency(lvm_any_batch: Lvm, lvm_instance_samples: tuple[list[Any], str]) -> None:
-    lvm = lvm_any_batch
+# Batch 1 by definition (the offline batch is the profile's): every axis but the batch size.
+@pytest.mark.lvm_axes("model", "device", "dtype", "img_size")
+def bench_per_instance_latency(lvm: Lvm, lvm_instance_samples: tuple[list[Any], str]) -> None:
     profile = lvm.session.profile
     images, source = lvm_instance_samples
     with lvm.record("instance_latency") as rec:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Lvm
+from lvmharness.bench import Lvm
 from lvmharness.measure.latency import forward_latency
 
 pytestmark = pytest.mark.lvm_metric("latency")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Lvm
+from lvmharness.bench import Lvm
 from lvmharness.measure.memory import max_batch, run_isolated
 
 pytestmark = pytest.mark.lvm_metric("memory")
@@ -37,9 +37,9 @@ def bench_memory(lvm: Lvm, mode: str) -> None:
         _raise_for(result.status, result.error)
 
 
+@pytest.mark.lvm_axes("model", "device", "dtype", "img_size")  # the search finds the batch size
 @pytest.mark.parametrize("mode", ["inference", "train_step"])
-def bench_max_batch(lvm_any_batch: Lvm, mode: str) -> None:
-    lvm = lvm_any_batch
+def bench_max_batch(lvm: Lvm, mode: str) -> None:
     case = lvm.memory_case(mode, batch_size=1)
     if case.mem_limit_bytes is None and not case.device.startswith("cuda"):
         pytest.skip("max batch on cpu needs a cap: pass --lvm-mem-limit (e.g. 2GiB)")

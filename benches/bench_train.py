@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Lvm
+from lvmharness.bench import Lvm
 from lvmharness.data import DataSplits
 from lvmharness.stats import percentile
 from lvmharness.train import TrainConfig, Trainer

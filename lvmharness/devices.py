@@ -22,8 +22,10 @@ class DeviceUnavailableError(RuntimeError):
     """The device was named correctly but this machine does not have it."""
 
 
-def resolve_device(spec: str) -> torch.device:
-    """Turn a user's device string into a torch.device that exists here, or raise with what is valid."""
+def resolve_device(spec: str, option: str = "--device") -> torch.device:
+    """Turn a user's device string into a torch.device that exists here, or raise with what is valid.
+
+    ``option`` is how the front end the user is in spells the device option, for the hint in the error."""
     text = spec.strip().lower()
     if text == "auto":
         if torch.cuda.is_available():
@@ -38,7 +40,7 @@ def resolve_device(spec: str) -> torch.device:
         if not torch.cuda.is_available():
             raise DeviceUnavailableError(
                 f"device {spec!r} requested but CUDA is not available here "
-                f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu"
+                f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); use {option} cpu"
             )
         index = int(m.group(1) or 0)
         count = torch.cuda.device_count()

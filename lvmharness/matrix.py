@@ -1,22 +1,25 @@
-"""Bench profiles and the case matrix: which models × devices × dtypes × batch sizes × image sizes to run.
+"""The case matrix: which models × devices × dtypes × batch sizes × image sizes a bench run measures.
 
-Pure Python (no pytest): the root ``conftest.py`` turns these cases into parametrized benches, and ``lvm``
-subcommands can use the same matrix.
+A profile (``--lvm-profile smoke|default|full``) is a named matrix plus its timing budget. Torch-free: the pytest
+plugin reads profile names and parses options without loading PyTorch or timm (a project that merely has
+lvmharness installed pays nothing); model names are resolved, and timm imported, only when cases are built.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lvmharness.execution import ExecOptions
-from lvmharness.measure.latency import TimingConfig
-from lvmharness.models import ModelSpec, resolve
+from lvmharness.aliases import ORIGINAL_ALIASES
+from lvmharness.measure.budget import TimingConfig
 from lvmharness.results import case_label
 
-SEED_MODELS = ("vit", "deit", "swin", "resnet")
+if TYPE_CHECKING:
+    from lvmharness.execution import ExecOptions
+    from lvmharness.models import ModelSpec
+
 SMOKE_MODELS = ("smoke_vit", "smoke_deit", "smoke_swin", "smoke_resnet")
 POW2_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
@@ -62,9 +65,9 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         "default",
-        "the four seed models at 224 (batch 1 and 8) and 384 (batch 1), sized for a 2-core CPU",
+        "the four original models (vit, deit, swin, resnet) at 224 (batch 1 and 8) and 384 (batch 1), for a 2-core CPU",
         (
-            Grid(SEED_MODELS, (1, 8), (224,)),
+            Grid(ORIGINAL_ALIASES, (1, 8), (224,)),
             # Resolution scaling for latency and FLOPs; memory, per-instance and training stay at 224 on a CPU.
             Grid(("vit", "deit", "resnet"), (1,), (384,), metrics=("latency", "flops")),
             # Swin-B with window 7 cannot take 384 (96 is not a multiple of 7): timm's 384 variant has window 12.
@@ -109,6 +112,8 @@ def get_profile(name: str) -> Profile:
 
 @functools.lru_cache(maxsize=512)
 def spec_of(model: str) -> ModelSpec:
+    from lvmharness.models import resolve  # imports timm: only when a case needs its model
+
     return resolve(model)
 
 
@@ -130,6 +135,8 @@ class BenchCase:
         return case_label(self.model, self.device, self.dtype, self.batch_size, self.img_size, dict(self.options))
 
     def exec_options(self) -> ExecOptions:
+        from lvmharness.execution import ExecOptions
+
         opts = dict(self.options)
         compile_opt = opts.get("compile")
         return ExecOptions(
@@ -154,28 +161,6 @@ class BenchCase:
             "phase": phase,
             "options": dict(self.options),
         }
-
-
-def parse_list(text: str | None) -> list[str] | None:
-    if text is None or not text.strip():
-        return None
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def parse_int_list(text: str | None, what: str) -> list[int] | None:
-    items = parse_list(text)
-    if items is None:
-        return None
-    out: list[int] = []
-    for item in items:
-        try:
-            val = int(item)
-        except ValueError:
-            raise ValueError(f"{what}: {item!r} is not an integer (expected e.g. '1,8,32')") from None
-        if val < 1:
-            raise ValueError(f"{what}: {val} must be a positive integer")
-        out.append(val)
-    return out
 
 
 def build_cases(
@@ -224,19 +209,45 @@ def _profile_batches(profile: Profile) -> tuple[int, ...]:
     return tuple(sorted({b for g in profile.grids for b in g.batch_sizes}))
 
 
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+# The axes of a case. A bench varies over some of them (``@pytest.mark.lvm_axes("model", "img_size")``); every
+# other axis takes one value: its fixed value if the bench gives one, else the default below.
+AXES = ("model", "device", "dtype", "batch_size", "img_size")
+_AXIS_DEFAULTS: dict[str, Any] = {
+    "device": "meta",  # a bench that does not vary the device needs none (counting runs on meta)
+    "dtype": "fp32",
+    "batch_size": None,  # a case over all batch sizes (the bench chooses them: max-batch search, per-instance)
+    "img_size": None,  # the model's native size
+}
 
 
-def parse_bytes(text: str) -> int:
-    """'2GiB', '512MiB', '1.5GB', '1000000' -> bytes."""
-    import re
+def project(cases: Sequence[BenchCase], axes: Sequence[str], fixed: Mapping[str, Any] | None = None) -> list[BenchCase]:
+    """The cases a bench that varies only ``axes`` runs, each once, in the matrix's order.
 
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = m.group(2).lower() if m else ""
-    if not m or (unit and unit not in _UNITS):
-        raise ValueError(f"memory size {text!r} not understood: use e.g. 2GiB, 512MiB, 1.5GB or a byte count")
-    value = int(float(m.group(1)) * _UNITS[unit or "b"])
-    if value <= 0:
-        raise ValueError(f"memory size {text!r} must be positive")
-    return value
+    Execution options (channels_last, compile) belong to a real device, so they are kept only when ``device`` is an
+    axis. ``model`` must be one: the matrix's models are what the user chose.
+    """
+    fixed = dict(fixed or {})
+    unknown = sorted(set(axes) - set(AXES)) + sorted(set(fixed) - set(_AXIS_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown axis {', '.join(map(repr, unknown))}: the axes are {', '.join(AXES)} "
+                         "(and every axis but model may be given a fixed value)")
+    if "model" not in axes:
+        raise ValueError("'model' must be an axis: the models are what the user chose (--lvm-models)")
+    both = sorted(set(axes) & set(fixed))
+    if both:
+        raise ValueError(f"{', '.join(both)} cannot be both an axis and fixed")
+
+    def value(case: BenchCase, axis: str) -> Any:
+        if axis in axes:
+            return getattr(case, axis)
+        return fixed.get(axis, _AXIS_DEFAULTS[axis])
+
+    out: dict[BenchCase, None] = {}
+    for c in cases:
+        img = value(c, "img_size")
+        out.setdefault(BenchCase(
+            c.model, value(c, "device"), value(c, "dtype"), value(c, "batch_size"),
+            img if img is not None else c.spec.default_img_size,
+            c.options if "device" in axes else (),
+        ), None)
+    return list(out)

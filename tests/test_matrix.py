@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from lvmharness.matrix import PROFILES, BenchCase, build_cases, get_profile, project
 from lvmharness.models import UnknownModelError, check_img_size
-from lvmharness.matrix import PROFILES, build_cases, get_profile, parse_int_list
 
 
 def test_default_profile_is_the_seed_models_on_one_device() -> None:
@@ -42,15 +42,36 @@ def test_unknown_model_in_options_fails_before_any_case() -> None:
         build_cases(get_profile("smoke"), devices=["cpu"], models=["vit_tinny"])
 
 
-def test_list_parsing_errors_name_the_option() -> None:
-    assert parse_int_list("1, 8,32", "--lvm-batch-sizes") == [1, 8, 32]
-    assert parse_int_list(None, "x") is None
-    with pytest.raises(ValueError, match="--lvm-batch-sizes: 'x8' is not an integer"):
-        parse_int_list("1,x8", "--lvm-batch-sizes")
-    with pytest.raises(ValueError, match="must be a positive"):
-        parse_int_list("0", "--lvm-img-sizes")
-    with pytest.raises(ValueError, match="valid profiles are"):
+def test_unknown_profile_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="valid profiles are smoke, default, full"):
         get_profile("huge")
+
+
+def test_projection_keeps_the_axes_a_bench_varies_and_fixes_the_rest() -> None:
+    cases = build_cases(get_profile("smoke"), devices=["cpu"], models=["smoke_vit", "smoke_resnet"],
+                        batch_sizes=[1, 2], img_sizes=[32, 96], options={"channels_last": True})
+    assert len(cases) == 2 * 2 * 2  # models x batches x sizes on one device and dtype
+    shapes = project(cases, ["model", "img_size"], {"batch_size": 1})
+    assert shapes == [BenchCase(m, "meta", "fp32", 1, s) for m in ("smoke_vit", "smoke_resnet") for s in (32, 96)]
+    # Without a batch axis: one case per (model, device, dtype, size), batch None, execution options kept.
+    series = project(cases, ["model", "device", "dtype", "img_size"])
+    assert {(c.model, c.batch_size, c.img_size, c.options) for c in series} == {
+        (m, None, s, (("channels_last", True),)) for m in ("smoke_vit", "smoke_resnet") for s in (32, 96)
+    }
+    # Only the model: its native size (smoke_vit 32 px, smoke_resnet 64 px, as registered).
+    assert [(c.model, c.img_size) for c in project(cases, ["model"], {"batch_size": 1})] == [
+        ("smoke_vit", 32), ("smoke_resnet", 64)]
+
+
+@pytest.mark.parametrize(("axes", "fixed", "message"), [
+    (["model", "colour"], {}, "unknown axis 'colour'"),
+    (["img_size"], {}, "'model' must be an axis"),
+    (["model", "img_size"], {"img_size": 32}, "img_size cannot be both"),
+])
+def test_projection_rejects_nonsense(axes: list[str], fixed: dict[str, int], message: str) -> None:
+    case = BenchCase("smoke_vit", "cpu", "fp32", 1, 32)
+    with pytest.raises(ValueError, match=message):
+        project([case], axes, fixed)
 
 
 def test_identity_carries_the_timm_name_and_the_alias() -> None:

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from lvmharness.measure.memory import MemoryCase, max_batch, run_isolated
-from lvmharness.matrix import parse_bytes
+from lvmharness.parsing import parse_bytes
 
 MiB = 2**20
 

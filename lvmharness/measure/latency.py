@@ -26,6 +26,7 @@ import torch
 
 from lvmharness.devices import on_device, synchronizer
 from lvmharness.execution import Prepared, numerics_settings
+from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.contention import Contention, Window
 from lvmharness.stats import percentile
 
@@ -37,22 +38,6 @@ RoundFn = Callable[[], None]
 # A round driver: calls a round function ``n`` times. The default is a plain loop; pytest-benchmark's pedantic mode
 # is another. ("runner" in this package always means this, never a model.)
 Runner = Callable[[RoundFn, int], None]
-
-
-@dataclass(frozen=True)
-class TimingConfig:
-    warmup_rounds: int = 3
-    warmup_s: float = 0.3
-    max_warmup_rounds: int = 50
-    budget_s: float = 2.0
-    min_rounds: int = 5
-    max_rounds: int = 200
-
-    def __post_init__(self) -> None:
-        if self.min_rounds < 1 or self.max_rounds < self.min_rounds:
-            raise ValueError(f"need 1 <= min_rounds <= max_rounds, got {self.min_rounds}, {self.max_rounds}")
-        if self.warmup_rounds < 0 or self.budget_s < 0 or self.warmup_s < 0:
-            raise ValueError("warmup_rounds, warmup_s and budget_s must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,148 @@
+"""The plugin's options, parsed once into one typed object.
+
+Every ``--lvm-*`` option is declared here with an argparse ``type=`` function, so a bad value (``--lvm-budget-s
+nan``, ``--lvm-batch-sizes 0``, ``--lvm-dtype fp8``) is pytest's usage error before anything is collected, naming
+the option and what is valid; nothing downstream re-parses a string. Torch-free and pytest-free: importing the
+plugin costs a project that merely has lvmharness installed nothing.
+
+Adding an option: one ``add_option(name, field, ...)`` call below and one field of ``LvmConfig``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lvmharness.matrix import PROFILES
+from lvmharness.parsing import parse_bytes, parse_int_list, parse_list, parse_seconds
+from lvmharness.results import DTYPE_NAMES
+
+T = TypeVar("T")
+
+TRAIN_DATASETS = ("auto", "synthetic", "cifar100", "imagenet")
+INSTANCE_DATASETS = ("synthetic", "cifar100", "imagenet")
+VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def argtype(parse: Callable[[str], T], name: str) -> Callable[[str], T]:
+    """Wrap a parser raising ValueError into an argparse type whose message argparse shows as is."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def _models(text: str) -> tuple[str, ...]:
+    return tuple(parse_list(text))
+
+
+def _devices(text: str) -> tuple[str, ...]:
+    out = []
+    for item in parse_list(text):
+        spec = item.lower()
+        if not _DEVICE.fullmatch(spec):
+            raise ValueError(f"unknown device {item!r}: valid devices are {VALID_DEVICES}")
+        out.append(spec)
+    return tuple(out)
+
+
+def _dtypes(text: str) -> tuple[str, ...]:
+    out = parse_list(text)
+    for item in out:
+        if item not in DTYPE_NAMES:
+            raise ValueError(f"unknown dtype {item!r}: valid dtypes are {', '.join(DTYPE_NAMES)}")
+    return tuple(out)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(parse_int_list(text))
+
+
+def _run_id(text: str) -> str:
+    # The run id names a folder under --lvm-out: one path component, no traversal.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
+        raise ValueError(f"{text!r} is not a valid run id: use letters, digits, '.', '_' and '-' "
+                         "(it names a folder under --lvm-out)")
+    return text
+
+
+def add_options(group: Any) -> None:
+    """Register every ``--lvm-*`` option on a pytest option group."""
+
+    def add_option(name: str, field: str, **kwargs: Any) -> None:
+        group.addoption(name, dest=f"lvm_{field}", **kwargs)
+
+    add_option("--lvm-profile", "profile", default="default", choices=sorted(PROFILES),
+               help="case matrix: smoke (CI, seconds), default (2-core CPU, the four original models), full (GPUs)")
+    add_option("--lvm-models", "models", type=argtype(_models, "model list"), default=None,
+               help="comma list of aliases or timm names (overrides the profile; native size unless "
+                    "--lvm-img-sizes)")
+    add_option("--lvm-device", "devices", type=argtype(_devices, "device list"), default="auto",
+               help=f"comma list of {VALID_DEVICES.replace(', ', '|')} (unavailable ones are skipped with the "
+                    "reason)")
+    add_option("--lvm-dtype", "dtypes", type=argtype(_dtypes, "dtype list"), default=None,
+               help=f"comma list of {'|'.join(DTYPE_NAMES)} (default: the profile's; fp16 not on cpu)")
+    add_option("--lvm-channels-last", "channels_last", action="store_true",
+               help="run every case in channels_last memory format")
+    add_option("--lvm-compile", "compile_backend", nargs="?", const="inductor", default=None, metavar="BACKEND",
+               help="torch.compile every model (backend: inductor unless given); compile time recorded apart")
+    add_option("--lvm-train-dataset", "train_dataset", default="auto", choices=TRAIN_DATASETS,
+               help="data of the training benches; auto = cifar100 if <data-dir>/cifar-100-python exists, else "
+                    "synthetic")
+    add_option("--lvm-data-dir", "data_dir", type=Path, default="data",
+               help="where the training/instance benches look for datasets")
+    add_option("--lvm-instance-data", "instance_data", default="synthetic", choices=INSTANCE_DATASETS,
+               help="images of the per-instance latency bench (validation split, decoded, untransformed)")
+    add_option("--lvm-mem-limit", "mem_limit_bytes", type=argtype(parse_bytes, "memory size"), default=None,
+               metavar="SIZE", help="memory cap for each isolated memory case, e.g. 2GiB, 512MiB (enforced in the "
+                                    "child)")
+    add_option("--lvm-batch-sizes", "batch_sizes", type=argtype(_sizes, "batch sizes"), default=None,
+               help="comma list of positive integers, e.g. 1,8,32")
+    add_option("--lvm-img-sizes", "img_sizes", type=argtype(_sizes, "image sizes"), default=None,
+               help="comma list of square input sides in px, e.g. 224,384")
+    add_option("--lvm-out", "out", type=Path, default="results",
+               help="folder that receives <run-id>/results.json and env.json")
+    add_option("--lvm-run-id", "run_id", type=argtype(_run_id, "run id"), default=None,
+               help="run id (default: UTC time + random suffix)")
+    add_option("--lvm-trace", "trace", action="store_true",
+               help="after timing, trace each case with torch.profiler (separate, untimed pass) into "
+                    "<run>/tb/<case> with TensorBoard scalars of its key values")
+    add_option("--lvm-budget-s", "budget_s", type=argtype(parse_seconds, "seconds"), default=None,
+               help="seconds of measured rounds per case (finite, >= 0; default: the profile's)")
+
+
+@dataclass(frozen=True)
+class LvmConfig:
+    """The parsed ``--lvm-*`` options (``None``: not given, the profile decides)."""
+
+    profile: str = "default"
+    models: tuple[str, ...] | None = None
+    devices: tuple[str, ...] = ("auto",)
+    dtypes: tuple[str, ...] | None = None
+    channels_last: bool = False
+    compile_backend: str | None = None  # None: eager
+    train_dataset: str = "auto"
+    data_dir: Path = Path("data")
+    instance_data: str = "synthetic"
+    mem_limit_bytes: int | None = None
+    batch_sizes: tuple[int, ...] | None = None
+    img_sizes: tuple[int, ...] | None = None
+    out: Path = Path("results")
+    run_id: str | None = None
+    trace: bool = False
+    budget_s: float | None = None
+
+    @classmethod
+    def from_namespace(cls, ns: Any) -> LvmConfig:
+        """From pytest's ``config.option`` (or an argparse namespace), where the type functions already ran."""
+        return cls(**{f.name: getattr(ns, f"lvm_{f.name}") for f in fields(cls)})

@@ -1,0 +1,173 @@
+"""The ``lvm`` fixture: what a bench needs for one case of the matrix.
+
+A bench reads like this::
+
+    def bench_forward_latency(lvm: Lvm, benchmark: BenchmarkFixture) -> None:
+        with lvm.record("latency") as rec:               # a record is written whatever happens inside
+            loaded = lvm.model()                          # built once per (model, device, dtype), then reused
+            result = forward_latency(loaded.prepared, lvm.forward_case(), loaded.timer,
+                                     runner=lvm.runner(benchmark))  # pytest-benchmark drives the rounds
+            rec.values.update(result.values())
+            rec.provenance.update(result.provenance())
+            lvm.extra_info(benchmark, result.values())    # key values into pytest-benchmark's JSON too
+
+``loaded.prepared`` is the model as the case runs it (dtype/AMP, channels_last, compile applied); measure that,
+never ``loaded.model`` (the bare module).
+
+Every test that asks for ``lvm`` is parametrized over the matrix that ``--lvm-profile`` and the ``--lvm-*``
+options select; ids look like ``vit-cpu-fp32-b8-224`` so ``-k "resnet and b8"`` works. A bench that varies over
+fewer axes says so with ``@pytest.mark.lvm_axes("model", "img_size", batch_size=1)``: each (model, size) once,
+on the meta device, at batch 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from lvmharness.bench.session import SESSION_KEY, LoadedModel, LvmSession, resolve_or_skip
+from lvmharness.matrix import BenchCase
+
+if TYPE_CHECKING:
+    from lvmharness.data import DataSplits
+    from lvmharness.measure.latency import ForwardCase, RoundFn, Runner
+    from lvmharness.measure.memory import MemoryCase
+    from lvmharness.results import CaseRecorder
+
+# Keys copied from a record's values into pytest-benchmark's extra_info (its JSON keeps them per bench).
+EXTRA_INFO_KEYS = (
+    "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_iqr", "throughput_img_s",
+    "device_latency_ms_p50", "macs", "flops", "params", "achieved_flops_per_s", "mfu",
+)
+
+
+class Lvm:
+    """What a bench needs for one case: the case, the run store, the cached model, pytest-benchmark glue."""
+
+    def __init__(self, session: LvmSession, case: BenchCase) -> None:
+        self.session = session
+        self.case = case
+
+    @contextmanager
+    def record(self, metric: str, phase: str = "inference") -> Iterator[CaseRecorder]:
+        """A record is written whatever happens inside. An out-of-memory is recorded as ``oom`` and the bench
+        is reported as xfail: a result, not a crash, and visible in pytest's summary."""
+        with self.session.store.case(**self.case.identity(metric, phase)) as rec:
+            if self.case.spec.overrides:  # a smoke model is a timm architecture with these changes
+                rec.provenance["timm_overrides"] = self.case.spec.kwargs
+            yield rec
+        if rec.status == "oom":
+            pytest.xfail(f"out of memory, recorded as status oom: {rec.error}")
+
+    def memory_case(self, mode: str, batch_size: int | None = None) -> MemoryCase:
+        from lvmharness.measure.memory import MemoryCase
+
+        case = self.case
+        opts = case.exec_options()
+        resolve_or_skip(case.device)
+        return MemoryCase(
+            model=case.model, device=case.device, dtype=case.dtype,
+            batch_size=batch_size or case.batch_size or 1, img_size=case.img_size, mode=mode,
+            channels_last=opts.channels_last, compile_backend=opts.compile_backend if opts.compile else None,
+            mem_limit_bytes=self.session.options.mem_limit_bytes,
+        )
+
+    def model(self) -> LoadedModel:
+        return self.session.load(self.case)
+
+    def forward_case(self) -> ForwardCase:
+        from lvmharness.measure.latency import ForwardCase
+
+        return ForwardCase(self.case.batch_size or 1, self.case.img_size)
+
+    @staticmethod
+    def runner(benchmark: Any) -> Runner | None:
+        """Let pytest-benchmark drive our rounds: one pedantic round = one synchronized forward."""
+        if getattr(benchmark, "disabled", False):
+            return None
+
+        def run(fn: RoundFn, n: int) -> None:
+            benchmark.pedantic(fn, rounds=n, iterations=1, warmup_rounds=0)
+
+        return run
+
+    def efficiency(self, values: dict[str, Any]) -> dict[str, Any]:
+        """MACs/FLOPs of this case, achieved FLOP/s at the median latency and MFU against the measured peak."""
+        from lvmharness.measure.peak import efficiency
+
+        case = self.case
+        report = self.session.flops(case.model, case.img_size, case.batch_size or 1)
+        loaded = self.model()
+        peak = self.session.peak(loaded.device, loaded.dtype, case.dtype)
+        out: dict[str, Any] = {"macs": report.macs, "flops": report.flops}
+        out.update(efficiency(report.macs, values["latency_ms_p50"], peak["flops_per_s"]))
+        out["peak_flops_per_s"] = peak["flops_per_s"]
+        return out
+
+    def trace(self, metric: str, fn: Callable[[], Any], values: dict[str, Any]) -> None:
+        """With --lvm-trace: a torch.profiler trace of ``fn`` plus scalars of ``values``, after the timed pass."""
+        if not self.session.options.trace:
+            return
+        from lvmharness.traces import trace, write_scalars
+
+        out = self.session.store.run_dir / "tb" / f"{metric}-{self.case.label}"
+        trace(fn, out, self.model().device, worker_name=self.case.label)
+        write_scalars(out, {k: v for k, v in values.items() if k in EXTRA_INFO_KEYS}, prefix=f"{metric}/")
+
+    def extra_info(self, benchmark: Any, values: dict[str, Any]) -> None:
+        benchmark.extra_info.update({k: values[k] for k in EXTRA_INFO_KEYS if k in values})
+        benchmark.extra_info["case_id"] = self.case.label
+        benchmark.extra_info["run_id"] = self.session.store.run_id
+
+
+@pytest.fixture
+def lvm(request: pytest.FixtureRequest) -> Lvm:
+    """One case of the matrix (the plugin parametrizes every test that asks for ``lvm``)."""
+    case = getattr(request, "param", None)
+    if not isinstance(case, BenchCase):
+        raise pytest.UsageError("the lvm fixture is parametrized by the lvmharness plugin; do not override it")
+    return Lvm(request.config.stash[SESSION_KEY], case)
+
+
+@pytest.fixture(scope="session")
+def lvm_session(request: pytest.FixtureRequest) -> LvmSession:
+    """The session state, for benches that build their own cases: ``Lvm(lvm_session, BenchCase(...))``."""
+    return request.config.stash[SESSION_KEY]
+
+
+@pytest.fixture(scope="session")
+def lvm_train_data(request: pytest.FixtureRequest) -> Callable[[int], DataSplits]:
+    """Datasets for training benches, built once per image size for the whole session."""
+    from lvmharness.data import build as build_datasets
+
+    options = request.config.stash[SESSION_KEY].options
+    root = Path(options.data_dir)
+    choice = options.train_dataset
+    if choice == "auto":
+        choice = "cifar100" if (root / "cifar-100-python" / "train").is_file() else "synthetic"
+    cache: dict[int, DataSplits] = {}
+
+    def get(img_size: int) -> DataSplits:
+        if img_size not in cache:
+            cache[img_size] = build_datasets(choice, data_dir=root, img_size=img_size, synthetic_size=512)
+        return cache[img_size]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def lvm_instance_samples(request: pytest.FixtureRequest) -> tuple[list[Any], str]:
+    """Samples for per-instance latency, loaded once: (images, where they came from)."""
+    from lvmharness.data import DatasetNotFoundError, raw_samples
+
+    options = request.config.stash[SESSION_KEY].options
+    name, root = options.instance_data, options.data_dir
+    try:
+        images = raw_samples(name, data_dir=root)
+    except DatasetNotFoundError as exc:
+        pytest.fail(f"--lvm-instance-data {name}: {exc}", pytrace=False)
+    return images, f"{name} validation split under {root}" if name != "synthetic" else "synthetic uint8 images"

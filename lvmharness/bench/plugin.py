@@ -1,0 +1,80 @@
+"""The lvmharness pytest plugin (entry point ``pytest11``): options, markers and hooks.
+
+Installed with lvmharness, it gives any project the ``lvm`` fixture and the ``--lvm-*`` options; the session state
+lives in ``session.py``, the fixture in ``fixture.py``. Loading it imports neither torch nor timm: a project that
+merely has lvmharness installed pays nothing until a test asks for ``lvm``.
+
+Markers:
+  ``lvm_metric(name)``  the metric a bench module measures; a profile may feed some grids to some metrics only.
+  ``lvm_axes(*axes, **fixed)``  the axes of the matrix a bench varies over (default: all of model, device, dtype,
+                        batch_size, img_size); each other axis takes its fixed value, or meta / fp32 / every batch
+                        size / the model's native size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lvmharness.bench.config import LvmConfig, add_options
+from lvmharness.bench.fixture import lvm, lvm_instance_samples, lvm_session, lvm_train_data
+from lvmharness.bench.session import SESSION_KEY, LvmSession
+from lvmharness.matrix import AXES, project
+
+__all__ = ["lvm", "lvm_instance_samples", "lvm_session", "lvm_train_data"]  # fixtures pytest finds here
+
+MARKERS = (
+    "lvm_metric(name): the metric a bench module measures (a profile may feed some grids to some metrics only)",
+    f"lvm_axes(*axes, **fixed): the axes of the case matrix a bench varies over, of {', '.join(AXES)} (default: "
+    "all); the others take their fixed value or a default (meta, fp32, every batch size, the native size)",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser.getgroup("lvmharness", "lvmharness bench matrix"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    session = LvmSession.from_options(LvmConfig.from_namespace(config.option))
+    if session.options.models:
+        from lvmharness.models import ModelError
+
+        try:
+            # Checked here, before collection: a typo stops the run with the reason and nothing measured.
+            session.check_models()
+        except ModelError as exc:
+            raise pytest.UsageError(f"--lvm-models: {exc}") from exc
+    config.stash[SESSION_KEY] = session
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize every test that asks for ``lvm`` over its cases (ids are the case labels)."""
+    if "lvm" not in metafunc.fixturenames:
+        return
+    session = metafunc.config.stash[SESSION_KEY]
+    metric_marker = metafunc.definition.get_closest_marker("lvm_metric")
+    cases = session.cases(metric_marker.args[0] if metric_marker else None)
+    axes_marker = metafunc.definition.get_closest_marker("lvm_axes")
+    if axes_marker is not None:
+        try:
+            cases = project(cases, axes_marker.args, axes_marker.kwargs)
+        except ValueError as exc:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: lvm_axes: {exc}") from exc
+    metafunc.parametrize("lvm", cases, ids=[c.label for c in cases], indirect=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.used:
+        return
+    store = session.store
+    counts: dict[str, int] = {}
+    for rec in store.records:
+        counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    terminalreporter.write_sep("-", "lvmharness")
+    terminalreporter.write_line(f"run folder: {store.run_dir}  ({summary})")
+    terminalreporter.write_line(f"records:    {store.results_path}")
