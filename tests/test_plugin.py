@@ -56,7 +56,7 @@ def test_running_an_unrelated_test_imports_no_torch(tmp_path: Path) -> None:
     (["--lvm-dtype", "fp32,fp8"], "argument --lvm-dtype: unknown dtype 'fp8': valid dtypes are fp32, bf16"),
     (["--lvm-device", "cpu,cdua"], "argument --lvm-device: unknown device 'cdua': valid devices are auto, cpu"),
     (["--lvm-mem-limit", "2parsecs"], "argument --lvm-mem-limit: memory size '2parsecs' not understood"),
-    (["--lvm-run-id", "../up"], "argument --lvm-run-id: '../up' is not a valid run id"),
+    (["--lvm-run-id", "../up"], "argument --lvm-run-id: run id '../up' is not valid"),
     (["--lvm-profile", "huge"], "argument --lvm-profile: invalid choice: 'huge'"),
 ])
 def test_bad_option_values_are_usage_errors_before_anything_runs(

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from lvmharness.matrix import PROFILES
 from lvmharness.parsing import parse_bytes, parse_int_list, parse_list, parse_seconds
-from lvmharness.results import DTYPE_NAMES
+from lvmharness.results import DTYPE_NAMES, run_id_arg
 
 T = TypeVar("T")
 
@@ -68,14 +68,6 @@ def _sizes(text: str) -> tuple[int, ...]:
     return tuple(parse_int_list(text))
 
 
-def _run_id(text: str) -> str:
-    # The run id names a folder under --lvm-out: one path component, no traversal.
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", text):
-        raise ValueError(f"{text!r} is not a valid run id: use letters, digits, '.', '_' and '-' "
-                         "(it names a folder under --lvm-out)")
-    return text
-
-
 def add_options(group: Any) -> None:
     """Register every ``--lvm-*`` option on a pytest option group."""
 
@@ -112,7 +104,7 @@ def add_options(group: Any) -> None:
                help="comma list of square input sides in px, e.g. 224,384")
     add_option("--lvm-out", "out", type=Path, default="results",
                help="folder that receives <run-id>/results.json and env.json")
-    add_option("--lvm-run-id", "run_id", type=argtype(_run_id, "run id"), default=None,
+    add_option("--lvm-run-id", "run_id", type=run_id_arg, default=None,
                help="run id (default: UTC time + random suffix)")
     add_option("--lvm-trace", "trace", action="store_true",
                help="after timing, trace each case with torch.profiler (separate, untimed pass) into "

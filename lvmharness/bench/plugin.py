@@ -66,6 +66,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("lvm", cases, ids=[c.label for c in cases], indirect=True)
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """This process is one writer of the run folder: closing it rebuilds the merged results.json / env.json."""
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None and state.used:
+        state.store.close()
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is None or not session.used:

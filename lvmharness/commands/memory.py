@@ -29,7 +29,7 @@ def _budget(text: str) -> str | int:
     """A byte size (``24GiB``, ``512MiB``, ``2e9`` is not accepted: write ``2GB``) or a CUDA device."""
     if re.fullmatch(r"cuda(:\d+)?", text.strip().lower()):
         return text.strip().lower()
-    from lvmharness.profiles import parse_bytes
+    from lvmharness.parsing import parse_bytes
 
     try:
         return parse_bytes(text)
