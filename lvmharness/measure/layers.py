@@ -346,9 +346,7 @@ def step_function(prepared: Prepared, x: torch.Tensor, mode: str) -> Callable[[]
 
     def run() -> None:
         net.zero_grad(set_to_none=True)
-        ctx = (torch.autocast(device_type=prepared.device.type, dtype=prepared.autocast_dtype)
-               if prepared.autocast_dtype is not None else contextlib.nullcontext())
-        with ctx:
+        with prepared.autocast():
             logits = net(x)
         if not target:
             target.append(torch.randint(0, logits.shape[-1], (x.shape[0],), generator=gen).to(x.device))
@@ -401,6 +399,9 @@ def measure_layers(
             res = timer.measure(step, key=("layers", mode, tuple(x.shape)))
             reference = {"p50_ms": res.stats.p50, "iqr_ms": res.stats.iqr, "rounds": res.rounds,
                          "source": f"timed here without profiler or hooks ({res.rounds} rounds)"}
+            contention = getattr(res, "contention", None)
+            if contention is not None:  # a busy machine makes both the p50 and the profiled steps suspect
+                reference.update(contention.values())
         else:
             reference = {"p50_ms": float(reference_ms), "source": reference_source or "given"}
 
@@ -626,7 +627,7 @@ def measure_from_spec(
     net = create_model(spec, img_size=size, device=dev)
     prepared = Prepared(net, dev, ExecOptions(dtype))
     x = prepared.make_input(batch_size, size)
-    peaks = probe_peaks(dev, prepared.param_dtype) if roofline else None
+    peaks = probe_peaks(dev, prepared.compute_dtype) if roofline else None
     return measure_layers(prepared, x, mode=mode, steps=steps, warmup=warmup, peaks=peaks, model=spec.timm_name,
                           alias=model, family=spec.family)
 
