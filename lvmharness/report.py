@@ -1,5 +1,9 @@
 """``lvm report RUN_DIR [-o OUT]``: a self-contained HTML page, PNG plots and a CSV from one or more runs.
 
+The page opens with interactive plotly charts (plotly.js embedded: it works offline; see
+:mod:`lvmharness.report_plotly`) — latency and throughput vs batch, latency vs resolution, time by layer type —
+and the machine written for people; the PNG plots follow.
+
 Plots: latency vs batch size; latency vs resolution with the fitted scaling exponent per model; memory
 (allocated vs reserved, or peak RSS on CPU) vs batch size; accuracy vs GMACs and vs latency with the Pareto front.
 A section without data says so instead of failing.
@@ -11,13 +15,13 @@ import argparse
 import base64
 import csv
 import html
-import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lvmharness.report_plotly import interactive_html, machine_line
 from lvmharness.results import load_env, load_records
 from lvmharness.stats import loglog_slope
 
@@ -297,12 +301,12 @@ def build_report(paths: Sequence[Path | str], out: Path | str) -> dict[str, Path
         "MACs = multiply-accumulates; FLOPs = 2 × MACs. CSV: <a href='results.csv'>results.csv</a>.</p>",
     ]
     for env in envs:
-        parts.append(f"<p>Machine: {html.escape(str(env.get('cpu_model')))}, {env.get('cpu_cores_available')} cores; "
-                     f"torch {html.escape(str(env.get('torch')))}, timm {html.escape(str(env.get('timm')))}; "
-                     f"git {html.escape(str(env.get('git_commit'))[:12])}; measured peak "
-                     f"{html.escape(json.dumps(env.get('peak_flops_per_s')))} FLOP/s.</p>")
+        parts.append(f"<p class='machine'>Machine: {html.escape(machine_line(env))}.</p>")
+    interactive, _ = interactive_html(records)
+    parts.append(interactive)
+    parts.append("<h2>Static plots (PNG)</h2>")
     for title, plot_key, why in sections:
-        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(f"<h3>{html.escape(title)}</h3>")
         if plot_key is None:
             parts.append(f"<p class='empty'>No data for this plot in these runs: {html.escape(why)}.</p>")
             continue
