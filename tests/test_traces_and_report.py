@@ -101,7 +101,7 @@ def test_report_writes_html_pngs_and_csv(smoke_run: Path, tmp_path: Path, capsys
     for name in ("latency_vs_batch", "latency_vs_resolution", "memory_vs_batch"):
         png = tmp_path / f"{name}.png"
         assert png.stat().st_size > 5_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert html.count("data:image/png;base64,") == 3  # self-contained
+    assert html.count("<img alt=") == 3 and html.count("src='data:image/png;base64,") == 3  # self-contained
     assert "latency ∝ pixels<sup>" in html
     # No training records in a smoke bench: the accuracy sections say so instead of failing.
     assert html.count("No data for this plot") == 2 and "train_result records" in html
