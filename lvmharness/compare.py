@@ -1,42 +1,72 @@
-"""``lvm compare BASE NEW``: every metric with a direction and a rule, and a non-zero exit on a regression.
+"""``lvm compare BASE NEW``: every declared value key by its rule, and an exit code a CI gate can trust.
 
-Rules (one entry per family of value keys, like a formula table):
-  * exact: params, MACs, FLOPs, graph structure — any change is a regression (they are deterministic);
-  * memory (``*_bytes``): more than ``mem_tolerance`` larger is a regression, smaller an improvement;
-  * latency: decided from the raw samples — a bootstrap confidence interval of the ratio of medians
-    (new ÷ base); a regression only when the whole interval lies above 1 + ``latency_threshold``;
-  * accuracy (``top1``/``top5``): down by more than ``acc_tolerance`` points is a regression;
+The rule, the direction and whether a value is measured on the machine come from ``lvmharness.keys`` (one table):
+  * ``exact`` (params, MACs, FLOPs, graph structure): any change is a regression — they are counted, not timed;
+  * ``samples`` (latency p50): decided on the raw samples — a seeded percentile bootstrap of the ratio of medians
+    (new ÷ base); a regression only when the whole confidence interval lies above 1 + ``latency_threshold``, an
+    improvement only when it lies wholly below 1 - ``latency_threshold``; without samples on both sides, the
+    point ratio against the same threshold (which can show a regression, never claim an improvement);
+  * ``relative`` (memory in bytes): worse by more than ``mem_tolerance`` is a regression, better an improvement;
+  * ``points`` (top-1/top-5 in %): worse by more than ``acc_tolerance`` points is a regression;
   * status: ok → oom/error is a regression (oom/error → ok an improvement).
-A case present on one side only is reported, never a crash.
+A measured value (timed or memory) decides nothing when the pair cannot show a change of the code: either record
+was taken on a busy machine (``values["contended"]``: "inconclusive") or the two come from different machines
+(top-level ``fingerprint``: "cross-machine", unless ``cross_machine``). Counted values compare everywhere.
+
+The gate cannot pass by mistake: a metric named on the command line that neither side has, a non-finite or
+negative threshold, and a comparison that decided nothing at all are errors (exit 2), not "OK".
+A case present on one side only is reported, never a crash; of duplicate case ids the last record wins (a re-run).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lvmharness import keys
 from lvmharness.results import load_records
 from lvmharness.stats import median
 
-EXACT_KEYS = ("params", "macs", "flops", "macs_fwd_bwd", "flops_fwd_bwd", "graph_modules", "graph_structure_id",
-              "max_batch_size", "scaling_macs", "scaling_img_sizes")
-ACCURACY_KEYS = ("top1", "top5", "best_top1")
-LATENCY_SAMPLES = {"latency_ms_p50": "samples", "instance_latency_ms_p50": "samples"}
+UNKNOWN_MACHINE = "unknown"  # the fingerprint of a record that carries none
+# Verdicts that decide something; the others (missing, added, inconclusive, cross-machine) decide nothing.
+DECIDED = ("regression", "improvement", "same", "noise")
+
+
+class CompareError(ValueError):
+    """A comparison that cannot be trusted to mean anything: bad rules, an unknown metric, nothing compared."""
+
+
+def check_tolerance(name: str, value: float) -> float:
+    """A threshold or tolerance must be a finite number >= 0 (nan would make every test false: a silent pass)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise CompareError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
 class Rules:
     latency_threshold: float = 0.10  # a slowdown must exceed 10 % with confidence to count
     confidence: float = 0.95
-    mem_tolerance: float = 0.05
+    mem_tolerance: float = 0.05  # relative
     acc_tolerance: float = 0.5  # percentage points
     bootstrap: int = 2000
     seed: int = 0
+    cross_machine: bool = False  # decide measured values of records from different machines too
+
+    def __post_init__(self) -> None:
+        check_tolerance("latency_threshold", self.latency_threshold)
+        check_tolerance("mem_tolerance", self.mem_tolerance)
+        check_tolerance("acc_tolerance", self.acc_tolerance)
+        if not 0 < self.confidence < 1:
+            raise CompareError(f"confidence must be in (0, 1), got {self.confidence!r}")
+        if self.bootstrap < 1:
+            raise CompareError(f"bootstrap must be >= 1 resamples, got {self.bootstrap!r}")
 
 
 @dataclass
@@ -45,7 +75,7 @@ class Finding:
     key: str
     base: Any
     new: Any
-    verdict: str  # regression | improvement | same | noise | missing | added
+    verdict: str  # regression | improvement | same | noise | missing | added | inconclusive | cross-machine
     detail: str = ""
 
 
@@ -56,6 +86,17 @@ class Comparison:
     @property
     def regressions(self) -> list[Finding]:
         return [f for f in self.findings if f.verdict == "regression"]
+
+    @property
+    def decided(self) -> int:
+        """Values (and statuses) that the rules actually decided."""
+        return sum(f.verdict in DECIDED for f in self.findings)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.findings:
+            out[f.verdict] = out.get(f.verdict, 0) + 1
+        return dict(sorted(out.items()))
 
     def table(self, *, show_all: bool = False) -> str:
         rows = [f for f in self.findings if show_all or f.verdict not in ("same",)]
@@ -77,7 +118,9 @@ def _fmt(v: Any) -> str:
 
 
 def median_ratio_ci(base: Sequence[float], new: Sequence[float], rules: Rules) -> tuple[float, float, float]:
-    """(ratio of medians new/base, CI low, CI high) by a seeded percentile bootstrap."""
+    """(ratio of medians new/base, CI low, CI high) by a seeded percentile bootstrap (Efron & Tibshirani 1993,
+    ch. 13): resample each side with replacement, take the ratio of the resampled medians, read the
+    (1 - confidence)/2 and (1 + confidence)/2 quantiles of those ratios."""
     rng = random.Random(rules.seed)
     ratio = median(new) / median(base)
     ratios = []
@@ -92,75 +135,95 @@ def median_ratio_ci(base: Sequence[float], new: Sequence[float], rules: Rules) -
     return ratio, lo, hi
 
 
-def _latency(case: str, key: str, b: dict[str, Any], n: dict[str, Any], rules: Rules) -> Finding:
-    bs, ns = b["values"].get(LATENCY_SAMPLES[key]), n["values"].get(LATENCY_SAMPLES[key])
-    bv, nv = b["values"][key], n["values"][key]
-    if bs and ns and len(bs) >= 3 and len(ns) >= 3:
+def _samples(case: str, key: keys.Key, b: dict[str, Any], n: dict[str, Any], rules: Rules) -> Finding:
+    assert key.samples is not None
+    bs, ns = b["values"].get(key.samples), n["values"].get(key.samples)
+    bv, nv = b["values"][key.name], n["values"][key.name]
+    worse, better = ("slower", "faster") if key.better == "lower" else ("lower", "higher")
+    if bs and ns and len(bs) >= 3 and len(ns) >= 3 and None not in bs and None not in ns:
         ratio, lo, hi = median_ratio_ci(bs, ns, rules)
         ci = f"x{ratio:.3f}, {rules.confidence:.0%} CI [{lo:.3f}, {hi:.3f}], threshold {rules.latency_threshold:.0%}"
+        if key.better == "higher":  # orient so that a ratio above 1 is always worse
+            lo, hi = 1 / hi, 1 / lo
         if lo > 1 + rules.latency_threshold:
-            return Finding(case, key, bv, nv, "regression", "slower: " + ci)
+            return Finding(case, key.name, bv, nv, "regression", f"{worse}: {ci}")
         if hi < 1 - rules.latency_threshold:
-            return Finding(case, key, bv, nv, "improvement", "faster: " + ci)
-        return Finding(case, key, bv, nv, "noise", "within noise/threshold: " + ci)
-    ratio = nv / bv if bv else float("inf")
-    detail = f"x{ratio:.3f} (no raw samples: compared p50 against the threshold)"
-    if ratio > 1 + rules.latency_threshold:
-        return Finding(case, key, bv, nv, "regression", detail)
-    return Finding(case, key, bv, nv, "noise" if abs(ratio - 1) > 1e-12 else "same", detail)
+            return Finding(case, key.name, bv, nv, "improvement", f"{better}: {ci}")
+        return Finding(case, key.name, bv, nv, "noise", "within noise/threshold: " + ci)
+    ratio = nv / bv if bv else math.inf
+    detail = f"x{ratio:.3f} (no raw samples: compared the point values against the threshold)"
+    oriented = ratio if key.better == "lower" else (1 / ratio if ratio else math.inf)
+    if oriented > 1 + rules.latency_threshold:
+        return Finding(case, key.name, bv, nv, "regression", detail)
+    return Finding(case, key.name, bv, nv, "same" if nv == bv else "noise", detail)
 
 
-def _exact(case: str, key: str, bv: Any, nv: Any) -> Finding:
+def _exact(case: str, key: keys.Key, bv: Any, nv: Any) -> Finding:
     if bv == nv:
-        return Finding(case, key, bv, nv, "same")
-    return Finding(case, key, bv, nv, "regression", "deterministic value changed (update the baseline if intended)")
+        return Finding(case, key.name, bv, nv, "same")
+    return Finding(case, key.name, bv, nv, "regression",
+                   "deterministic value changed (update the baseline if intended)")
 
 
-def _memory(case: str, key: str, bv: Any, nv: Any, rules: Rules) -> Finding:
+def _relative(case: str, key: keys.Key, bv: Any, nv: Any, rules: Rules) -> Finding:
     if not bv:
-        return Finding(case, key, bv, nv, "same" if bv == nv else "noise")
-    rel = (nv - bv) / bv
-    if rel > rules.mem_tolerance:
-        return Finding(case, key, bv, nv, "regression", f"+{rel:.1%} (tolerance {rules.mem_tolerance:.0%})")
-    if rel < -rules.mem_tolerance:
-        return Finding(case, key, bv, nv, "improvement", f"{rel:.1%}")
-    return Finding(case, key, bv, nv, "same" if rel == 0 else "noise", f"{rel:+.1%}")
+        return Finding(case, key.name, bv, nv, "same" if bv == nv else "noise", "base is 0: no relative change")
+    rel = (nv - bv) / abs(bv)
+    worse = rel if key.better == "lower" else -rel
+    detail = f"{rel:+.1%} (tolerance {rules.mem_tolerance:.0%})"
+    if worse > rules.mem_tolerance:
+        return Finding(case, key.name, bv, nv, "regression", detail)
+    if worse < -rules.mem_tolerance:
+        return Finding(case, key.name, bv, nv, "improvement", detail)
+    return Finding(case, key.name, bv, nv, "same" if rel == 0 else "noise", detail)
 
 
-def _accuracy(case: str, key: str, bv: Any, nv: Any, rules: Rules) -> Finding:
+def _points(case: str, key: keys.Key, bv: Any, nv: Any, rules: Rules) -> Finding:
     diff = nv - bv
-    if diff < -rules.acc_tolerance:
-        return Finding(case, key, bv, nv, "regression", f"{diff:+.2f} points")
-    if diff > rules.acc_tolerance:
-        return Finding(case, key, bv, nv, "improvement", f"{diff:+.2f} points")
-    return Finding(case, key, bv, nv, "same" if diff == 0 else "noise", f"{diff:+.2f} points")
+    worse = -diff if key.better == "higher" else diff
+    detail = f"{diff:+.2f} points (tolerance {rules.acc_tolerance:g})"
+    if worse > rules.acc_tolerance:
+        return Finding(case, key.name, bv, nv, "regression", detail)
+    if worse < -rules.acc_tolerance:
+        return Finding(case, key.name, bv, nv, "improvement", detail)
+    return Finding(case, key.name, bv, nv, "same" if diff == 0 else "noise", detail)
 
 
-def _rule_for(key: str) -> str | None:
-    if key in EXACT_KEYS:
-        return "exact"
-    if key in LATENCY_SAMPLES:
-        return "latency"
-    if key.endswith("_bytes") and key != "mem_limit_bytes":
-        return "memory"
-    if key in ACCURACY_KEYS:
-        return "accuracy"
+def fingerprint(record: dict[str, Any]) -> str:
+    fp = record.get("fingerprint")
+    return fp if isinstance(fp, str) and fp else UNKNOWN_MACHINE
+
+
+def _why_undecidable(b: dict[str, Any], n: dict[str, Any], rules: Rules) -> tuple[str, str] | None:
+    """(verdict, detail) when a pair's measured values cannot show a change of the code; None when they can."""
+    fb, fn = fingerprint(b), fingerprint(n)
+    if fb != fn and not rules.cross_machine:
+        return "cross-machine", f"measured on machine {fb} vs {fn} (pass --cross-machine to compare anyway)"
+    busy = [side for side, r in (("base", b), ("new", n)) if any(r["values"].get(k) is True for k in keys.FLAG_KEYS)]
+    if busy:
+        return "inconclusive", f"{' and '.join(busy)} measured on a busy machine (contended)"
     return None
+
+
+def _index(records: Iterable[dict[str, Any]], metrics: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if metrics and r["metric"] not in metrics:
+            continue
+        out[r["case_id"]] = r  # a re-run case: the last record wins
+    return out
 
 
 def compare_records(base: list[dict[str, Any]], new: list[dict[str, Any]], rules: Rules | None = None,
                     metrics: Sequence[str] | None = None) -> Comparison:
     rules = rules or Rules()
-
-    def index(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for r in records:
-            if metrics and r["metric"] not in metrics:
-                continue
-            out[r["case_id"]] = r  # a re-run case: the last record wins
-        return out
-
-    b_idx, n_idx = index(base), index(new)
+    if metrics:
+        present = {r["metric"] for r in [*base, *new]}
+        unknown = sorted(set(metrics) - present)
+        if unknown:
+            raise CompareError(f"metric(s) {', '.join(map(repr, unknown))} are in neither run; the runs have: "
+                               f"{', '.join(sorted(present)) or 'no records'}")
+    b_idx, n_idx = _index(base, metrics), _index(new, metrics)
     result = Comparison()
     for case in sorted(b_idx.keys() | n_idx.keys()):
         b, n = b_idx.get(case), n_idx.get(case)
@@ -177,20 +240,22 @@ def compare_records(base: list[dict[str, Any]], new: list[dict[str, Any]], rules
             continue
         if bs != "ok":
             continue
-        for key in sorted(b["values"].keys() & n["values"].keys()):
-            rule = _rule_for(key)
-            bv, nv = b["values"][key], n["values"][key]
-            if rule is None or bv is None or nv is None:
+        undecidable = _why_undecidable(b, n, rules)
+        for name in sorted(b["values"].keys() & n["values"].keys()):
+            key = keys.get(name)
+            bv, nv = b["values"][name], n["values"][name]
+            if key is None or key.rule in ("none", "flag") or bv is None or nv is None:
                 continue
-            if rule == "exact":
-                found = _exact(case, key, bv, nv)
-            elif rule == "latency":
-                found = _latency(case, key, b, n, rules)
-            elif rule == "memory":
-                found = _memory(case, key, bv, nv, rules)
+            if key.measured and undecidable is not None:
+                result.findings.append(Finding(case, name, bv, nv, *undecidable))
+            elif key.rule == "exact":
+                result.findings.append(_exact(case, key, bv, nv))
+            elif key.rule == "samples":
+                result.findings.append(_samples(case, key, b, n, rules))
+            elif key.rule == "relative":
+                result.findings.append(_relative(case, key, bv, nv, rules))
             else:
-                found = _accuracy(case, key, bv, nv, rules)
-            result.findings.append(found)
+                result.findings.append(_points(case, key, bv, nv, rules))
     return result
 
 
@@ -210,7 +275,7 @@ def baseline_records(
     for r in records:
         if r["metric"] not in metrics or r["status"] != "ok":
             continue
-        keep = {k: v for k, v in r["values"].items() if _rule_for(k) == "exact"}
+        keep = {k: v for k, v in r["values"].items() if k in keys.EXACT_KEYS}
         rec = {k: v for k, v in r.items() if k != "created_utc"}
         out.append({**rec, "values": keep, "provenance": {"counter": r["provenance"].get("counter")},
                     "run_id": "baseline"})
@@ -221,28 +286,45 @@ def baseline_records(
 # --- lvm compare ---------------------------------------------------------------------------------------------------
 
 
+def _tolerance(option: str) -> Any:
+    def parse(text: str) -> float:
+        try:
+            return check_tolerance(option, float(text))
+        except (ValueError, CompareError) as exc:
+            raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}") from exc
+
+    return parse
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("base")
     p.add_argument("new")
     p.add_argument("--metric", action="append", help="only these metrics (repeatable), e.g. --metric flops")
-    p.add_argument("--latency-threshold", type=float, default=0.10, help="relative slowdown that counts (0.10)")
-    p.add_argument("--mem-tolerance", type=float, default=0.05, help="relative memory growth allowed (0.05)")
-    p.add_argument("--acc-tolerance", type=float, default=0.5, help="top-1/top-5 drop allowed, in points (0.5)")
+    p.add_argument("--latency-threshold", type=_tolerance("--latency-threshold"), default=0.10,
+                   help="relative slowdown that counts, a fraction (default 0.10)")
+    p.add_argument("--mem-tolerance", type=_tolerance("--mem-tolerance"), default=0.05,
+                   help="relative memory growth allowed, a fraction (default 0.05)")
+    p.add_argument("--acc-tolerance", type=_tolerance("--acc-tolerance"), default=0.5,
+                   help="top-1/top-5 drop allowed, in points (default 0.5)")
+    p.add_argument("--cross-machine", action="store_true",
+                   help="also decide latency/memory of records measured on different machines (fingerprints)")
     p.add_argument("--all", action="store_true", help="also list values that did not change")
 
 
 def run(args: argparse.Namespace) -> int:
     rules = Rules(latency_threshold=args.latency_threshold, mem_tolerance=args.mem_tolerance,
-                  acc_tolerance=args.acc_tolerance)
+                  acc_tolerance=args.acc_tolerance, cross_machine=args.cross_machine)
     result = compare_paths(args.base, args.new, rules, args.metric or None)
     print(result.table(show_all=args.all))
-    counts: dict[str, int] = {}
-    for f in result.findings:
-        counts[f.verdict] = counts.get(f.verdict, 0) + 1
-    print("\n" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    counts = result.counts()
+    print("\n" + (", ".join(f"{v} {k}" for k, v in counts.items()) or "no records"))
+    if not result.decided:
+        raise CompareError(f"nothing was compared between {args.base} and {args.new} "
+                           f"({', '.join(f'{v} {k}' for k, v in counts.items()) or 'no cases'}): the gate decided "
+                           "nothing, so it cannot pass")
     n = len(result.regressions)
     if n:
         print(f"FAIL: {n} regression(s) of {args.new} against {args.base}", file=sys.stderr)
         return 1
-    print(f"OK: no regression of {args.new} against {args.base}")
+    print(f"OK: no regression of {args.new} against {args.base} ({result.decided} values decided)")
     return 0

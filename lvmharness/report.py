@@ -21,17 +21,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lvmharness import keys
+from lvmharness.commands.args import output_folder
 from lvmharness.report_plotly import interactive_html, machine_line
 from lvmharness.results import load_env, load_records
 from lvmharness.stats import loglog_slope
 
-CSV_COLUMNS = (
-    "case_id", "metric", "model", "alias", "family", "device", "dtype", "batch_size", "img_size", "phase", "status",
-    "param_count", "gmacs", "infer_step_time", "infer_samples_per_sec", "latency_ms_p50", "latency_ms_p90",
-    "latency_ms_iqr", "mfu", "instance_latency_ms_p50", "instance_latency_ms_p90", "mem_allocated_peak_bytes",
-    "mem_reserved_peak_bytes", "rss_peak_delta_bytes", "epoch_s", "data_wait_share", "train_samples_per_sec",
-    "top1", "top5", "error",
-)
+# Identity, then the columns timm's benchmark CSV uses (derived here), then every value key declared for the CSV
+# in ``lvmharness.keys`` (in table order), then the error text.
+IDENTITY_COLUMNS = ("case_id", "metric", "model", "alias", "family", "device", "dtype", "batch_size", "img_size",
+                    "phase", "status")
+DERIVED_COLUMNS = ("param_count", "gmacs", "infer_step_time", "infer_samples_per_sec", "train_samples_per_sec")
+CSV_COLUMNS = (*IDENTITY_COLUMNS, *DERIVED_COLUMNS, *keys.CSV_KEYS, "error")
 
 
 def load_runs(paths: Sequence[Path | str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -259,11 +260,41 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def contended(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records measured while other processes took the machine (their timings are not the model's cost)."""
+    return [r for r in records if any(r["values"].get(k) is True for k in keys.FLAG_KEYS)]
+
+
+def _contended_section(records: list[dict[str, Any]]) -> str:
+    busy = contended(records)
+    if not busy:
+        return ""
+    cols = ("case_id", "cpu_share", "other_load_cores", "latency_ms_p50")
+    rows = [{"case_id": r["case_id"], **{k: r["values"].get(k) for k in cols[1:]}} for r in busy]
+    return (f"<h2 id='contended'>Measured on a busy machine ({len(busy)} of {len(records)} records)</h2>"
+            "<p>Other processes took the CPU while these cases were timed: their times measure the contention, not "
+            "the model. <code>cpu_share</code> = process CPU time ÷ (wall time × threads); <code>other_load_cores"
+            "</code> = cores busy with other processes. Re-run them on an idle machine; <code>lvm compare</code> "
+            "calls them inconclusive.</p>"
+            + _table(rows, cols))
+
+
 def build_report(paths: Sequence[Path | str], out: Path | str) -> dict[str, Path]:
     """Write ``report.html``, ``results.csv`` and the PNG plots into ``out``; return their paths."""
+    records, envs = load_runs(paths)  # every input read and checked before anything is written
+    return write_report(records, envs, paths, out)
+
+
+def write_report(records: list[dict[str, Any]], envs: list[dict[str, Any]], paths: Sequence[Path | str],
+                 out: Path | str) -> dict[str, Path]:
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    records, envs = load_runs(paths)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file: the report's output (-o) is a folder to write report.html, "
+                         "results.csv and the plots into")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the report folder {out_dir}: {exc.strerror}") from exc
     rows = csv_rows(records)
     csv_path = out_dir / "results.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
@@ -288,9 +319,10 @@ def build_report(paths: Sequence[Path | str], out: Path | str) -> dict[str, Path
                          "needs train_result records (train.py) and FLOPs or batch-1 latency records of the "
                          "same model"))
 
-    summary_cols = ("metric", "alias", "device", "dtype", "batch_size", "img_size", "status", "param_count",
-                    "gmacs", "latency_ms_p50", "infer_samples_per_sec", "mfu", "instance_latency_ms_p90",
-                    "rss_peak_delta_bytes", "mem_allocated_peak_bytes", "epoch_s", "top1", "error")
+    summary_cols = ("metric", "alias", "device", "dtype", "batch_size", "img_size", "status", "contended",
+                    "param_count", "gmacs", "latency_ms_p50", "infer_samples_per_sec", "mfu",
+                    "instance_latency_ms_p90", "rss_peak_delta_bytes", "mem_allocated_peak_bytes", "epoch_s", "top1",
+                    "error")
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>lvmharness report</title><style>",
         "body{font:14px system-ui,sans-serif;margin:24px;color:#1d2330}table{border-collapse:collapse;font-size:12px}",
@@ -314,6 +346,7 @@ def build_report(paths: Sequence[Path | str], out: Path | str) -> dict[str, Path
         parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
         if plot_key == "latency_vs_resolution" and exp_text:
             parts.append(f"<ul>{exp_text}</ul>")
+    parts.append(_contended_section(records))
     parts.append("<h2>All cases</h2>")
     parts.append(_table(rows, summary_cols) if rows else "<p class='empty'>No records.</p>")
     parts.append("</body></html>")
@@ -327,14 +360,20 @@ def build_report(paths: Sequence[Path | str], out: Path | str) -> dict[str, Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", help="run folders (results/<run-id>) or results.json files")
-    p.add_argument("-o", "--output", default=None, help="folder to write (default: <first run>/report)")
+    p.add_argument("-o", "--output", type=output_folder, default=None,
+                   help="folder to write (default: <first run>/report)")
 
 
 def run(args: argparse.Namespace) -> int:
     runs = [Path(r) for r in args.runs]
-    out = Path(args.output) if args.output else (runs[0] if runs[0].is_dir() else runs[0].parent) / "report"
-    files = build_report(runs, out)
+    out = args.output if args.output else (runs[0] if runs[0].is_dir() else runs[0].parent) / "report"
+    records, envs = load_runs(runs)
+    files = write_report(records, envs, runs, out)
     print(f"report: {files['html']}\ncsv:    {files['csv']}")
+    busy = contended(records)
+    if busy:
+        print(f"contended: {len(busy)} record(s) measured on a busy machine (their times are not the model's): "
+              + ", ".join(r["case_id"] for r in busy[:5]) + (", ..." if len(busy) > 5 else ""))
     for name, path in files.items():
         if name not in ("html", "csv"):
             print(f"plot:   {path}")

@@ -43,9 +43,10 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from lvmharness.record_schema import record_schema, validate_records
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "oom", "error", "skipped")
@@ -480,11 +481,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _check_schema(where: Path, records: list[dict[str, Any]]) -> None:
-    for i, rec in enumerate(records):
-        if rec.get("schema") != SCHEMA_VERSION:
-            raise ResultsFileError(
-                f"{where}: record {i} has schema {rec.get('schema')!r}; this lvmharness reads schema {SCHEMA_VERSION}"
-            )
+    """Each record against the JSON Schema: an error names the file, the record, its case id and the field."""
+    validate_records(where, records, ResultsFileError)
 
 
 def writer_files(run_dir: Path) -> list[Path]:
@@ -632,7 +630,5 @@ def load_records(path: Path | str) -> list[dict[str, Any]]:
 
 
 def schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of one record."""
-    text = resources.files("lvmharness").joinpath("schema/result-v1.schema.json").read_text(encoding="utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
+    """The JSON Schema (draft 2020-12) of one record, value keys included (``lvmharness.record_schema``)."""
+    return record_schema()

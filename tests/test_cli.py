@@ -147,3 +147,52 @@ def test_each_subcommand_help_shows_its_own_options(capsys: pytest.CaptureFixtur
         main(["--help"])
     listing = capsys.readouterr().out
     assert all(name in listing for name in ("models", "latency", "compare", "report", "train", "viz"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["latency", "smoke_vit", "--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
+        (["latency", "smoke_vit", "--batch-size=-3"], "--batch-size: must be an integer >= 1, got -3"),
+        (["latency", "smoke_vit", "--img-size", "0"], "--img-size: must be an integer >= 1, got 0"),
+        (["latency", "smoke_vit", "--budget-s", "nan"], "--budget-s: must be a finite number >= 0, got nan"),
+        (["flops", "smoke_vit", "--scaling", "0,64"], "--scaling: '0' in '0,64': must be an integer >= 1, got 0"),
+        (["flops", "smoke_vit", "--scaling", "32,x"], "--scaling: 'x' in '32,x': expected an integer"),
+        (["flops", "smoke_vit", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
+        (["graph", "smoke_vit", "--img-size", "0", "-o", "g.json"], "--img-size: must be an integer >= 1"),
+    ],
+)
+def test_bad_numbers_are_one_argparse_error(argv: list[str], message: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for argv, message in (
+        (["graph", "smoke_vit", "-o", str(tmp_path)], f"{tmp_path} is a folder; give a file name"),
+        (["graph", "smoke_vit", "-o", str(afile / "g.json")], f"{afile} is a file, so"),
+        (["latency", "smoke_vit", "--out", str(afile)], f"{afile} is a file; give a folder"),
+        (["baseline", str(tmp_path), "-o", str(tmp_path)], "is a folder"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+    assert afile.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_batch_that_cannot_fit_is_exit_2_and_writes_nothing(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # 10^9 images of 3 x 32 x 32 fp32 = 12.3 TB of input alone: the allocator refuses it.
+    argv = ["latency", "smoke_vit", "--device", "cpu", "--batch-size", "1000000000", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "out of memory at --batch-size 1000000000, 32px on cpu" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,46 @@ def test_latency_plus_30_percent_with_tight_samples_fails() -> None:
     assert 1.25 < lo <= ratio <= hi < 1.35
 
 
+# Eight rounds spread over a factor of 19 (a machine that stalls now and then): the median is 10.0 by construction.
+NOISY = [1.0, 3.0, 6.0, 9.0, 11.0, 14.0, 17.0, 19.0]
+
+
 def test_plus_30_percent_with_very_noisy_samples_is_not_proven() -> None:
-    base = [rec(latency_ms_p50=10.0, samples=samples(10.0, 0.9, n=8, seed=3))]
-    new = [rec(latency_ms_p50=13.0, samples=samples(13.0, 0.9, n=8, seed=4))]
-    assert not compare_records(base, new).regressions
+    # NEW is BASE scaled by 1.3 exactly, so the ratio of medians is 1.3 by construction: the point estimate is a 30 %
+    # slowdown, far past the 10 % threshold. But with 8 samples this spread, a resampled median moves anywhere in
+    # the middle of the list (3..17), so the bootstrap interval reaches well below 1.1: not proven.
+    base_s, new_s = NOISY, [1.3 * v for v in NOISY]
+    ratio, lo, hi = median_ratio_ci(base_s, new_s, Rules())
+    assert ratio == pytest.approx(1.3) and lo < 1.1 < hi
+    base = [rec(latency_ms_p50=10.0, samples=base_s)]
+    new = [rec(latency_ms_p50=13.0, samples=new_s)]
+    assert verdicts(base, new)[("latency[vit-cpu-fp32-b1-224]", "latency_ms_p50")] == "noise"
+
+
+def test_minus_15_percent_not_proven_is_no_improvement() -> None:
+    # Ratio of medians 0.85 by construction (past the 10 % threshold), but the interval's high end is above 0.9:
+    # an improvement needs the whole interval below 1 - threshold.
+    base_s, new_s = NOISY, [0.85 * v for v in NOISY]
+    ratio, lo, hi = median_ratio_ci(base_s, new_s, Rules())
+    assert ratio == pytest.approx(0.85) and lo < 0.9 < hi
+    base = [rec(latency_ms_p50=10.0, samples=base_s)]
+    new = [rec(latency_ms_p50=8.5, samples=new_s)]
+    assert verdicts(base, new)[("latency[vit-cpu-fp32-b1-224]", "latency_ms_p50")] == "noise"
+
+
+@pytest.mark.parametrize(("new_p50", "verdict"), [(10.5, "noise"), (10.0, "same"), (11.5, "regression")])
+def test_without_samples_the_point_ratio_meets_the_threshold(new_p50: float, verdict: str) -> None:
+    # No raw samples (an old record): 10.5 / 10.0 = 1.05 is inside the 10 % threshold, 1.15 is past it.
+    base, new = [rec(latency_ms_p50=10.0)], [rec(latency_ms_p50=new_p50)]
+    assert verdicts(base, new)[("latency[vit-cpu-fp32-b1-224]", "latency_ms_p50")] == verdict
+
+
+def test_a_re_run_case_the_last_record_wins() -> None:
+    first, last = rec(metric="flops", macs=11), rec(metric="flops", macs=10)
+    base = [rec(metric="flops", macs=10)]
+    assert not compare_records(base, [first, last]).regressions
+    assert compare_records(base, [last, first]).regressions
+    assert not compare_records([first, last], base).regressions
 
 
 def test_faster_is_an_improvement() -> None:
@@ -121,3 +158,147 @@ def test_the_committed_baseline_matches_the_smoke_models() -> None:
             report = analyze(r["alias"], img_size=r["img_size"])
             assert (report.params, report.macs, report.macs_fwd_bwd) == (
                 r["values"]["params"], r["values"]["macs"], r["values"]["macs_fwd_bwd"]), r["case_id"]
+
+
+def _write(tmp_path: Path, name: str, records: list[dict[str, Any]]) -> str:
+    path = tmp_path / name
+    atomic_write_json(path, records)
+    return str(path)
+
+
+TIGHT_10 = [10.0 * (1 + 0.001 * i) for i in range(-10, 11)]  # 21 rounds within 1 %: median 10.0
+
+
+@pytest.mark.parametrize(
+    ("key", "base_value", "new_value", "option", "loose", "strict"),
+    [
+        # 13.0 / 10.0 = +30 % with tight samples: past the default 10 %, inside 50 %.
+        ("latency", 10.0, 13.0, "--latency-threshold", "0.5", "0.2"),
+        # 112 / 100 MiB = +12 %: past the default 5 %, inside 20 %.
+        ("memory", 100, 112, "--mem-tolerance", "0.2", "0.1"),
+        # 80.0 -> 78.0 = -2 points: past the default 0.5, inside 3.
+        ("accuracy", 80.0, 78.0, "--acc-tolerance", "3", "1.5"),
+    ],
+)
+def test_cli_tolerance_options_are_used(tmp_path: Path, key: str, base_value: float, new_value: float, option: str,
+                                        loose: str, strict: str) -> None:
+    def one(v: float) -> dict[str, Any]:
+        if key == "latency":
+            return rec(latency_ms_p50=v, samples=[t * v / 10.0 for t in TIGHT_10])
+        if key == "memory":
+            return rec(metric="memory_inference", rss_peak_delta_bytes=int(v) * 2**20)
+        return rec(metric="train_result", top1=v)
+
+    base, new = _write(tmp_path, "b.json", [one(base_value)]), _write(tmp_path, "n.json", [one(new_value)])
+    assert main(["compare", base, new]) == 1
+    assert main(["compare", base, new, option, loose]) == 0
+    assert main(["compare", base, new, option, strict]) == 1
+    # And the other way: a change inside the default that a stricter option turns into a regression.
+    small = {"latency": 10.5, "memory": 103, "accuracy": 79.7}[key]
+    new = _write(tmp_path, "n.json", [one(small)])
+    assert main(["compare", base, new]) == 0
+    assert main(["compare", base, new, option, "0.01" if key != "accuracy" else "0.1"]) == 1
+
+
+@pytest.mark.parametrize("option", ["--latency-threshold", "--mem-tolerance", "--acc-tolerance"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-0.1", "-inf", "ten"])
+def test_non_finite_or_negative_thresholds_are_exit_2(tmp_path: Path, option: str, value: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    base = _write(tmp_path, "b.json", [rec(metric="flops", macs=10)])
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", base, base, f"{option}={value}"])
+    assert exc.value.code == 2
+    assert f"{option}: must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_rules_refuse_nan_in_the_library_too() -> None:
+    with pytest.raises(ValueError, match="latency_threshold must be a finite number >= 0"):
+        Rules(latency_threshold=float("nan"))
+    with pytest.raises(ValueError, match="mem_tolerance"):
+        Rules(mem_tolerance=-1)
+
+
+def test_an_unknown_metric_is_exit_2_naming_what_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    slow = [t * 3 for t in TIGHT_10]
+    base = _write(tmp_path, "b.json", [rec(latency_ms_p50=10.0, samples=TIGHT_10)])
+    new = _write(tmp_path, "n.json", [rec(latency_ms_p50=30.0, samples=slow)])
+    assert main(["compare", base, new]) == 1
+    capsys.readouterr()
+    assert main(["compare", base, new, "--metric", "latancy"]) == 2
+    err = capsys.readouterr().err
+    assert "'latancy'" in err and "latency" in err.split("have:")[1]
+
+
+@pytest.mark.parametrize(
+    ("base", "new"),
+    [
+        ([rec(case="a", latency_ms_p50=1.0)], [rec(case="b", latency_ms_p50=1.0)]),  # no common case
+        ([rec(status="oom")], [rec(status="oom")]),  # both failed: no value to compare
+        ([rec(gmacs=1.0)], [rec(gmacs=2.0)]),  # only keys without a compare rule
+    ],
+)
+def test_a_comparison_that_decides_nothing_is_exit_2(tmp_path: Path, base: list[dict[str, Any]],
+                                                      new: list[dict[str, Any]],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", _write(tmp_path, "b.json", base), _write(tmp_path, "n.json", new)]) == 2
+    assert "nothing was compared" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ([{"schema": 1}], "record 0: field 'run_id' is missing"),
+        ([{**rec(), "values": None}], "record 0 (latency[vit-cpu-fp32-b1-224]): field 'values': None is not of type"),
+        ([rec(), {**rec(), "status": "fine"}], "record 1 (latency[vit-cpu-fp32-b1-224]): field 'status'"),
+        ([{**rec(), "values": {"latency_ms_p50": "fast"}}], "field 'values.latency_ms_p50'"),
+        ([{**rec(), "values": {"contended": 1}}], "field 'values.contended': 1 is not of type 'boolean'"),
+        ([7], "expected a JSON list of record objects"),
+    ],
+)
+def test_malformed_records_name_file_record_and_field(tmp_path: Path, content: list[Any], expected: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(content))
+    good = _write(tmp_path, "good.json", [rec(metric="flops", macs=10)])
+    for argv in (["compare", good, str(bad)], ["compare", str(bad), good], ["report", str(bad)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert str(bad) in err and expected in err, err
+        assert "Traceback" not in err
+
+
+def test_a_contended_pair_is_inconclusive_never_a_regression(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    slow = [t * 3 for t in TIGHT_10]
+    base = [rec(latency_ms_p50=10.0, samples=TIGHT_10, rss_peak_bytes=100), rec(metric="flops", macs=10)]
+    for busy_side in ("base", "new"):
+        new = [rec(latency_ms_p50=30.0, samples=slow, rss_peak_bytes=200), rec(metric="flops", macs=10)]
+        (new if busy_side == "new" else base)[0]["values"]["contended"] = True
+        v = verdicts(base, new)
+        assert v[("latency[vit-cpu-fp32-b1-224]", "latency_ms_p50")] == "inconclusive"
+        assert v[("latency[vit-cpu-fp32-b1-224]", "rss_peak_bytes")] == "inconclusive"
+        assert v[("flops[vit-cpu-fp32-b1-224]", "macs")] == "same"
+        assert main(["compare", _write(tmp_path, "b.json", base), _write(tmp_path, "n.json", new)]) == 0
+        assert "inconclusive" in capsys.readouterr().out
+        base[0]["values"].pop("contended", None)
+    # Only contended pairs: nothing decided, so the gate does not pass.
+    assert main(["compare", _write(tmp_path, "b.json", base[:1]), _write(tmp_path, "n.json", new[:1])]) == 2
+
+
+def test_records_from_two_machines_compare_counts_but_not_times(tmp_path: Path) -> None:
+    slow = [t * 3 for t in TIGHT_10]
+    base = [rec(latency_ms_p50=10.0, samples=TIGHT_10, macs=10)]
+    new = [rec(latency_ms_p50=30.0, samples=slow, macs=11)]
+    base[0]["fingerprint"], new[0]["fingerprint"] = "0123456789abcdef", "fedcba9876543210"
+    v = verdicts(base, new)
+    assert v[("latency[vit-cpu-fp32-b1-224]", "latency_ms_p50")] == "cross-machine"
+    assert v[("latency[vit-cpu-fp32-b1-224]", "macs")] == "regression"  # counts compare everywhere
+    new[0]["values"]["macs"] = 10
+    b, n = _write(tmp_path, "b.json", base), _write(tmp_path, "n.json", new)
+    assert main(["compare", b, n]) == 0
+    assert main(["compare", b, n, "--cross-machine"]) == 1
+    # A record without a fingerprint is on an unknown machine: not the same as a known one.
+    del base[0]["fingerprint"]
+    assert verdicts(base, new)[("latency[vit-cpu-fp32-b1-224]", "latency_ms_p50")] == "cross-machine"
+    del new[0]["fingerprint"]
+    assert verdicts(base, new)[("latency[vit-cpu-fp32-b1-224]", "latency_ms_p50")] == "regression"

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lvmharness.bench.session import SESSION_KEY, LoadedModel, LvmSession, resolve_or_skip
+from lvmharness.keys import EXTRA_INFO_KEYS
 from lvmharness.matrix import BenchCase
 
 if TYPE_CHECKING:
@@ -38,11 +39,6 @@ if TYPE_CHECKING:
     from lvmharness.measure.memory import MemoryCase
     from lvmharness.results import CaseRecorder
 
-# Keys copied from a record's values into pytest-benchmark's extra_info (its JSON keeps them per bench).
-EXTRA_INFO_KEYS = (
-    "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_iqr", "throughput_img_s",
-    "device_latency_ms_p50", "macs", "flops", "params", "achieved_flops_per_s", "mfu",
-)
 
 
 class Lvm:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from lvmharness.commands.args import output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-o", "--output", type=output_file, required=True, help="baseline JSON file to write")
     p.add_argument("--metric", action="append", help="metrics to keep (default: flops, flops_scaling)")
 
 
@@ -19,6 +20,6 @@ def run(args: argparse.Namespace) -> int:
     recs = baseline_records(load_records(args.run), args.metric or DETERMINISTIC_METRICS)
     if not recs:
         raise ValueError(f"{args.run} has no ok records of {args.metric or DETERMINISTIC_METRICS}")
-    atomic_write_json(Path(args.output), recs)
+    atomic_write_json(args.output, recs)
     print(f"wrote {len(recs)} baseline records to {args.output}")
     return 0

@@ -5,23 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 
+from lvmharness.commands.args import int_at_least, int_list
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
-    p.add_argument("--img-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--depth", type=int, default=2, help="module depth of the table")
-    p.add_argument("--top", type=int, default=15, help="rows of the table")
+    p.add_argument("--img-size", type=int_at_least(1), default=None, help="input side in px (default: the model's)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=1)
+    p.add_argument("--depth", type=int_at_least(0), default=2, help="module depth of the table")
+    p.add_argument("--top", type=int_at_least(1), default=15, help="rows of the table")
     p.add_argument("--verify", action="store_true",
                    help="count again with fvcore on CPU (real weights) and fail on > 0.1%% disagreement")
-    p.add_argument("--scaling", metavar="SIZES", help="comma list of sizes: fit MACs ~ pixels^k")
+    p.add_argument("--scaling", metavar="SIZES", type=int_list(1),
+                   help="comma list of input sides in px: fit MACs ~ pixels^k")
     p.add_argument("--json", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     from lvmharness.measure.flops import analyze, module_table, scaling_exponent
 
-    sizes = [int(v) for v in args.scaling.split(",")] if args.scaling else []
+    sizes: list[int] = args.scaling or []
     report = analyze(args.model, img_size=args.img_size, batch_size=args.batch_size, verify=args.verify)
     scaling: dict[str, object] | None = None
     if sizes:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from lvmharness.commands.args import int_at_least, output_file
 from lvmharness.results import STORAGE_DTYPE_NAMES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
-    p.add_argument("--img-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--img-size", type=int_at_least(1), default=None, help="input side in px (default: the model's)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=1)
     p.add_argument("--dtype", default="fp32", choices=STORAGE_DTYPE_NAMES)
-    p.add_argument("-o", "--output", required=True, help="graph JSON file to write")
+    p.add_argument("-o", "--output", type=output_file, required=True, help="graph JSON file to write")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from lvmharness.results import atomic_write_json
 
     doc = build_graph(args.model, img_size=args.img_size, batch_size=args.batch_size, dtype=args.dtype)
-    atomic_write_json(Path(args.output), doc)
+    atomic_write_json(args.output, doc)
     t = doc["totals"]
     print(f"wrote {args.output}: {doc['model']} at {doc['img_size']}px, {t['modules']} modules, "
           f"{t['params'] / 1e6:.3f} M params, {t['macs'] / 1e9:.3f} GMACs")

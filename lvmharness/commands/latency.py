@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
+from lvmharness.commands.args import finite_float_at_least, int_at_least, output_folder
 from lvmharness.results import DTYPE_NAMES
 
 
@@ -16,10 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile (compile time reported apart)")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--img-size", type=int, default=None)
-    p.add_argument("--budget-s", type=float, default=2.0)
-    p.add_argument("--out", default=None, help="also append a record to a new run in this folder")
+    p.add_argument("--batch-size", type=int_at_least(1), default=1)
+    p.add_argument("--img-size", type=int_at_least(1), default=None, help="input side in px (default: the model's)")
+    p.add_argument("--budget-s", type=finite_float_at_least(0), default=2.0, help="seconds of measured rounds")
+    p.add_argument("--out", type=output_folder, default=None, help="also append a record to a new run in this folder")
     p.add_argument("--json", action="store_true")
 
 
@@ -28,21 +28,29 @@ def run(args: argparse.Namespace) -> int:
     from lvmharness.execution import ExecOptions, Prepared
     from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
     from lvmharness.models import create_model, resolve
+    from lvmharness.results import is_oom
 
     spec = resolve(args.model)
     device = resolve_device(args.device)
-    size = args.img_size or spec.default_img_size
+    size = args.img_size if args.img_size is not None else spec.default_img_size
     options = ExecOptions(args.dtype, channels_last=args.channels_last, compile=args.compile)
     model = create_model(spec, img_size=size, device=device).eval()
     prepared = Prepared(model, device, options)
     timer = Timer(device, TimingConfig(budget_s=args.budget_s))
-    result = forward_latency(prepared, ForwardCase(args.batch_size, size), timer)
+    try:
+        result = forward_latency(prepared, ForwardCase(args.batch_size, size), timer)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"out of memory at --batch-size {args.batch_size}, {size}px on {device} ({first}); "
+                         "try a smaller --batch-size or --img-size") from exc
     values, prov = result.values(), result.provenance()
     if args.out:
         from lvmharness import envinfo
         from lvmharness.results import RunStore, make_record
 
-        store = RunStore(Path(args.out))
+        store = RunStore(args.out)
         store.write_env(envinfo.collect([device]))
         store.add(make_record(
             run_id=store.run_id, metric="latency", model=spec.timm_name, alias=args.model, family=spec.family,

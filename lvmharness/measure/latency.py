@@ -306,6 +306,7 @@ class LatencyResult:
     def values(self) -> dict[str, Any]:
         res = self.timing
         out: dict[str, Any] = res.stats.values("latency_ms")
+        out["latency_ms_p95"] = percentile(res.samples_ms, 95)
         out["throughput_img_s"] = self.throughput_img_s
         out["samples"] = res.samples_ms
         out.update(self.compile_values)
