@@ -37,3 +37,5 @@ def bench_forward_latency(lvm: Lvm, benchmark: Any) -> None:
         prepared = loaded.prepared
         lvm.trace("latency", prepared.forward_fn(prepared.make_input(lvm.case.batch_size or 1, lvm.case.img_size)),
                   values)
+    # Time per layer is its own pass too (only with --lvm-layers), held against this case's p50.
+    lvm.layers(values)

@@ -313,3 +313,36 @@ def test_cli_bad_numbers(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
         main(["layers", "smoke_vit", *argv])
     assert exc.value.code == 2
     assert "must be" in capsys.readouterr().err
+
+
+# --- the bench: --lvm-layers ----------------------------------------------------------------------------------------
+
+
+def test_bench_layers_option_writes_a_layer_times_record(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "benches/bench_latency.py", "--lvm-profile", "smoke", "--lvm-models",
+         "smoke_vit", "--lvm-batch-sizes", "1", "--lvm-img-sizes", "32", "--lvm-budget-s", "0.2", "--lvm-layers",
+         "--lvm-out", str(tmp_path), "--lvm-run-id", "run", "-p", "no:cacheprovider", "-q"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    from lvmharness.results import load_records
+
+    records = load_records(tmp_path / "run")
+    latency = next(r for r in records if r["metric"] == "latency")
+    layers = next(r for r in records if r["metric"] == "layer_times")
+    assert layers["status"] == "ok" and layers["case_id"] == "layer_times[smoke_vit-cpu-fp32-b1-32]"
+    # The children's sum is held against this very case's timed p50, and the ratio is theirs.
+    v = layers["values"]
+    assert v["layers_reference_p50_ms"] == latency["values"]["latency_ms_p50"]
+    assert v["layers_children_vs_p50"] == pytest.approx(v["layers_children_ms"] / v["layers_reference_p50_ms"])
+    assert v["layer_type_attention_ms"] > 0 and v["layer_type_mlp_ms"] > 0
+    doc = json.loads((tmp_path / "run" / layers["provenance"]["layers_file"]).read_text())
+    assert doc["format"] == "lvmharness.layers" and doc["totals"]["children_ms"] == v["layers_children_ms"]
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env["peak_bytes_per_s"]["cpu"] > 0 and env["bandwidth_probes"]["cpu"]["rounds"] >= 5
+    assert doc["peaks"]["bytes_per_s"] == env["peak_bytes_per_s"]["cpu"]

@@ -68,6 +68,16 @@ def _sizes(text: str) -> tuple[int, ...]:
     return tuple(parse_int_list(text))
 
 
+def _steps(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"steps must be a whole number in 1..1000, got {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise ValueError(f"steps must be in 1..1000, got {value}")
+    return value
+
+
 def add_options(group: Any) -> None:
     """Register every ``--lvm-*`` option on a pytest option group."""
 
@@ -109,6 +119,11 @@ def add_options(group: Any) -> None:
     add_option("--lvm-trace", "trace", action="store_true",
                help="after timing, trace each case with torch.profiler (separate, untimed pass) into "
                     "<run>/tb/<case> with TensorBoard scalars of its key values")
+    add_option("--lvm-trace-steps", "trace_steps", type=argtype(_steps, "steps"), default=3, metavar="N",
+               help="profiled steps per trace (default 3: a few MB per case; more steps, a larger trace)")
+    add_option("--lvm-layers", "layers", action="store_true",
+               help="after timing, measure time per module of each latency case (separate pass) as a layer_times "
+                    "record; the tree goes to <run>/layers/<case>.json")
     add_option("--lvm-budget-s", "budget_s", type=argtype(parse_seconds, "seconds"), default=None,
                help="seconds of measured rounds per case (finite, >= 0; default: the profile's)")
 
@@ -132,6 +147,8 @@ class LvmConfig:
     out: Path = Path("results")
     run_id: str | None = None
     trace: bool = False
+    trace_steps: int = 3
+    layers: bool = False
     budget_s: float | None = None
 
     @classmethod

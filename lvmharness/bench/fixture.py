@@ -111,8 +111,41 @@ class Lvm:
         from lvmharness.traces import trace, write_scalars
 
         out = self.session.store.run_dir / "tb" / f"{metric}-{self.case.label}"
-        trace(fn, out, self.model().device, worker_name=self.case.label)
+        trace(fn, out, self.model().device, worker_name=self.case.label, active=self.session.options.trace_steps)
         write_scalars(out, {k: v for k, v in values.items() if k in EXTRA_INFO_KEYS}, prefix=f"{metric}/")
+
+    def layers(self, values: dict[str, Any]) -> None:
+        """With --lvm-layers: time per module of this case in its own pass, after the timed rounds, as a
+        ``layer_times`` record whose direct children's sum is held against this case's measured latency p50. The
+        whole tree (ms, MACs, FLOP/s and roofline place per module) goes to ``<run>/layers/<case>.json``."""
+        if not self.session.options.layers:
+            return
+        from lvmharness.measure.layers import measure_layers, record_values
+        from lvmharness.results import atomic_write_json
+
+        loaded = self.model()
+        case = self.case
+        with self.record("layer_times") as rec:
+            prepared = loaded.prepared
+            if prepared.options.compile:
+                rec.skip("time per layer needs eager execution; torch.compile fuses the modules away")
+                return
+            peaks = {"flops_per_s": self.session.peak(loaded.device, loaded.dtype, case.dtype)["flops_per_s"],
+                     "bytes_per_s": self.session.bandwidth(loaded.device)["bytes_per_s"]}
+            x = prepared.make_input(case.batch_size or 1, case.img_size)
+            doc = measure_layers(prepared, x, reference_ms=values["latency_ms_p50"],
+                                 reference_source=f"latency p50 of {case.label} (its timed rounds)", peaks=peaks,
+                                 model=loaded.timm_name, alias=case.model, family=case.spec.family)
+            path = self.session.store.run_dir / "layers" / f"{case.label}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, doc)
+            rec.values.update(record_values(doc))
+            rec.provenance.update({
+                "layers_file": str(path.relative_to(self.session.store.run_dir)),
+                "method": "torch.profiler; each op's self time summed onto the module whose forward issued it",
+                "clock": doc["clock"], "steps_profiled": doc["totals"]["steps_profiled"],
+                "peak_flops_per_s": peaks["flops_per_s"], "peak_bytes_per_s": peaks["bytes_per_s"],
+            })
 
     def extra_info(self, benchmark: Any, values: dict[str, Any]) -> None:
         benchmark.extra_info.update({k: values[k] for k in EXTRA_INFO_KEYS if k in values})

@@ -73,6 +73,7 @@ class LvmSession:
     _env: dict[str, Any] | None = None
     _flops: dict[tuple[str, int, int], FlopReport] = field(default_factory=dict)
     _peaks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _bandwidths: dict[str, dict[str, Any]] = field(default_factory=dict)
     _cached_key: tuple[Any, ...] | None = None
     _cached: LoadedModel | None = None
 
@@ -158,6 +159,20 @@ class LvmSession:
             self._env["peak_probes"] = self._peaks
             store.write_env(self._env)
         return self._peaks[key]
+
+    def bandwidth(self, device: torch.device) -> dict[str, Any]:
+        """Measured copy bandwidth of a device (the roofline's memory roof), probed once per run, in env.json."""
+        from lvmharness.measure.roofline import copy_bandwidth
+
+        key = str(device)
+        if key not in self._bandwidths:
+            self._bandwidths[key] = copy_bandwidth(device)
+            store = self.store
+            assert self._env is not None
+            self._env["peak_bytes_per_s"] = {k: v["bytes_per_s"] for k, v in self._bandwidths.items()}
+            self._env["bandwidth_probes"] = self._bandwidths
+            store.write_env(self._env)
+        return self._bandwidths[key]
 
     def load(self, case: BenchCase) -> LoadedModel:
         """The case's model, prepared (dtype, channels_last, compile) on its device; one model in memory at a time."""

@@ -99,9 +99,11 @@ def render(doc: dict[str, Any], *, depth: int = 2) -> str:
         f"{k} {doc['by_type'][k]:.2f} ms ({shares[k]:.1%})" for k in doc["by_type"] if doc["by_type"][k] > 0))
     lines.append(gap_explained(doc))
     ref = doc["reference"]
-    if ref.get("contended"):
-        lines.append(f"WARNING: other processes took the machine while timing (our CPU share {ref['cpu_share']:.0%}, "
-                     f"{ref['other_load_cores']:.1f} cores busy elsewhere): these times are not this model's")
+    for what, busy in (("timing the p50", ref), ("the profiled steps", ref.get("profiled_steps") or {})):
+        if busy.get("contended"):
+            lines.append(f"WARNING: other processes took the machine during {what} (our CPU share "
+                         f"{busy['cpu_share']:.0%}, {busy['other_load_cores']:.1f} cores busy elsewhere): these "
+                         "times are not this model's")
     peaks = doc.get("peaks")
     if peaks and peaks.get("flops_per_s") and peaks.get("bytes_per_s"):
         lines.append(f"measured peaks: matmul {peaks['flops_per_s'] / 1e9:.1f} GFLOP/s, copy "

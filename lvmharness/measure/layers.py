@@ -412,11 +412,18 @@ def measure_layers(
             for _ in range(warmup):
                 step()
             sync()
-            with profile(activities=activities, record_shapes=False) as prof:
+            from lvmharness.measure.contention import Window
+
+            with Window(device, torch.get_num_threads()) as window, \
+                    profile(activities=activities, record_shapes=False) as prof:
                 for i in range(steps):
                     with record_function(f"{STEP_RANGE}{i}"):
                         step()
                         sync()
+            # Other processes during the profiled steps inflate op times (on a shared CPU an OpenMP barrier waits
+            # for a descheduled thread): recorded next to the times, never hidden.
+            if window.result is not None:
+                reference["profiled_steps"] = window.result.values()
         per_step = attribute(list(prof.events()), cuda=cuda)
         if len(per_step) != steps:
             raise RuntimeError(f"profiled {steps} steps but found {len(per_step)} step ranges in the trace")
@@ -669,6 +676,11 @@ def record_values(doc: dict[str, Any]) -> dict[str, float | bool | None]:
         "layers_children_vs_p50": t["children_vs_p50"],
         "layers_within_tolerance": bool(t["within_tolerance"]),
     }
+    busy = doc["reference"].get("profiled_steps") or {}
+    if busy:
+        values["contended"] = bool(busy.get("contended") or doc["reference"].get("contended"))
+        values["cpu_share"] = busy.get("cpu_share")
+        values["other_load_cores"] = busy.get("other_load_cores")
     for kind, ms in doc["by_type"].items():
         values[f"layer_type_{kind}_ms"] = ms
     return values
