@@ -170,6 +170,17 @@ KEYS: tuple[Key, ...] = (
     Key("top1", "%", "top-1 accuracy on the validation split", "higher", "points", csv=True),
     Key("top5", "%", "top-5 accuracy on the validation split", "higher", "points", csv=True),
     Key("best_top1", "%", "best top-1 over the epochs", "higher", "points"),
+    # --- time per layer (lvm layers, --lvm-layers): op self time summed onto the issuing module ----------------------
+    _ms("layers_children_ms", "op time of the model's direct children in one profiled step"),
+    _ms("layers_ops_ms", "op time of the whole profiled step, inside and outside modules"),
+    _ms("layers_model_own_ms", "op time of the model's own forward code, outside its children"),
+    _ms("layers_outside_model_ms", "op time outside the model (the loss, gradient accumulation)"),
+    Key("layers_reference_p50_ms", "ms", "the timed p50 the children's sum is held against", measured=True),
+    Key("layers_children_vs_p50", "1", "layers_children_ms / layers_reference_p50_ms (1.0: all time attributed)",
+        measured=True),
+    Key("layers_within_tolerance", "bool", "children's sum within 10% of the timed p50", kind="bool"),
+    *(_ms(f"layer_type_{t}_ms", f"op time of the {t} layers in one profiled step", csv=True)
+      for t in ("attention", "mlp", "conv", "norm", "embedding", "head", "other")),
     # --- the machine while measuring -------------------------------------------------------------------------------
     Key("contended", "bool", "other processes took the CPU while timing", rule="flag", csv=True, kind="bool"),
     Key("cpu_share", "1", "process CPU seconds / (wall seconds x torch threads) over the timed rounds", "higher"),
