@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from lvmharness.errors import UserError
+
 DATASETS = ("cifar100", "imagenet", "synthetic")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,8 +28,12 @@ IMG_EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp", ".bmp")
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset that is not where it should be; the message says where, in what layout, and what to do."""
+class DatasetNotFoundError(UserError, FileNotFoundError):
+    """A dataset that is not where it should be, or not readable; the message says where, in what layout, and
+    what to do (options named as ``{opt:FIELD}``, rendered by the front end: see lvmharness.errors)."""
+
+    def __init__(self, template: str, *, field: str | None = "dataset") -> None:
+        super().__init__(template, field=field)
 
 
 def train_transform(img_size: int) -> Callable[[Any], torch.Tensor]:
@@ -55,12 +62,17 @@ def eval_transform(img_size: int) -> Callable[[Any], torch.Tensor]:
 
 
 class SyntheticImages(Dataset[tuple[torch.Tensor, int]]):
-    """``size`` images of ``img_size``² with labels ``i % num_classes``; item i is the same on every call."""
+    """``size`` images of ``img_size``² with labels ``i % num_classes``; item i is the same on every call.
 
-    def __init__(self, size: int, num_classes: int, img_size: int, seed: int = 0) -> None:
+    Learnable: image = Gaussian noise + its class's colour offset (one N(0, 1) value per channel, drawn from
+    ``seed``). Splits of one dataset share the offsets and differ in their noise: a split starting at
+    ``first_index`` holds the items first_index, first_index + 1, ... of the same endless sequence."""
+
+    def __init__(self, size: int, num_classes: int, img_size: int, seed: int = 0, first_index: int = 0) -> None:
         if size < 1 or num_classes < 1 or img_size < 1:
             raise ValueError("synthetic dataset needs size, num_classes and img_size >= 1")
         self.size, self.num_classes, self.img_size, self.seed = size, num_classes, img_size, seed
+        self.first_index = first_index
         gen = torch.Generator().manual_seed(seed)
         self.class_offsets = torch.randn(num_classes, 3, 1, 1, generator=gen)
 
@@ -71,7 +83,8 @@ class SyntheticImages(Dataset[tuple[torch.Tensor, int]]):
         if not 0 <= index < self.size:
             raise IndexError(index)
         label = index % self.num_classes
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        # + 1: no item's noise seed equals the offsets' seed (item 0 of seed 0 would replay the offsets' draws)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.first_index + index + 1)
         x = torch.randn(3, self.img_size, self.img_size, generator=gen) + self.class_offsets[label]
         return x, label
 
@@ -110,8 +123,6 @@ class FlatImageFolder(Dataset[tuple[Any, int]]):
 
 
 def _cifar100_class() -> Any:
-    import pickle
-
     from torchvision.datasets import CIFAR100
 
     class CIFAR100Files(CIFAR100):
@@ -146,7 +157,7 @@ class DataSplits:
 def _missing(name: str, expected: Path, layout: str, how: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"dataset {name!r} not found at {expected}. Expected layout: {layout}. {how} "
-        "To run without it, pass --dataset synthetic."
+        "To run without it, pass {opt:dataset} synthetic."
     )
 
 
@@ -176,7 +187,7 @@ def build(
         val_size = max(1, synthetic_size // 4)
         return DataSplits(
             SyntheticImages(synthetic_size, synthetic_classes, img_size, seed),
-            SyntheticImages(val_size, synthetic_classes, img_size, seed + 1),
+            SyntheticImages(val_size, synthetic_classes, img_size, seed, first_index=synthetic_size),
             synthetic_classes, name, f"synthetic: {synthetic_size} train / {val_size} val, {synthetic_classes} classes",
         )
     if name == "cifar100":
@@ -185,13 +196,19 @@ def build(
         if not download and not all((folder / f).is_file() for f in ("train", "test", "meta")):
             raise _missing(
                 name, folder, "cifar-100-python/{train,test,meta} (torchvision's pickles)",
-                f"Get it with --download (machines online) or unpack {CIFAR100_URL} into {root}.",
+                f"Get it with {{opt:download}} (machines online) or unpack {CIFAR100_URL} into {root}.",
             )
         try:
             train = CIFAR100(str(root), train=True, transform=train_transform(img_size), download=download)
             val = CIFAR100(str(root), train=False, transform=eval_transform(img_size), download=download)
-        except (RuntimeError, OSError, ValueError, EOFError, KeyError) as exc:
-            raise DatasetNotFoundError(f"CIFAR-100 at {folder} could not be read: {exc}") from exc
+        except Exception as exc:
+            # A truncated or foreign file: unpickling junk may raise "AttributeError, EOFError, ImportError, and
+            # IndexError" among others (the pickle module's documentation), UnpicklingError for a bad opcode,
+            # KeyError/ValueError for a pickle without CIFAR's b"data"/b"fine_labels" arrays of the right shape.
+            raise DatasetNotFoundError(
+                f"CIFAR-100 at {folder} could not be read ({type(exc).__name__}: {str(exc)[:200]}); the files "
+                f"must be torchvision's pickles: unpack {CIFAR100_URL} again into {root}", field="data_dir"
+            ) from exc
         return DataSplits(train, val, 100, name, str(folder))
     if name == "imagenet":
         folder = root / "imagenet"
