@@ -24,10 +24,17 @@ def activities(device: torch.device) -> list[ProfilerActivity]:
 
 
 def trace(step: Callable[[], Any], out_dir: Path, device: torch.device, *, active: int = 3,
-          worker_name: str | None = None) -> Path:
-    """Profile ``active`` calls of ``step`` (after one skipped and one warm-up call) into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+          worker_name: str | None = None, write: bool = True) -> Path:
+    """Profile ``active`` calls of ``step`` (after one skipped and one warm-up call) into ``out_dir``. With
+    ``write=False`` the same calls run unprofiled and nothing is written: the other ranks of a data-parallel job
+    take the steps their collectives need while rank 0 writes the trace."""
     sync = synchronizer(device)  # names the device: a bare torch.cuda.synchronize() waits for the current one
+    if not write:
+        for _ in range(active + 2):
+            step()
+            sync()
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
     with profile(
         activities=activities(device),
         schedule=schedule(wait=1, warmup=1, active=active, repeat=1),

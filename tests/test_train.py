@@ -20,12 +20,15 @@ from lvmharness.train import (
     CheckpointError,
     NonFiniteLossError,
     TrainConfig,
-    Trainer,
+    build_run,
+    fit,
     load_checkpoint,
     load_init_weights,
     main,
     save_checkpoint,
+    train,
 )
+from lvmharness.train.sinks import default_sinks
 from tests.datasets import write_cifar100, write_imagefolder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,15 +64,15 @@ def test_phase1_imagefolder_then_phase2_cifar100_from_the_checkpoint(tmp_path: P
     cfg = TrainConfig(model="smoke_vit", phase=2, data_dir=str(data), epochs=1, batch_size=4, workers=0,
                       device="cpu", output_dir=str(out2), results_dir=str(res),
                       init_checkpoint=str(out1 / "checkpoint.pt"))
-    trainer = Trainer(cfg)
-    assert trainer.splits.name == "cifar100" and trainer.splits.num_classes == 100
-    assert trainer.init_info["head_replaced"] and trainer.init_info["head_keys"] == ["head.weight", "head.bias"]
-    state = trainer.model.state_dict()
+    run = build_run(cfg, device=torch.device("cpu"))
+    assert run.splits.name == "cifar100" and run.splits.num_classes == 100
+    assert run.init_info["head_replaced"] and run.init_info["head_keys"] == ["head.weight", "head.bias"]
+    state = run.model.state_dict()
     assert state["head.weight"].shape == (100, 64) and ck1["model"]["head.weight"].shape == (3, 64)
     for key, value in ck1["model"].items():
         if not key.startswith("head."):
             assert torch.equal(state[key], value), key
-    summary = trainer.fit()
+    summary = fit(run, default_sinks(run))
     assert summary["epochs"] == 1 and summary["num_classes"] == 100
 
     ck2 = load_checkpoint(out2 / "checkpoint.pt")
@@ -142,14 +145,13 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
     splits = datamod.DataSplits(Poisonable(32, 4, 32), datamod.SyntheticImages(8, 4, 32, 1), 4, "synthetic", "test")
     base = dict(model="smoke_vit", dataset="synthetic", batch_size=4, workers=0, device="cpu",
                 output_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "res"))
-    Trainer(TrainConfig(epochs=1, **base), splits=splits).fit()  # type: ignore[arg-type]
+    train(TrainConfig(epochs=1, **base), splits=splits)  # type: ignore[arg-type]
     ckpt = tmp_path / "out" / "checkpoint.pt"
     before = ckpt.read_bytes()
     Poisonable.poison = True
     try:
-        trainer = Trainer(TrainConfig(epochs=2, resume=str(ckpt), **base), splits=splits)  # type: ignore[arg-type]
         with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 1.*checkpoint.pt \(epoch 1\)"):
-            trainer.fit()
+            train(TrainConfig(epochs=2, resume=str(ckpt), **base), splits=splits)  # type: ignore[arg-type]
     finally:
         Poisonable.poison = False
     assert ckpt.read_bytes() == before
@@ -184,7 +186,7 @@ def test_init_weights_from_safetensors_and_prefixed_state_dicts(tmp_path: Path) 
 
 def test_sigkill_mid_epoch_then_resume(tmp_path: Path) -> None:
     args = [sys.executable, str(ROOT / "train.py"), "--model", "smoke_resnet", "--device", "cpu", "--workers", "0",
-            "--dataset", "synthetic", "--synthetic_size", "480", "--synthetic_classes", "4", "--img_size", "96",
+            "--dataset", "synthetic", "--synthetic_size", "160", "--synthetic_classes", "4", "--img_size", "32",
             "--batch_size", "8", "--epochs", "3", "--max_eval_steps", "1", "--output_dir", str(tmp_path / "out"),
             "--results_dir", str(tmp_path / "res")]
     ckpt = tmp_path / "out" / "checkpoint.pt"
@@ -209,24 +211,50 @@ def test_sigkill_mid_epoch_then_resume(tmp_path: Path) -> None:
     assert epochs[-1] == 3 and sorted(set(epochs)) == [1, 2, 3]
 
 
-def test_torchrun_two_processes_on_cpu(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            str(ROOT / "train.py"), "--model", "smoke_vit", "--device", "cpu", "--workers", "0", "--dataset",
-            "synthetic", "--synthetic_size", "64", "--synthetic_classes", "4", "--batch_size", "4", "--epochs", "2",
-            "--output_dir", str(tmp_path / "out"), "--results_dir", str(tmp_path / "res")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    records = _records(tmp_path / "res")
+def _bounded(args: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run ``args`` in its own process group; past ``timeout`` the whole group (torchrun and its workers) is
+    killed and the test fails instead of hanging."""
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"{' '.join(args[:6])}... still running after {timeout} s (a hang):\n{out[-3000:]}")
+    return proc.returncode, out
+
+
+def test_torchrun_two_processes_on_cpu_with_and_without_a_trace(tmp_path: Path) -> None:
+    def torchrun(out: str, *extra: str) -> str:
+        args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                str(ROOT / "train.py"), "--model", "smoke_vit", "--device", "cpu", "--workers", "0", "--dataset",
+                "synthetic", "--synthetic_size", "64", "--synthetic_classes", "4", "--batch_size", "4", "--epochs",
+                "2", "--output_dir", str(tmp_path / out), "--results_dir", str(tmp_path / f"res-{out}"), *extra]
+        rc, text = _bounded(args, tmp_path, 300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert rc == 0, text[-4000:]
+        return text
+
+    stdout = torchrun("plain")
+    records = _records(tmp_path / "res-plain")
     epochs = [r for r in records if r["metric"] == "train_epoch"]
     assert [r["values"]["epoch"] for r in epochs] == [1, 2]  # one set, written by rank 0 only
     assert all(r["options"]["world_size"] == 2 and r["batch_size"] == 8 for r in epochs)
     # 64 images, global batch 8: 8 steps of 4 images on each of the 2 ranks.
     assert all(r["values"]["images"] == 64 and r["values"]["steps"] == 8 for r in epochs)
     assert len([r for r in records if r["metric"] == "train_result"]) == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint.pt", "tb"]
-    assert load_checkpoint(tmp_path / "out" / "checkpoint.pt")["epoch"] == 2
-    assert proc.stdout.count("epoch 2/2:") == 1
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["checkpoint.pt", "tb"]
+    assert load_checkpoint(tmp_path / "plain" / "checkpoint.pt")["epoch"] == 2
+    assert stdout.count("epoch 2/2:") == 1
+
+    # --profile: every rank takes the traced steps (DDP's backward all-reduces need both), rank 0 writes the
+    # trace, and the states the steps touched are put back: the same losses as the untraced run, bit for bit.
+    torchrun("traced", "--profile")
+    traces = list((tmp_path / "traced" / "tb" / "profile").glob("*.pt.trace.json*"))
+    assert len(traces) == 1, traces
+    plain = load_checkpoint(tmp_path / "plain" / "checkpoint.pt")["history"]
+    traced = load_checkpoint(tmp_path / "traced" / "checkpoint.pt")["history"]
+    assert [h["loss"] for h in traced] == [h["loss"] for h in plain]
 
 
 def test_lvm_train_is_train_py(capsys: pytest.CaptureFixture[str]) -> None:

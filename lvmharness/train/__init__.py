@@ -1,20 +1,38 @@
-"""Training (phase 1: pretraining, phase 2: fine-tuning): loop functions, checkpoints, distributed helpers and
-the ``train.py`` / ``lvm train`` command line."""
+"""Training (phase 1: pretraining, phase 2: fine-tuning), in the shape of timm's train script.
 
-from lvmharness.train.trainer import (
-    CheckpointError,
-    EpochStats,
-    NonFiniteLossError,
-    TrainConfig,
-    Trainer,
-    TrainingError,
-    load_checkpoint,
-    load_init_weights,
-    main,
-    save_checkpoint,
-)
+* ``config``: ``TrainConfig``, every option once; the command line is built from its fields.
+* ``loop``: plain functions ``train_one_epoch(...) -> EpochStats``, ``evaluate(...)``, ``train_step``, the schedule.
+* ``run``: building the pieces from a config (loaders, model, optimizer, AMP, resume) into a ``TrainRun``.
+* ``fit``: epochs with outputs to sinks (``sinks``: checkpoint, records, TensorBoard, console); the trace pass.
+* ``checkpoint``: save/load, starting weights, random-generator state. ``distributed``: torchrun helpers.
+* ``cli``: ``train.py`` / ``lvm train``.
+"""
+
+from lvmharness.train.checkpoint import CheckpointError, load_checkpoint, load_init_weights, save_checkpoint
+from lvmharness.train.cli import main
+from lvmharness.train.config import TrainConfig, TrainingError, build_parser
+from lvmharness.train.fit import fit, trace_steps, train
+from lvmharness.train.loop import EpochStats, EvalStats, NonFiniteLossError, SteadyState, evaluate, train_one_epoch
+from lvmharness.train.run import TrainRun, build_run
 
 __all__ = [
-    "CheckpointError", "EpochStats", "NonFiniteLossError", "TrainConfig", "Trainer", "TrainingError",
-    "load_checkpoint", "load_init_weights", "main", "save_checkpoint",
+    "CheckpointError",
+    "EpochStats",
+    "EvalStats",
+    "NonFiniteLossError",
+    "SteadyState",
+    "TrainConfig",
+    "TrainRun",
+    "TrainingError",
+    "build_parser",
+    "build_run",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "load_init_weights",
+    "main",
+    "save_checkpoint",
+    "trace_steps",
+    "train",
+    "train_one_epoch",
 ]
