@@ -56,8 +56,7 @@ class RecordSink(Sink):
             from lvmharness.results import RunStore
 
             self.store = RunStore(self.root, run.run_id)
-            if not self.store.env_path.exists():
-                self.store.write_env({**envinfo.collect([run.device]), "world_size": run.dist.world})
+            self.store.write_env({**envinfo.collect([run.device]), "world_size": run.dist.world})
         return self.store
 
     def _add(self, run: TrainRun, metric: str, values: dict[str, Any], case: str | None = None,
@@ -89,6 +88,10 @@ class RecordSink(Sink):
         values["gmacs"] = analyze(run.cfg.model, img_size=run.img_size, backward=False).macs / 1e9
         self._add(run, "train_result", values)
         summary["run_dir"] = str(self._store(run).run_dir)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()  # this writer is done: rebuild the run folder's merged views
 
 
 class TensorBoardSink(Sink):
