@@ -91,8 +91,8 @@ KEYS: tuple[Key, ...] = (
     _ms("latency_ms_min", "fastest round"),
     _ms("latency_ms_max", "slowest round"),
     _ms("samples", "raw time per round (or per step, per request)", kind="list"),
-    Key("throughput_img_s", "img/s", "images / wall time over the measured rounds (or the epoch)", "higher",
-        extra_info=True, measured=True),
+    Key("throughput_img_s", "img/s", "images / wall time over the measured rounds; training: images per step / "
+        "median step time after the warm-up steps (the steady state)", "higher", extra_info=True, measured=True),
     # --- device time (CUDA events) ---------------------------------------------------------------------------------
     _ms("device_latency_ms_p50", "median CUDA-event time of one forward", extra_info=True),
     _ms("device_latency_ms_p90", "90th percentile of CUDA-event time"),
@@ -164,6 +164,9 @@ KEYS: tuple[Key, ...] = (
     _ms("first_step_ms", "the first step (allocator growth, lazy init)"),
     _ms("step_ms_p50", "median step time"),
     _ms("step_ms_p90", "90th percentile step time"),
+    _ms("step_ms_iqr", "interquartile range of the steady step times"),
+    Key("epoch_throughput_img_s", "img/s", "images / epoch_s: the whole (bounded) epoch, warm-up steps included",
+        "higher", measured=True),
     Key("loss", "1", "mean training loss of the epoch", "lower"),
     Key("lr", "1", "learning rate at the end of the epoch"),
     Key("num_classes", "1", "classes of the dataset", kind="integer"),
