@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lvmharness.models import create_model
 from lvmharness.train import EpochStats, SteadyState, TrainConfig, evaluate, load_checkpoint, train
@@ -142,3 +143,67 @@ def test_evaluate_counts_top1_and_top5() -> None:
     ev = evaluate(FixedLogits(logits), data, device=torch.device("cpu"))
     assert (ev.top1, ev.top5, ev.images) == (25.0, 75.0, 4)
     assert math.isfinite(ev.seconds)
+
+
+class ScalarReads(TorchDispatchMode):
+    """Counts reads of a tensor's value back to Python (``float(t)``, ``int(t)``, ``bool(t)``, ``t.item()`` all
+    dispatch ``aten._local_scalar_dense``): each one waits for the device on CUDA."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_evaluation_reads_nothing_back_per_batch() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))
+    batches = [(torch.randn(4, 3, 2, 2), torch.randint(0, 5, (4,))) for _ in range(6)]
+    with ScalarReads() as reads:
+        ev = evaluate(model, batches, device=torch.device("cpu"))
+    # Counting on the device and reading once at the end: no read per batch (two per batch before: 12 here).
+    assert reads.count == 0 and ev.images == 24
+
+
+def test_building_a_run_leaves_the_global_seed_alone(tmp_path: Path) -> None:
+    from lvmharness.train import build_run
+
+    torch.manual_seed(987_654)
+    build_run(TrainConfig(model="smoke_vit", device="cpu", workers=0, batch_size=4, dataset="synthetic",
+                          synthetic_size=8, synthetic_classes=4, seed=0, output_dir=str(tmp_path / "o")),
+              device=torch.device("cpu"))
+    assert torch.initial_seed() == 987_654  # drawn from, never re-seeded (manual_seed would change this)
+
+
+@pytest.mark.cuda
+def test_the_generator_of_the_device_in_use_is_saved_and_restored() -> None:
+    from lvmharness.train.checkpoint import set_rng_state
+
+    device = torch.device("cuda", torch.cuda.device_count() - 1)
+    state = rng_state(device)
+    assert state["device"]["type"] == "cuda"
+    first = torch.rand(4, device=device)
+    set_rng_state(state, device)
+    assert torch.equal(torch.rand(4, device=device), first)
+    # A file from a machine with more GPUs (the old all-devices list) restores this device's entry only.
+    legacy = {k: v for k, v in state.items() if k != "device"}
+    legacy["cuda"] = [torch.cuda.get_rng_state(device)] * (device.index + 3)
+    set_rng_state(legacy, device)
+
+
+@pytest.mark.cuda
+def test_amp_fp16_training_runs_fp16_with_a_gradient_scaler(tmp_path: Path) -> None:
+    from lvmharness.train import build_run
+
+    cfg = TrainConfig(model="smoke_vit", device="cuda", workers=0, batch_size=4, dataset="synthetic", epochs=1,
+                      synthetic_size=16, synthetic_classes=4, amp="fp16", output_dir=str(tmp_path / "o"),
+                      results_dir=str(tmp_path / "r"), max_eval_steps=1)
+    run = build_run(cfg, device=torch.device("cuda"))
+    assert (run.amp_dtype, run.dtype_name, run.scaler.is_enabled()) == (torch.float16, "amp_fp16", True)
+    summary = train(cfg)
+    assert summary["epochs"] == 1
+    resumed = train(TrainConfig(**{**cfg.__dict__, "epochs": 2, "resume": str(tmp_path / "o" / "checkpoint.pt")}))
+    assert resumed["epochs"] == 2
