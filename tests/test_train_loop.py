@@ -103,6 +103,9 @@ def test_training_learns_the_synthetic_classes(tmp_path: Path) -> None:
     history = load_checkpoint(tmp_path / "o" / "checkpoint.pt")["history"]
     assert summary["top1"] >= 75.0, history
     assert history[-1]["loss"] < history[0]["loss"]
+    # The loop steps the schedule: 8 steps per epoch of 16 in all, no warm-up, so after epoch 1 the rate is
+    # 2e-3 * (1 + cos(pi * 8 / 16)) / 2 = 1e-3 and after epoch 2 it is 2e-3 * (1 + cos(pi)) / 2 = 0.
+    assert [h["lr"] for h in history] == [pytest.approx(1e-3), pytest.approx(0.0, abs=1e-18)]
 
 
 def test_steady_state_throughput_leaves_the_first_steps_out() -> None:
