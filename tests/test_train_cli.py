@@ -76,6 +76,8 @@ CASES = {
                               "saved with num_classes 4, this run has 5"),
     "resume without optimizer": (_no_optimizer, "has no optimizer. To start from its weights only, pass it as "
                                                 "--init_checkpoint instead of --resume"),
+    "run_id outside the results folder": (lambda tmp, saved: [*SYNTHETIC, "--run_id", "../elsewhere"],
+                                          "--run_id: run id '../elsewhere' is not valid"),
     "junk CIFAR-100": (lambda tmp, saved: _junk_cifar(tmp), "could not be read (UnpicklingError"),
 }
 

@@ -118,7 +118,8 @@ def _base_type(annotation: Any) -> type:
 
 def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Pretrain (phase 1) or fine-tune (phase 2) a vision model, "
-                                "timing every epoch. Under torchrun, --batch_size is per process.")
+                                "timing every epoch. Under torchrun, --batch_size is per process.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
         meta, kind = f.metadata, _base_type(hints[f.name])
