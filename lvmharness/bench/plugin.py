@@ -85,3 +85,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_sep("-", "lvmharness")
     terminalreporter.write_line(f"run folder: {store.run_dir}  ({summary})")
     terminalreporter.write_line(f"records:    {store.results_path}")
+    tb = store.run_dir / "tb"
+    if tb.is_dir():
+        from lvmharness.traces import trace_bytes
+
+        count, size = trace_bytes(tb)
+        terminalreporter.write_line(
+            f"traces:     {tb}  ({count} trace files, {size / 2**20:.1f} MiB; --lvm-trace-steps "
+            f"{session.options.trace_steps} profiled steps each) — tensorboard --logdir, ui.perfetto.dev or HTA")
