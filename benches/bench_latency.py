@@ -30,6 +30,8 @@ def bench_forward_latency(lvm: Lvm, benchmark: Any) -> None:
         # Counting (meta device) and the peak probe run between timed passes, never inside one.
         eff = lvm.efficiency(values)
         rec.provenance["peak_flops_per_s"] = eff.pop("peak_flops_per_s")
+        rec.provenance["peak_source"] = eff.pop("peak_source")
+        rec.provenance.update(eff.pop("efficiency_notes"))
         rec.values.update(eff)
         values.update(eff)
         lvm.extra_info(benchmark, values)

@@ -5,6 +5,7 @@ more, e.g. a peak probe); ``env.json`` is the merged view of them (see ``lvmharn
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -61,6 +62,8 @@ def collect(devices: list[torch.device] | None = None) -> dict[str, Any]:
         "hostname": platform.node(),
         "machine": machine.machine(),
         "fingerprint": machine.fingerprint(),
+        # cuda:N counts the GPUs this variable leaves visible, in its order: without it cuda:N names no physical GPU.
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     if cuda_ok:
         env["cuda_devices"] = [
@@ -69,6 +72,7 @@ def collect(devices: list[torch.device] | None = None) -> dict[str, Any]:
                 "name": torch.cuda.get_device_name(i),
                 "total_memory_bytes": torch.cuda.get_device_properties(i).total_memory,
                 "capability": ".".join(map(str, torch.cuda.get_device_capability(i))),
+                "uuid": str(torch.cuda.get_device_properties(i).uuid),
             }
             for i in range(torch.cuda.device_count())
         ]

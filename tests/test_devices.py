@@ -64,6 +64,15 @@ def test_cuda_index_out_of_range() -> None:
         resolve_device(f"cuda:{torch.cuda.device_count()}")
 
 
+def test_env_records_which_gpus_cuda_n_can_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lvmharness import envinfo
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert envinfo.collect()["cuda_visible_devices"] == "3,1"  # cuda:0 is physical GPU 3 in this run
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert envinfo.collect()["cuda_visible_devices"] is None
+
+
 def test_dtypes() -> None:
     cpu = torch.device("cpu")
     assert check_dtype_mode("bf16", cpu) == (torch.bfloat16, None)

@@ -86,8 +86,32 @@ def _stable(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in VOLATILE}
 
 
+def test_golden_totals_are_derived_by_hand() -> None:
+    """The golden file was written by the code it checks, so it only detects change; its totals are held to
+    formulas here. smoke_vit = ViT with d=64, depth 2, patch 8 at 32 px (16 patches + class token = 17 tokens),
+    1000 classes, batch 2. By hand: 178,600 parameters and 2,005,760 MACs per image (the ViT formulas of
+    tests/test_flops.py). A training step is forward + 2 x forward for the gradients, minus the patch embedding's
+    input gradient (the image needs none): 3 x fwd - 16 patches x (3 x 8 x 8) x 64 per image. Weights are fp32.
+    Not derived here (change detection only): ``activation_bytes``, ``modules`` and the per-node values."""
+    from tests.test_flops import vit_macs, vit_params
+
+    params = vit_params(64, 2, patch=8, tokens=17)
+    macs_per_image = vit_macs(64, 2, patch=8, img=32)
+    assert (params, macs_per_image) == (178_600, 2_005_760)
+    batch = 2
+    fwd = batch * macs_per_image
+    stem_input_grad = batch * 16 * (3 * 8 * 8) * 64
+    expected = {"params": params, "macs": fwd, "flops": 2 * fwd, "macs_fwd_bwd": 3 * fwd - stem_input_grad,
+                "weight_bytes": 4 * params}
+    golden = json.loads(GOLDEN.read_text())["totals"]
+    built = build_graph("smoke_vit", batch_size=batch)["totals"]
+    for totals in (golden, built):
+        assert {k: totals[k] for k in expected} == expected
+
+
 def test_golden_file() -> None:
-    """Refresh with: LVM_UPDATE_GOLDEN=1 pytest tests/test_graph.py -k golden"""
+    """Change detector (see test_golden_totals_are_derived_by_hand for what is derived).
+    Refresh with: LVM_UPDATE_GOLDEN=1 pytest tests/test_graph.py -k golden"""
     doc = _stable(json.loads(json.dumps(build_graph("smoke_vit", batch_size=2))))
     if os.environ.get("LVM_UPDATE_GOLDEN"):
         GOLDEN.write_text(json.dumps(doc, indent=1) + "\n")

@@ -61,6 +61,7 @@ def test_single_stream_on_a_tiny_model() -> None:
     assert values["end_to_end_ms_p50"] > values["instance_latency_ms_p50"]
     assert values["preprocess_ms_p50"] > 0
     assert "host-to-host" in prov["timed"]
+    assert isinstance(values["contended"], bool) and prov["contention"]["threads"] == torch.get_num_threads()
 
 
 def test_compiled_model_records_compile_time_apart_and_recompiles_per_shape() -> None:

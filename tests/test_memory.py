@@ -7,8 +7,9 @@ import signal
 import subprocess
 
 import pytest
+import torch
 
-from lvmharness.measure.memory import MemoryCase, max_batch, run_isolated
+from lvmharness.measure.memory import MemoryCase, _proc_status, max_batch, measure_in_process, run_isolated
 from lvmharness.parsing import parse_bytes
 
 MiB = 2**20
@@ -33,6 +34,35 @@ def test_train_step_breakdown() -> None:
     # AdamW keeps two fp32 moments per parameter plus a step counter per tensor.
     assert 2 * v["mem_weights_bytes"] <= v["mem_optimizer_bytes"] < 2 * v["mem_weights_bytes"] + 4096
     assert v["rss_forward_peak_delta_bytes"] > 0
+
+
+def test_the_peak_window_starts_after_the_model_is_prepared() -> None:
+    """Order of the child's steps: the device is initialised before any statistic is touched, and the peak is
+    reset again once the model is built and converted (bf16 here), so the build's freed fp32 blocks and transient
+    RSS are not in the case's peak. Under compile the first (compiling) call is also before the window."""
+    steps: list[str] = []
+    res = measure_in_process(MemoryCase("smoke_vit", dtype="bf16", img_size=32), log=steps.append)
+    assert steps == ["init", "reset_peak", "prepared", "reset_peak", "forward"]
+    assert res.provenance()["steps"] == steps and res.provenance()["rss_peak_reset"] is True
+    steps.clear()
+    res = measure_in_process(MemoryCase("smoke_vit", img_size=32, compile_backend="eager"), log=steps.append)
+    assert steps == ["init", "reset_peak", "prepared", "compiled", "reset_peak", "forward"]
+    assert res.provenance()["execution"]["compile_backend"] == "eager"
+    assert res.provenance()["compile"]["graphs_compiled"] >= 1
+
+
+def test_the_rss_peak_is_of_this_case_not_of_the_process_before_it() -> None:
+    """VmHWM is reset to the current RSS when the case starts (clear_refs, Linux >= 4.0): a 512 MiB buffer that
+    this process touched and freed before the case must not appear in the case's peak. The smoke model at 32 px
+    needs a few MiB, far below the 256 MiB margin."""
+    if _proc_status("VmHWM") is None:
+        pytest.skip("needs /proc/self/status (Linux)")
+    buf = torch.ones(128 * 2**20)  # 128 Mi float32 = 512 MiB, every page written
+    del buf
+    rss = _proc_status("VmRSS") or 0
+    assert (_proc_status("VmHWM") or 0) >= rss + 400 * MiB  # the transient is in the process's high-water mark
+    res = measure_in_process(MemoryCase("smoke_vit", img_size=32))
+    assert res.values()["rss_peak_bytes"] < rss + 256 * MiB
 
 
 def test_a_capped_child_ooms_and_the_next_case_succeeds() -> None:
@@ -86,6 +116,33 @@ def test_bad_cases_and_sizes() -> None:
     for bad in ("lots", "2 parsecs", "0"):
         with pytest.raises(ValueError, match="memory size"):
             parse_bytes(bad)
+
+
+@pytest.mark.cuda
+def test_cuda_child_initialises_before_it_resets_and_empties_the_cache_after_converting() -> None:
+    # No cap: nothing else initialises CUDA before the statistics are reset (this case used to crash).
+    steps: list[str] = []
+    res = measure_in_process(MemoryCase("smoke_vit", device="cuda", dtype="bf16", img_size=32), log=steps.append)
+    assert steps == ["init", "empty_cache", "reset_peak", "prepared", "empty_cache", "reset_peak", "forward"]
+    info = res.provenance()["cuda_mem_get_info_at_start"]
+    assert 0 < info["free_bytes"] <= info["total_bytes"]
+
+
+@pytest.mark.cuda
+def test_cuda_bf16_reserved_peak_is_not_inflated_by_the_fp32_build() -> None:
+    # ViT-S weights: 22 M params = 88 MB in fp32, 44 MB in bf16. Built in fp32 then converted, the fp32 blocks
+    # stay cached unless emptied; with the cache emptied, the bf16 case reserves less than the fp32 one.
+    fp32 = run_isolated(MemoryCase("vit_small", device="cuda", dtype="fp32", batch_size=1))
+    bf16 = run_isolated(MemoryCase("vit_small", device="cuda", dtype="bf16", batch_size=1))
+    assert fp32.status == bf16.status == "ok", (fp32.error, bf16.error)
+    assert bf16.values()["mem_reserved_peak_bytes"] < fp32.values()["mem_reserved_peak_bytes"]
+
+
+@pytest.mark.cuda
+def test_cuda_cap_semantics_are_recorded() -> None:
+    res = run_isolated(MemoryCase("smoke_vit", device="cuda", img_size=32, mem_limit_bytes=2**30))
+    assert res.status == "ok", res.error
+    assert "reserve" in res.provenance()["mem_limit_semantics"]
 
 
 @pytest.mark.cuda

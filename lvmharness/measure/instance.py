@@ -23,6 +23,7 @@ import torch
 
 from lvmharness.data import eval_transform, synthetic_samples
 from lvmharness.execution import Prepared
+from lvmharness.measure.contention import Contention, Window
 from lvmharness.stats import percentile
 
 
@@ -90,11 +91,14 @@ class InstanceResult:
     samples_source: str
     execution: dict[str, Any]
     compile_values: dict[str, float] = field(default_factory=dict)
+    contention: Contention | None = None  # what the process got while the requests ran
 
     def values(self) -> dict[str, Any]:
         lat, pre = self.latency_ms, self.preprocess_ms
         e2e = [a + b for a, b in zip(pre, lat, strict=True)]
+        busy = self.contention.values() if self.contention is not None else {}
         return {
+            **busy,
             "instance_latency_ms_p50": percentile(lat, 50),
             "instance_latency_ms_p90": percentile(lat, 90),
             "instance_latency_ms_p99": percentile(lat, 99),
@@ -120,6 +124,7 @@ class InstanceResult:
             "samples_source": self.samples_source,
             "warmup_requests": self.warmup_requests,
             "execution": self.execution,
+            "contention": self.contention.provenance() if self.contention is not None else None,
         }
 
 
@@ -165,12 +170,14 @@ def single_stream(
     pre: list[float] = []
     lat: list[float] = []
     start = time.perf_counter()
-    while len(lat) < max_requests and (len(lat) < floor or time.perf_counter() - start < budget_s):
-        p_ms, l_ms = request(pool[len(lat) % len(pool)])
-        pre.append(p_ms)
-        lat.append(l_ms)
+    with Window(device, torch.get_num_threads()) as window:
+        while len(lat) < max_requests and (len(lat) < floor or time.perf_counter() - start < budget_s):
+            p_ms, l_ms = request(pool[len(lat) % len(pool)])
+            pre.append(p_ms)
+            lat.append(l_ms)
     return InstanceResult(
         latency_ms=lat, preprocess_ms=pre, sufficiency=sufficiency(lat, quantile, confidence), warmup_requests=warmup,
         samples_source="synthetic uint8 images 200-320 px" if samples is None else samples_source,
         execution=prepared.provenance(), compile_values=prepared.record_values(prepared.make_input(1, img_size)),
+        contention=window.result,
     )

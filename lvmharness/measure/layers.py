@@ -600,10 +600,10 @@ def type_shares(doc: dict[str, Any]) -> dict[str, float]:
 
 def probe_peaks(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     """Both roofs of this device, measured now: the matmul probe and the copy probe."""
-    from lvmharness.measure.peak import matmul_peak
+    from lvmharness.measure.peak import peak
     from lvmharness.measure.roofline import copy_bandwidth
 
-    compute = matmul_peak(device, dtype)
+    compute = peak(device, dtype).provenance()  # best of matmul and convolution probes (or the theoretical peak)
     memory = copy_bandwidth(device)
     return {"flops_per_s": compute["flops_per_s"], "bytes_per_s": memory["bytes_per_s"],
             "compute_probe": compute, "memory_probe": memory}
