@@ -153,3 +153,52 @@ def test_an_idle_machine_does_not_flag_the_case() -> None:
     if all(s.startswith("busy") for s in seen):
         pytest.skip("machine not idle in any of 3 tries, nothing to judge: " + "; ".join(seen))
     pytest.fail("a case measured between two idle probes was flagged: " + "; ".join(seen))
+
+
+BENCH = '''
+import pytest
+from lvmharness.measure.latency import forward_latency
+
+pytestmark = pytest.mark.lvm_metric("latency")
+
+
+def test_latency(lvm):
+    with lvm.record("latency") as rec:
+        loaded = lvm.model()
+        result = forward_latency(loaded.prepared, lvm.forward_case(), loaded.timer)
+        rec.values.update(result.values())
+        rec.provenance.update(result.provenance())
+'''
+
+
+def test_a_busy_run_warns_at_start_and_flags_in_the_summary(tmp_path: Path) -> None:
+    """Through the installed plugin: a run started on a busy machine says so before measuring, env.json keeps the
+    load it saw, and the terminal summary lists the contended case."""
+    (tmp_path / "test_bench.py").write_text(BENCH)
+    competitors = [
+        subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{c}}})\nwhile True: pass"])
+        for c in contention.affinity()
+    ]
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--lvm-profile", "smoke",
+             "--lvm-models", "smoke_vit", "--lvm-batch-sizes", "1", "--lvm-img-sizes", "32", "--lvm-device", "cpu",
+             "--lvm-out", str(tmp_path / "out"), "--lvm-run-id", "busy-run"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )
+    finally:
+        for p in competitors:
+            p.kill()
+        for p in competitors:
+            p.wait()
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "lvmharness WARNING: the machine is already busy" in out
+    assert "CONTENDED:  1 record(s)" in out and "latency[smoke_vit-cpu-fp32-b1-32]: cpu_share" in out
+    from lvmharness.results import load_env, load_records
+
+    run = tmp_path / "out" / "busy-run"
+    (record,) = load_records(run)
+    assert record["values"]["contended"] is True and record["provenance"]["contention"]["reasons"]
+    assert record["provenance"]["settings"]["torch_num_threads"] >= 1
+    assert load_env(run)["machine_load_at_start"]["contended"] is True

@@ -53,6 +53,9 @@ class Lvm:
         """A record is written whatever happens inside. An out-of-memory is recorded as ``oom`` and the bench
         is reported as xfail: a result, not a crash, and visible in pytest's summary."""
         with self.session.store.case(**self.case.identity(metric, phase)) as rec:
+            from lvmharness.execution import numerics_settings
+
+            rec.provenance["settings"] = numerics_settings()  # threads, TF32, cudnn: in every record
             if self.case.spec.overrides:  # a smoke model is a timm architecture with these changes
                 rec.provenance["timm_overrides"] = self.case.spec.kwargs
             yield rec
@@ -65,6 +68,9 @@ class Lvm:
         case = self.case
         opts = case.exec_options()
         resolve_or_skip(case.device)
+        # The child shares the device with this process: release our cached model and allocator pool first
+        # (the child records what it found free, torch.cuda.mem_get_info, in its provenance).
+        self.session.release()
         return MemoryCase(
             model=case.model, device=case.device, dtype=case.dtype,
             batch_size=batch_size or case.batch_size or 1, img_size=case.img_size, mode=mode,
@@ -98,10 +104,13 @@ class Lvm:
         case = self.case
         report = self.session.flops(case.model, case.img_size, case.batch_size or 1)
         loaded = self.model()
-        peak = self.session.peak(loaded.device, loaded.dtype, case.dtype)
+        peak = self.session.peak(loaded.device, loaded.dtype)
         out: dict[str, Any] = {"macs": report.macs, "flops": report.flops}
-        out.update(efficiency(report.macs, values["latency_ms_p50"], peak["flops_per_s"]))
+        achieved, notes = efficiency(report.macs, values["latency_ms_p50"], peak["flops_per_s"])
+        out.update(achieved)
         out["peak_flops_per_s"] = peak["flops_per_s"]
+        out["peak_source"] = peak["source"]
+        out["efficiency_notes"] = notes
         return out
 
     def trace(self, metric: str, fn: Callable[[], Any], values: dict[str, Any]) -> None:

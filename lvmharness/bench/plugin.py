@@ -66,6 +66,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("lvm", cases, ids=[c.label for c in cases], indirect=True)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Before anything is measured: warn when the machine is already busy (and keep the load for env.json)."""
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is None or session.config.option.collectonly:
+        return
+    if not any("lvm" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    warning = state.check_machine_load()
+    if warning is not None:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"lvmharness WARNING: {warning}", yellow=True, bold=True)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """This process is one writer of the run folder: closing it rebuilds the merged results.json / env.json."""
     state = session.config.stash.get(SESSION_KEY, None)
@@ -93,3 +107,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(
             f"traces:     {tb}  ({count} trace files, {size / 2**20:.1f} MiB; --lvm-trace-steps "
             f"{session.options.trace_steps} profiled steps each) — tensorboard --logdir, ui.perfetto.dev or HTA")
+    busy = [r for r in store.records if (r.get("values") or {}).get("contended") is True]
+    if busy:
+        terminalreporter.write_line(
+            f"CONTENDED:  {len(busy)} record(s) were measured while other processes took the machine; their timings "
+            "are not the model's (lvm compare calls them inconclusive):", yellow=True, bold=True)
+        for rec in busy[:10]:
+            v = rec["values"]
+            other = v.get("other_load_cores")
+            terminalreporter.write_line(
+                f"  {rec['case_id']}: cpu_share {v.get('cpu_share', float('nan')):.2f}"
+                + (f", other load {other:.2f} cores" if other is not None else ""), yellow=True)
+        if len(busy) > 10:
+            terminalreporter.write_line(f"  ... and {len(busy) - 10} more", yellow=True)

@@ -76,6 +76,7 @@ class LvmSession:
     _bandwidths: dict[str, dict[str, Any]] = field(default_factory=dict)
     _cached_key: tuple[Any, ...] | None = None
     _cached: LoadedModel | None = None
+    load_at_start: dict[str, Any] | None = None  # other processes' load before anything was measured
 
     @classmethod
     def from_options(cls, options: LvmConfig) -> LvmSession:
@@ -130,6 +131,8 @@ class LvmSession:
                 except DeviceUnavailableError:
                     continue
             self._env = {**envinfo.collect(devices), "profile": self.profile.name, "timing": self.timing.__dict__}
+            if self.load_at_start is not None:
+                self._env["machine_load_at_start"] = self.load_at_start
             self._store.write_env(self._env)
         return self._store
 
@@ -146,13 +149,14 @@ class LvmSession:
             self._flops[key] = analyze(model, img_size=img_size, batch_size=batch_size, backward=False)
         return self._flops[key]
 
-    def peak(self, device: torch.device, dtype: torch.dtype, dtype_name: str) -> dict[str, Any]:
-        """Measured matmul peak for (device, dtype), probed once per run and recorded in env.json."""
-        from lvmharness.measure.peak import matmul_peak
+    def peak(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        """Peak FLOP/s for (device, compute dtype, TF32 state): best of matmul and convolution probes or the
+        theoretical peak, probed once per run and recorded in env.json."""
+        from lvmharness.measure.peak import peak, precision_key
 
-        key = f"{device}/{dtype_name}"
+        key = precision_key(device, dtype)
         if key not in self._peaks:
-            self._peaks[key] = matmul_peak(device, dtype)
+            self._peaks[key] = peak(device, dtype).provenance()
             store = self.store
             assert self._env is not None
             self._env["peak_flops_per_s"] = {k: v["flops_per_s"] for k, v in self._peaks.items()}
@@ -173,6 +177,31 @@ class LvmSession:
             self._env["bandwidth_probes"] = self._bandwidths
             store.write_env(self._env)
         return self._bandwidths[key]
+
+    def check_machine_load(self, seconds: float = 0.5) -> str | None:
+        """Probe other processes' load on our cores before the run measures anything; a warning when busy."""
+        import torch
+
+        from lvmharness.measure.contention import machine_load
+
+        load = machine_load(torch.get_num_threads(), seconds)
+        self.load_at_start = load.provenance()
+        if not load.contended:
+            return None
+        return (f"the machine is already busy: other processes kept {load.other_load_cores:.2f} of {load.cores} "
+                f"cores busy over {seconds:.1f} s before the run started; timed cases measured now will be flagged "
+                "'contended' and their latencies are not the model's")
+
+    def release(self) -> None:
+        """Drop the cached model and give the allocator's cached blocks back, so an isolated child (memory
+        cases) finds the device as free as this process can leave it."""
+        self._cached = self._cached_key = None
+        gc.collect()
+        import sys
+
+        torch_mod = sys.modules.get("torch")
+        if torch_mod is not None and torch_mod.cuda.is_initialized():
+            torch_mod.cuda.empty_cache()
 
     def load(self, case: BenchCase) -> LoadedModel:
         """The case's model, prepared (dtype, channels_last, compile) on its device; one model in memory at a time."""
