@@ -201,4 +201,5 @@ def test_a_busy_run_warns_at_start_and_flags_in_the_summary(tmp_path: Path) -> N
     (record,) = load_records(run)
     assert record["values"]["contended"] is True and record["provenance"]["contention"]["reasons"]
     assert record["provenance"]["settings"]["torch_num_threads"] >= 1
-    assert load_env(run)["machine_load_at_start"]["contended"] is True
+    env = load_env(run)
+    assert env is not None and env["machine_load_at_start"]["contended"] is True
