@@ -96,6 +96,19 @@ def test_other_gpu_processes_and_power_slowdowns_are_contention() -> None:
     assert not measure_window(*quiet, threads=1, cores=1, gpu=calm).contended
 
 
+@pytest.mark.cuda
+def test_a_cuda_window_reports_the_gpu_side() -> None:
+    dev = torch.device("cuda", torch.cuda.device_count() - 1)
+    with contention.Window(dev, torch.get_num_threads()) as window:
+        torch.ones(1024, 1024, device=dev).sum().item()
+    assert window.result is not None and window.result.gpu is not None
+    gpu = window.result.gpu
+    if gpu["nvml"]:  # nvidia-ml-py installed: processes and throttle reasons were read
+        assert isinstance(gpu["other_processes"], list) and isinstance(gpu["slowdown_reasons"], list)
+    else:
+        assert gpu["error"]  # says why not (no pynvml, no permission)
+
+
 # --- the same smoke case, with and without competitors --------------------------------------------------------------
 
 

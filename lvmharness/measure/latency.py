@@ -30,8 +30,8 @@ from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.contention import Contention, Window
 from lvmharness.stats import percentile
 
-# IQR / median above this marks a measurement as noisy. pyperf (Python's benchmark runner) warns when the standard
-# deviation exceeds 10% of the mean; the IQR/median is the same rule made robust to the long right tail of timings.
+# IQR / median above this marks a measurement as noisy. ``pyperf check`` (Python's benchmark runner) warns when the
+# standard deviation is 10% of the mean or more; IQR/median is that rule made robust to the long right tail of timings.
 HIGH_VARIANCE_REL_IQR = 0.10
 
 RoundFn = Callable[[], None]
