@@ -105,7 +105,8 @@ KEYS: tuple[Key, ...] = (
     _ms("device_samples", "raw CUDA-event time per round", kind="list"),
     # --- efficiency ------------------------------------------------------------------------------------------------
     Key("achieved_flops_per_s", "FLOP/s", "flops / latency p50", "higher", extra_info=True, measured=True),
-    Key("mfu", "1", "achieved FLOP/s / measured peak FLOP/s of the device", "higher", csv=True, extra_info=True,
+    Key("mfu", "1", "achieved FLOP/s / peak FLOP/s (best probe or theoretical); absent rather than above 1", "higher",
+        csv=True, extra_info=True,
         measured=True),
     # --- torch.compile ---------------------------------------------------------------------------------------------
     _ms("compile_first_call_ms", "first call of the compiled model at this shape (the compile)"),
@@ -143,8 +144,8 @@ KEYS: tuple[Key, ...] = (
     _bytes("mem_input_bytes", "the input batch"),
     _bytes("mem_grads_bytes", "gradient tensors after backward"),
     _bytes("mem_optimizer_bytes", "optimizer state tensors"),
-    _bytes("mps_current_allocated_bytes", "MPS current allocated"),
-    _bytes("mps_driver_allocated_bytes", "MPS driver allocated"),
+    _bytes("mps_allocated_end_bytes", "MPS allocated at the end of the case (MPS keeps no peak)"),
+    _bytes("mps_driver_allocated_end_bytes", "Metal driver allocated at the end of the case (not a peak)"),
     _bytes("rss_peak_bytes", "peak RSS (VmHWM) of the fresh process"),
     _bytes("rss_baseline_bytes", "RSS of the fresh process before the model"),
     _bytes("rss_peak_delta_bytes", "rss_peak_bytes - rss_baseline_bytes", csv=True),

@@ -139,7 +139,7 @@ class Lvm:
             if prepared.options.compile:
                 rec.skip("time per layer needs eager execution; torch.compile fuses the modules away")
                 return
-            peaks = {"flops_per_s": self.session.peak(loaded.device, loaded.dtype, case.dtype)["flops_per_s"],
+            peaks = {"flops_per_s": self.session.peak(loaded.device, loaded.dtype)["flops_per_s"],
                      "bytes_per_s": self.session.bandwidth(loaded.device)["bytes_per_s"]}
             x = prepared.make_input(case.batch_size or 1, case.img_size)
             doc = measure_layers(prepared, x, reference_ms=values["latency_ms_p50"],
