@@ -307,12 +307,17 @@ def test_cli_text_tree(capsys: pytest.CaptureFixture[str]) -> None:
     assert "time by layer type: " in out and "conv" in out and "direct children" in out
 
 
-@pytest.mark.parametrize("argv", [["--batch-size", "0"], ["--steps", "0"], ["--img-size", "-3"]])
-def test_cli_bad_numbers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--batch-size", "0"], "must be an integer between 1 and"), (["--steps", "0"], "must be an integer between 1"),
+    (["--img-size", "-3"], "must be an integer between 16"), (["--mode", "eval"], "invalid choice"),
+    (["-o", "{file}"], "is a file; give a folder"),
+])
+def test_cli_bad_input(argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
     with pytest.raises(SystemExit) as exc:
-        main(["layers", "smoke_vit", *argv])
+        main(["layers", "smoke_vit", *(a.format(file=tmp_path / "file") for a in argv)])
     assert exc.value.code == 2
-    assert "must be" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 # --- the bench: --lvm-layers ----------------------------------------------------------------------------------------

@@ -14,47 +14,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lvmharness.commands.args import int_at_least, output_folder
 from lvmharness.results import DTYPE_NAMES
-
-
-def _positive(kind: str, upper: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be an integer in 1..{upper}, got {text!r}") from None
-        if not 1 <= value <= upper:
-            raise argparse.ArgumentTypeError(f"{kind} must be in 1..{upper}, got {value}")
-        return value
-
-    return parse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
-    p.add_argument("--img-size", type=_positive("--img-size", 4096), default=None)
-    p.add_argument("--batch-size", type=_positive("--batch-size", 4096), default=1)
+    p.add_argument("--img-size", type=int_at_least(16, 4096), default=None)
+    p.add_argument("--batch-size", type=int_at_least(1, 4096), default=1)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
     p.add_argument("--mode", default="inference", choices=["inference", "train"],
                    help="inference: one forward; train: forward + backward of a training step (no optimizer step)")
-    p.add_argument("--steps", type=_positive("--steps", 1000), default=5,
+    p.add_argument("--steps", type=int_at_least(1, 1000), default=5,
                    help="profiled steps; the step with the median total is reported (default 5)")
-    p.add_argument("--warmup", type=_positive("--warmup", 1000), default=2, help="untimed steps first (default 2)")
-    p.add_argument("--depth", type=int, default=2, help="tree depth printed (default 2: ViT blocks, ResNet stages)")
+    p.add_argument("--warmup", type=int_at_least(0, 1000), default=2, help="untimed steps first (default 2)")
+    p.add_argument("--depth", type=int_at_least(0), default=2,
+                   help="tree depth printed (default 2: ViT blocks, ResNet stages)")
     p.add_argument("--no-roofline", action="store_true",
                    help="skip the matmul and copy probes (no roofline; saves a few seconds)")
     p.add_argument("--json", action="store_true", help="print the whole document as JSON")
-    p.add_argument("-o", "--output", default=None, metavar="DIR",
+    p.add_argument("-o", "--output", type=output_folder, default=None, metavar="DIR",
                    help="graphs folder of the architecture page (e.g. results/graphs): writes the measurement there")
 
 
 def run(args: argparse.Namespace) -> int:
     from lvmharness.measure.layers import measure_from_spec
 
-    out_dir = Path(args.output) if args.output else None
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"-o {out_dir}: exists and is not a folder; give the page's graphs folder")
+    out_dir: Path | None = args.output
     doc = measure_from_spec(
         args.model, img_size=args.img_size, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
         mode=args.mode, steps=args.steps, warmup=args.warmup, roofline=not args.no_roofline,
