@@ -15,12 +15,12 @@ from lvmharness import data as datamod
 from lvmharness import traces
 from lvmharness.train import checkpoint, distributed
 from lvmharness.train.config import TrainConfig
-from lvmharness.train.loop import NonFiniteLossError, evaluate, train_one_epoch, train_step
+from lvmharness.train.loop import EpochStats, NonFiniteLossError, evaluate, train_one_epoch, train_step
 from lvmharness.train.run import TrainRun, build_run, check_output_dir, set_epoch
 from lvmharness.train.sinks import Sink, default_sinks
 
 
-def epoch_row(run: TrainRun, stats: Any) -> dict[str, Any]:
+def epoch_row(stats: EpochStats) -> dict[str, Any]:
     """The figures of one epoch: its stats, the steady-state rate (``throughput_img_s``) and the whole epoch's
     rate (``epoch_throughput_img_s``, first steps and all)."""
     row = {k: v for k, v in asdict(stats).items() if k not in ("step_ms", "contention")}
@@ -36,15 +36,15 @@ def fit(run: TrainRun, sinks: Sequence[Sink] = ()) -> dict[str, Any]:
     cfg = run.cfg
     last = None
     t_start = time.perf_counter()
+
+    def on_step(step: int, loss: torch.Tensor) -> None:
+        for sink in sinks:
+            sink.step(step, loss)
+
     for epoch in range(run.start_epoch, cfg.epochs):
         set_epoch(run.train_loader, epoch, cfg.seed)
         for sink in sinks:
             sink.epoch_start(run, epoch)
-
-        def on_step(step: int, loss: torch.Tensor) -> None:
-            for sink in sinks:
-                sink.step(step, loss)
-
         try:
             stats = train_one_epoch(
                 run.net, run.train_loader, run.optimizer, run.criterion, device=run.device, epoch=epoch,
@@ -59,7 +59,7 @@ def fit(run: TrainRun, sinks: Sequence[Sink] = ()) -> dict[str, Any]:
                       max_steps=cfg.max_eval_steps, dist=run.dist)  # the unwrapped module: no DDP collectives
         stats.top1, stats.top5, stats.eval_s = ev.top1, ev.top5, ev.seconds
         last = stats
-        row = epoch_row(run, stats)
+        row = epoch_row(stats)
         run.history.append(row)
         for sink in sinks:
             sink.epoch_end(run, stats, row)
