@@ -3,6 +3,7 @@ with a busy-loop competitor on every core (flagged) and on an idle machine (not 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -146,8 +147,11 @@ def test_a_busy_loop_on_every_core_flags_the_case() -> None:
 def test_an_idle_machine_does_not_flag_the_case() -> None:
     """Judged against what the test can observe: the machine's load on our cores is probed (same counters, this
     process asleep) right before and right after the case. Only when both probes show an idle machine is a flag a
-    false alarm; when other processes are running (a developer machine, parallel CI jobs) there is no idle run to
-    judge and the test says so and skips. Three tries: one burst of someone else's work cannot fail it."""
+    false alarm; when other processes are running (a developer machine, parallel CI jobs, other xdist workers)
+    there is no idle run to judge and the test says so and skips. Three tries, and a false alarm must repeat to
+    fail: one burst of someone else's work between two probes cannot fail it."""
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") != "1":
+        pytest.skip("other pytest-xdist workers load the machine: no idle run to judge")
     threads = torch.get_num_threads()
     seen: list[str] = []
     for _ in range(3):
@@ -163,9 +167,9 @@ def test_an_idle_machine_does_not_flag_the_case() -> None:
         if values["contended"] is False:
             return
         seen.append(f"flagged on an idle machine: {values['_reasons']}")
-    if all(s.startswith("busy") for s in seen):
-        pytest.skip("machine not idle in any of 3 tries, nothing to judge: " + "; ".join(seen))
-    pytest.fail("a case measured between two idle probes was flagged: " + "; ".join(seen))
+    if sum(s.startswith("flagged") for s in seen) < 2:
+        pytest.skip("no idle run to judge in 3 tries (or a single false alarm): " + "; ".join(seen))
+    pytest.fail("cases measured between two idle probes were flagged: " + "; ".join(seen))
 
 
 BENCH = '''
