@@ -228,3 +228,29 @@ def test_cuda_events_are_recorded_beside_host_time() -> None:
     # Host time brackets the events, so it cannot be shorter (allow 50 us of clock granularity); the events
     # bracket the forward's kernels, so device time is far above an empty interval's few microseconds.
     assert values["latency_ms_p50"] + 0.05 >= values["device_latency_ms_p50"] > 0.02
+
+
+def test_fidelity_ratios_are_ours_over_each_reference() -> None:
+    from lvmharness.measure.latency import FidelityResult, TimingResult
+
+    ours = TimingResult([1.0, 2.0, 3.0], None, 0, 0.0, Stats.of([1.0, 2.0, 3.0]))
+    values = FidelityResult(ours, torch_timer_ms_median=4.0, torch_timer_runs=7, bare_loop_ms=[1.0, 1.0, 1.0]).values()
+    # ours p50 = 2 ms; torch.utils.benchmark median 4 ms; bare loop p50 1 ms
+    assert values["latency_ms_p50"] == 2.0 and values["bare_loop_ms_p50"] == 1.0
+    assert values["ratio_ours_vs_torch_timer"] == pytest.approx(0.5)
+    assert values["ratio_ours_vs_bare_loop"] == pytest.approx(2.0)
+    assert (values["rounds"], values["torch_timer_runs"]) == (3.0, 7.0)
+
+
+def test_fidelity_runs_the_three_timers_on_one_callable() -> None:
+    from lvmharness.measure.latency import fidelity
+
+    calls = []
+    timer = Timer(torch.device("cpu"), TimingConfig(warmup_rounds=1, warmup_s=0, budget_s=0, min_rounds=4,
+                                                    max_rounds=4))
+    result = fidelity(lambda: calls.append(1), timer, key="f")
+    assert result.ours.rounds == 4 and len(result.bare_loop_ms) == 4  # the bare loop runs as many rounds as ours
+    assert result.torch_timer_runs >= 1
+    # warm-up 1 + ours 4 + bare 4 + torch.utils.benchmark's runs (its autorange calibration runs some more)
+    assert len(calls) >= 1 + 4 + 4 + result.torch_timer_runs
+    assert "torch.utils.benchmark.Timer" in result.provenance()["reference_timers"][0]
