@@ -160,7 +160,7 @@ def machine_line(env: dict[str, Any]) -> str:
         parts.append(f"{env['torch_num_threads']} torch threads")
     peaks = env.get("peak_flops_per_s") or {}
     if isinstance(peaks, dict) and peaks:
-        parts.append("measured matmul peak " + ", ".join(
+        parts.append("peak compute " + ", ".join(
             f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in sorted(peaks.items()) if isinstance(v, int | float)))
     bandwidth = env.get("peak_bytes_per_s") or {}
     if isinstance(bandwidth, dict) and bandwidth:

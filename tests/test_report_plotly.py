@@ -66,7 +66,7 @@ def test_machine_line_is_for_people(run_dir: Path) -> None:
     env = json.loads((run_dir / "env.json").read_text())
     line = machine_line(env)
     assert line == ("CPU Test CPU 9000 (2 cores available of 4 logical, 24 GiB RAM); no GPU; torch 2.14.1, timm 1.0.0; "
-                    "2 torch threads; measured matmul peak cpu/fp32 31.5 GFLOP/s; measured copy bandwidth cpu "
+                    "2 torch threads; peak compute cpu/fp32 31.5 GFLOP/s; measured copy bandwidth cpu "
                     "6.2 GB/s; git 0123456789ab")
 
 

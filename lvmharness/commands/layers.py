@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int_at_least(0), default=2,
                    help="tree depth printed (default 2: ViT blocks, ResNet stages)")
     p.add_argument("--no-roofline", action="store_true",
-                   help="skip the matmul and copy probes (no roofline; saves a few seconds)")
+                   help="skip the compute and copy probes (no roofline; saves a few seconds)")
     p.add_argument("--json", action="store_true", help="print the whole document as JSON")
     p.add_argument("-o", "--output", type=output_folder, default=None, metavar="DIR",
                    help="graphs folder of the architecture page (e.g. results/graphs): writes the measurement there")
@@ -93,7 +93,8 @@ def render(doc: dict[str, Any], *, depth: int = 2) -> str:
                          "times are not this model's")
     peaks = doc.get("peaks")
     if peaks and peaks.get("flops_per_s") and peaks.get("bytes_per_s"):
-        lines.append(f"measured peaks: matmul {peaks['flops_per_s'] / 1e9:.1f} GFLOP/s, copy "
+        source = f" ({peaks['compute_source']})" if peaks.get("compute_source") else ""
+        lines.append(f"roofs: compute {peaks['flops_per_s'] / 1e9:.1f} GFLOP/s{source}, copy "
                      f"{peaks['bytes_per_s'] / 1e9:.1f} GB/s, ridge {peaks['flops_per_s'] / peaks['bytes_per_s']:.1f}"
                      " FLOP/byte")
         bound = [n for n in doc["nodes"] if n.get("roofline") and n["roofline"].get("bound") == "memory"]

@@ -13,8 +13,9 @@ A pass of its own, never inside timed rounds: the profiler and the hooks cost ti
 
 Beside the times, a dispatch-mode pass counts per module the FLOPs (the MAC counter's formulas: 2 per
 multiply-accumulate) and the bytes every aten op reads and writes (from shapes and dtypes; views move nothing).
-Those give each leaf an arithmetic intensity and an achieved FLOP/s, placed against the measured matmul peak and
-the measured copy bandwidth (:mod:`lvmharness.measure.roofline`): the roofline of Williams, Waterman and Patterson
+Those give each leaf an arithmetic intensity and an achieved FLOP/s, placed against the compute peak of
+:mod:`lvmharness.measure.peak` (its best matmul/convolution probe, or the theoretical peak where higher) and the
+measured copy bandwidth (:mod:`lvmharness.measure.roofline`): the roofline of Williams, Waterman and Patterson
 ("Roofline: an insightful visual performance model", CACM 2009).
 
 Document format ``lvmharness.layers`` version 1 (``lvm layers --json`` prints it, ``-o`` writes it)::
@@ -599,14 +600,14 @@ def type_shares(doc: dict[str, Any]) -> dict[str, float]:
 
 
 def probe_peaks(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-    """Both roofs of this device, measured now: the matmul probe and the copy probe."""
+    """Both roofs of this device, probed now: the compute peak (the MFU denominator) and the copy bandwidth."""
     from lvmharness.measure.peak import peak
     from lvmharness.measure.roofline import copy_bandwidth
 
     compute = peak(device, dtype).provenance()  # best of matmul and convolution probes (or the theoretical peak)
     memory = copy_bandwidth(device)
     return {"flops_per_s": compute["flops_per_s"], "bytes_per_s": memory["bytes_per_s"],
-            "compute_probe": compute, "memory_probe": memory}
+            "compute_source": compute.get("source"), "compute_probe": compute, "memory_probe": memory}
 
 
 def measure_from_spec(

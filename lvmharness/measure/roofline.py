@@ -4,9 +4,9 @@ Roofline model (Williams, Waterman and Patterson, CACM 2009): a kernel doing F F
 arithmetic intensity I = F / B and cannot exceed ``min(peak FLOP/s, I × peak bytes/s)``. Below the ridge point
 ``I* = peak FLOP/s ÷ peak bytes/s`` it is memory-bound; above, compute-bound.
 
-Both roofs are measured on this device, never taken from a spec sheet: the compute roof by the matmul probe of
-:mod:`lvmharness.measure.peak`, the memory roof here by timing ``dst.copy_(src)`` over buffers much larger than
-any cache (STREAM's "Copy" kernel, McCalpin 1995: bytes moved = read + written = 2 × buffer size).
+The compute roof is :mod:`lvmharness.measure.peak`'s (its best matmul/convolution probe on this device, or the
+theoretical peak where that is higher); the memory roof is measured here by timing ``dst.copy_(src)`` over buffers
+much larger than any cache (STREAM's "Copy" kernel, McCalpin 1995: bytes moved = read + written = 2 × buffer size).
 """
 
 from __future__ import annotations

@@ -446,7 +446,7 @@ function renderRoofline(m) {
   const noMacs = m.nodes.filter((n) => n.roofline && !n.roofline.flops && n.roofline.bytes).length;
   const ridge = peaks.flops_per_s / peaks.bytes_per_s;
   note.textContent = `Each dot is a leaf layer (or the ops a module runs itself): FLOPs per byte moved against achieved FLOP/s. ` +
-    `Measured roofs: matmul ${(peaks.flops_per_s / 1e9).toFixed(1)} GFLOP/s, copy ${(peaks.bytes_per_s / 1e9).toFixed(1)} GB/s, ridge ${ridge.toFixed(1)} FLOP/byte. ` +
+    `Roofs: compute ${(peaks.flops_per_s / 1e9).toFixed(1)} GFLOP/s${peaks.compute_source ? " (" + peaks.compute_source + ")" : ""}, copy ${(peaks.bytes_per_s / 1e9).toFixed(1)} GB/s, ridge ${ridge.toFixed(1)} FLOP/byte. ` +
     `${noMacs} layers without multiply-adds (norms, activations, pooling) are memory-bound by definition and not drawn.`;
   const W = 640, H = 360, L = 70, R = 20, T = 16, B = 44;
   const xs = pts.map((n) => n.roofline.intensity_flop_per_byte).concat([ridge]);
