@@ -1,18 +1,37 @@
-"""The alias table: original, size and smoke aliases of timm models. Pure data: no torch or timm import, so readers
-such as the architecture page can list models without loading PyTorch. ``lvmharness.models`` builds them."""
+"""The alias table: original, size and smoke aliases of timm models, and the models users register. No torch or
+timm import, so readers such as the architecture page can list models without loading PyTorch.
+``lvmharness.models`` resolves and builds them.
+
+A user's own model joins the table with a decorator, in a conftest.py or in their package::
+
+    @lvmharness.register_model("mynet", family="mynet", default_img_size=32)
+    def build(img_size: int = 32, num_classes: int = 10) -> nn.Module: ...
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 FAMILIES = ("vit", "deit", "swin", "resnet")
+TORCHVISION_PREFIX = "torchvision:"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ModelError(ValueError):
+    """Base class of model errors; the message says what was wrong and what is valid."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What to build: a timm name plus architecture overrides, and the name the user asked for."""
+    """What to build, and the name the user asked for (``alias``).
+
+    ``timm_name`` is the model as records name it: a timm name (built by timm with ``overrides``),
+    ``torchvision:NAME`` (torchvision's registry) or ``package.module:callable`` (a factory). Aliases and timm
+    names never contain ':'.
+    """
 
     alias: str
     timm_name: str
@@ -25,6 +44,19 @@ class ModelSpec:
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.overrides)
+
+    @property
+    def source(self) -> str:
+        """``timm``, ``torchvision`` or ``factory``."""
+        if self.timm_name.startswith(TORCHVISION_PREFIX):
+            return "torchvision"
+        return "factory" if ":" in self.timm_name else "timm"
+
+    @property
+    def portable_name(self) -> str:
+        """A name that resolves to this model in a fresh process too (the isolated memory child): the import path
+        of a factory (its alias may be registered only in this process), else the alias."""
+        return self.timm_name if self.source == "factory" else self.alias
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -40,8 +72,49 @@ def register(
     **kwargs: Any,
 ) -> None:
     if alias in _REGISTRY:
-        raise ValueError(f"alias {alias!r} is already registered")
+        raise ModelError(f"alias {alias!r} is already registered")
     _REGISTRY[alias] = ModelSpec(alias, timm_name, family, default_img_size, tuple(sorted(kwargs.items())), note)
+
+
+_FACTORIES: dict[str, Callable[..., Any]] = {}  # import path -> the registered callable itself
+
+
+def register_model(alias: str, *, family: str = "custom", default_img_size: int = 224,
+                   note: str = "") -> Callable[[F], F]:
+    """Register a factory returning an ``nn.Module`` under ``alias`` (decorator; returns the factory unchanged).
+
+    The factory is called with ``img_size=`` and ``num_classes=`` when its signature accepts them. Records name
+    the model by its import path (``package.module:function``), from which a fresh process rebuilds it.
+    """
+    if ":" in alias or not alias.strip():
+        raise ModelError(f"alias {alias!r}: an alias is a plain name (no ':'), e.g. 'mynet'")
+    if default_img_size < 1:
+        raise ModelError(f"default_img_size must be a positive number of pixels, got {default_img_size}")
+
+    def decorate(fn: F) -> F:
+        target = f"{fn.__module__}:{fn.__qualname__}"
+        if "<" in target:
+            raise ModelError(f"register_model({alias!r}): {target} cannot be imported by path (a lambda or a "
+                             "function defined inside another); register a module-level function")
+        known = _REGISTRY.get(alias)
+        if known is not None and known.timm_name != target:
+            raise ModelError(f"alias {alias!r} is already registered (for {known.timm_name})")
+        # The same function registered again (its module imported twice, e.g. by pytest and by a child) is fine.
+        _REGISTRY[alias] = ModelSpec(alias, target, family, default_img_size, (), note or "registered")
+        _FACTORIES[target] = fn
+        return fn
+
+    return decorate
+
+
+def factory_of(target: str) -> Callable[..., Any] | None:
+    """The callable registered under import path ``target`` in this process, if any."""
+    return _FACTORIES.get(target)
+
+
+def spec_of_factory(target: str) -> ModelSpec | None:
+    """The registered spec whose factory is ``target`` (for its family and default size), if any."""
+    return next((s for s in _REGISTRY.values() if s.timm_name == target), None)
 
 
 # The four names the original project used, exactly as it used them.

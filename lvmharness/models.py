@@ -1,7 +1,10 @@
-"""Model registry: aliases -> timm names, creation on any device (``meta`` included), input-size checks.
+"""Model registry: names -> models, creation on any device (``meta`` included), input-size checks.
 
-The registry drives both creation and tests: every registered alias is exercised by ``tests/test_models.py``.
-Any timm model name works too; aliases only add the original short names, size names and tiny smoke models.
+A model is named by any of: an alias (``vit``, ``smoke_resnet``, or one registered with
+``lvmharness.register_model``), a timm name, ``torchvision:NAME`` (torchvision's registry), a
+``package.module:callable`` factory, or an entry point of the ``lvmharness.models`` group that an installed package
+publishes (``mynet = "mypkg.models:build"``). The registry drives both creation and tests: every registered alias
+is exercised by ``tests/test_models.py``.
 """
 
 from __future__ import annotations
@@ -11,26 +14,34 @@ import fnmatch
 import functools
 import re
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import timm
 import torch
 from torch import nn
 
+from lvmharness import sources
 from lvmharness.aliases import (
     FAMILIES,
     ORIGINAL_ALIASES,
+    TORCHVISION_PREFIX,
+    ModelError,
     ModelSpec,
     alias_names,
     family_of,
     lookup,
     register,
+    register_model,
     registered,
+    spec_of_factory,
 )
+from lvmharness.sources import ModelSourceError
 
 __all__ = [
-    "FAMILIES", "ORIGINAL_ALIASES", "InvalidInputSizeError", "ModelError", "ModelSpec", "UnknownModelError",
-    "check_img_size", "count_params", "create_model", "family_of", "register", "registered", "resolve",
+    "FAMILIES", "ORIGINAL_ALIASES", "InvalidInputSizeError", "ModelError", "ModelSourceError", "ModelSpec",
+    "UnknownModelError", "check_img_size", "count_params", "create_model", "family_of", "register", "register_model",
+    "registered", "resolve",
 ]
 
 # Sanity bounds for a square input side, in pixels. Below 16 no model of the four families has a single
@@ -38,10 +49,6 @@ __all__ = [
 MIN_IMG_SIZE = 16
 MAX_IMG_SIZE = 4096
 
-
-
-class ModelError(ValueError):
-    """Base class of registry errors; the message says what was wrong and what is valid."""
 
 
 class UnknownModelError(ModelError):
@@ -81,8 +88,20 @@ def _default_img_size(timm_name: str) -> int:
     return int(size[-1])
 
 
+ENTRY_POINT_GROUP = "lvmharness.models"
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    """Models that installed packages publish, e.g. in their pyproject.toml::
+
+        [project.entry-points."lvmharness.models"]
+        mynet = "mypkg.models:build"
+    """
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def close_matches(name: str, n: int = 6) -> list[str]:
-    pool = list(alias_names()) + list(_timm_names())
+    pool = list(alias_names()) + list(_entry_points()) + list(_timm_names())
     matches = list(dict.fromkeys(difflib.get_close_matches(name, pool, n=n, cutoff=0.6)))
     if len(matches) < n:
         matches += [p for p in dict.fromkeys(pool) if name and name in p and p not in matches][: n - len(matches)]
@@ -90,16 +109,57 @@ def close_matches(name: str, n: int = 6) -> list[str]:
 
 
 def resolve(name: str) -> ModelSpec:
-    """Alias or timm name -> spec. Unknown names fail here, before any work, with close matches."""
+    """A model name (alias, timm name, ``torchvision:NAME``, ``module:callable``, published entry point) -> spec.
+
+    Unknown names fail here, before any work, with close matches; a ``module:callable`` is imported here (so a
+    module that does not import or a missing attribute fails now), its factory is called only when building.
+    """
     spec = lookup(name)
     if spec is not None:
         return spec
+    if name.startswith(TORCHVISION_PREFIX):
+        tv_name = sources.check_torchvision(name)
+        return ModelSpec(name, name, family_of(tv_name), 224, note="torchvision")
+    if ":" in name:
+        sources.load_factory(name)
+        registered_spec = spec_of_factory(name)  # decorated with register_model: its family and size
+        if registered_spec is not None:
+            return ModelSpec(name, name, registered_spec.family, registered_spec.default_img_size,
+                             note=registered_spec.note)
+        return ModelSpec(name, name, "custom", 224, note="factory")
+    entry = _entry_points().get(name)
+    if entry is not None:
+        return _resolve_entry_point(entry)
     if timm.is_model(name):
         return ModelSpec(name, name, family_of(name), _default_img_size(name))
     raise UnknownModelError(name, close_matches(name))
 
 
+def _resolve_entry_point(entry: metadata.EntryPoint) -> ModelSpec:
+    """A published model: importing its module may register it (``register_model``); else it is a plain factory."""
+    target = entry.value.strip()
+    if ":" not in target:
+        raise ModelSourceError(f"entry point {entry.name!r} of group {ENTRY_POINT_GROUP!r} is {target!r}; "
+                               "expected 'package.module:callable'")
+    sources.load_factory(target)
+    spec = lookup(entry.name)
+    if spec is not None:
+        return spec
+    base = resolve(target)
+    return ModelSpec(entry.name, target, base.family, base.default_img_size, note="entry point")
+
+
 def _build(spec: ModelSpec, img_size: int | None, num_classes: int | None, **extra: Any) -> nn.Module:
+    if spec.source == "torchvision":
+        if extra:
+            raise ModelError(f"{spec.timm_name}: lvmharness builds torchvision models without weights; "
+                             f"{', '.join(extra)} is for timm models")
+        return sources.build_torchvision(spec.timm_name, num_classes)
+    if spec.source == "factory":
+        if extra:
+            raise ModelError(f"{spec.timm_name}: {', '.join(extra)} is for timm models; a factory builds its own "
+                             "weights")
+        return sources.call_factory(spec.timm_name, {"img_size": img_size, "num_classes": num_classes})
     kwargs: dict[str, Any] = dict(spec.kwargs)
     kwargs.update(extra)
     if num_classes is not None:
@@ -165,7 +225,7 @@ class SizeRule:
         return sorted(ok[:count])
 
 
-def _size_rule(model: nn.Module) -> SizeRule:
+def _size_rule(model: nn.Module, default_reduction: int = 32) -> SizeRule:
     patch_embed = getattr(model, "patch_embed", None)
     patch_size = getattr(patch_embed, "patch_size", None)
     if patch_size is not None:
@@ -184,7 +244,7 @@ def _size_rule(model: nn.Module) -> SizeRule:
             return SizeRule(patch, patch * max(factors), factors, window)
         return SizeRule(patch, patch)
     info = getattr(model, "feature_info", None)
-    reduction = 32
+    reduction = default_reduction
     if isinstance(info, list) and info:
         reduction = int(info[-1].get("reduction", 32))
     elif info is not None and hasattr(info, "reduction"):
@@ -194,7 +254,7 @@ def _size_rule(model: nn.Module) -> SizeRule:
 
 def _variant_hint(spec: ModelSpec, size: int) -> str:
     base = spec.timm_name.split(".")[0]
-    if not re.search(r"_\d{2,4}$", base):
+    if spec.source != "timm" or not re.search(r"_\d{2,4}$", base):
         return ""
     pattern = re.sub(r"_\d{2,4}$", f"_{size}", re.sub(r"window\d+", "window*", base))
     names = [n for n in _timm_names() if fnmatch.fnmatchcase(n, pattern)]
@@ -210,7 +270,9 @@ def _check_cached(spec: ModelSpec, img_size: int) -> None:
         )
     with torch.device("meta"):
         model = _build(spec, img_size, None)
-    rule = _size_rule(model)
+    # timm CNNs are 32-stride unless their feature_info says otherwise; a model from elsewhere is judged by the
+    # meta-device forward below alone.
+    rule = _size_rule(model, 32 if spec.source == "timm" else MIN_IMG_SIZE)
     reason = rule.check(img_size)
     if reason is None:
         model.eval()

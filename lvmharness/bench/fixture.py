@@ -72,7 +72,7 @@ class Lvm:
         # (the child records what it found free, torch.cuda.mem_get_info, in its provenance).
         self.session.release()
         return MemoryCase(
-            model=case.model, device=case.device, dtype=case.dtype,
+            model=case.spec.portable_name, device=case.device, dtype=case.dtype,
             batch_size=batch_size or case.batch_size or 1, img_size=case.img_size, mode=mode,
             channels_last=opts.channels_last, compile_backend=opts.compile_backend if opts.compile else None,
             mem_limit_bytes=self.session.options.mem_limit_bytes,

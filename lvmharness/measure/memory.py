@@ -355,8 +355,11 @@ def run_child(
     """``python -m module '<payload json>'`` in a fresh process; its ``LVM_RESULT`` line (see ``report_child``) as
     a result. A child that crashes, is killed or runs past ``timeout_s`` is an ``error`` result, never a raise."""
     cmd = [sys.executable, "-m", module, json.dumps(payload)]
+    # The child imports what this process can: a user's model module (``mymodels:build``) may be on a sys.path
+    # entry that pytest or the caller added at run time rather than on PYTHONPATH.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     if on_spawn is not None:
         on_spawn(proc)
     try:
