@@ -147,5 +147,6 @@ def canonical_model(model: str) -> str:
 
 
 def graph_name(model: str, img_size: int, batch_size: int, dtype: str) -> str:
-    """File stem of a saved graph: ``vit_base_patch16_224-224-b1-fp32``."""
-    return f"{canonical_model(model)}-{img_size}-b{batch_size}-{dtype}"
+    """File stem of a saved graph: ``vit_base_patch16_224-224-b1-fp32``. The ':' of ``torchvision:NAME`` and
+    ``module:callable`` becomes '.', so the stem stays a plain file name."""
+    return f"{canonical_model(model).replace(':', '.')}-{img_size}-b{batch_size}-{dtype}"

@@ -19,14 +19,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="serve saved graphs only; never build one (no torch import at all)")
     p.add_argument("--allow-measure", action="store_true",
                    help="show a 'measure' button that times the shown model per layer on this machine's CPU")
+    p.add_argument("--models", default="", metavar="SOURCES",
+                   help="comma list of custom models to serve, e.g. mypkg.models:build (imported now; the page "
+                        "never imports a module named in a request)")
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
         p.error(f"--port must be in 1..65535, got {args.port}")
-    from viz.app import create_app
+    from .app import create_app  # relative: this package is `viz` in the repository, `lvmharness.viz` installed
 
     if args.allow_measure and args.no_generate:
         p.error("--allow-measure needs generation (it builds and runs the model): drop --no-generate")
-    app = create_app(args.graphs, generate=not args.no_generate, allow_measure=args.allow_measure)
+    served = {}
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    if names and args.no_generate:
+        p.error("--models needs generation (the page builds their graphs): drop --no-generate")
+    if names:
+        from lvmharness.models import ModelError, resolve
+
+        for name in names:
+            try:
+                served[name] = resolve(name)
+            except ModelError as exc:
+                p.error(f"--models: {exc}")
+    app = create_app(args.graphs, generate=not args.no_generate, allow_measure=args.allow_measure,
+                     served_models=served)
     print(f"lvmharness architecture page: http://{args.host}:{args.port}/  (graphs in {args.graphs.resolve()})",
           flush=True)
     app.run(host=args.host, port=args.port, debug=False, threaded=True)

@@ -29,6 +29,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,15 @@ class ApiError(Exception):
         self.status, self.message, self.extra = status, message, extra
 
 
-def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: bool = False) -> Flask:
+def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: bool = False,
+               served_models: Mapping[str, aliases.ModelSpec] | None = None) -> Flask:
     """``generate=False`` serves saved graphs only (no torch at all). ``allow_measure`` lets the page's "measure"
-    button time a model per layer on this machine's CPU (seconds to a minute of full CPU use per click)."""
+    button time a model per layer on this machine's CPU (seconds to a minute of full CPU use per click).
+
+    ``served_models``: custom models (``package.module:callable``) named by whoever started the server, already
+    resolved. A module path that arrives in a request is never imported: besides these, a request may name only an
+    alias, a registered or published model, a timm name or ``torchvision:NAME``."""
+    served = dict(served_models or {})
     root = Path(graphs_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, static_folder=None)
@@ -168,7 +175,7 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: 
     @app.get("/api/models")
     def models() -> Response:
         graphs, unreadable = saved()
-        specs = sorted(aliases.registered(),
+        specs = sorted([*aliases.registered(), *served.values()],
                        key=lambda s: (s.alias not in aliases.ORIGINAL_ALIASES, s.family, s.alias))
         return jsonify({
             "aliases": [
@@ -219,9 +226,13 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: 
         body = request.get_json(silent=True) if request.method == "POST" else None
         src: dict[str, Any] = body if isinstance(body, dict) else dict(request.args)
         model = str(src.get("model", ""))
-        if not _MODEL.fullmatch(model):
-            raise ApiError(400, "model must be an alias or timm name (letters, digits, '_', '-', '.')")
-        spec = aliases.lookup(model)
+        plain = _MODEL.fullmatch(model) or (
+            model.startswith(aliases.TORCHVISION_PREFIX) and _MODEL.fullmatch(model[len(aliases.TORCHVISION_PREFIX):]))
+        if model not in served and not plain:
+            raise ApiError(400, "model must be an alias, a timm name or torchvision:NAME (letters, digits, '_', '-', "
+                                "'.'); custom models (package.module:callable) are served only when named at server "
+                                "start: model_viz.py --models mypkg.models:build", served=sorted(served))
+        spec = served.get(model) or aliases.lookup(model)
         default_size = spec.default_img_size if spec else 224
         img_size = _int_value("img_size", src.get("img_size"), default_size, IMG_SIZE_RANGE)
         batch = _int_value("batch_size", src.get("batch_size"), 1, BATCH_SIZE_RANGE)
@@ -302,7 +313,7 @@ def _measure(model: str, img_size: int, batch: int, dtype: str, root: Path) -> N
     """Time per layer on the CPU and save it (and the graph) where the page finds it; imports torch."""
     from lvmharness.measure.flops import FlopCountError
     from lvmharness.measure.layers import measure_from_spec, save_for_page
-    from lvmharness.models import InvalidInputSizeError, UnknownModelError
+    from lvmharness.models import InvalidInputSizeError, ModelError, UnknownModelError
 
     try:
         doc = measure_from_spec(model, img_size=img_size, batch_size=batch, device="cpu", dtype=dtype, steps=3,
@@ -311,6 +322,8 @@ def _measure(model: str, img_size: int, batch: int, dtype: str, root: Path) -> N
         raise ApiError(404, str(exc), matches=exc.matches) from None
     except InvalidInputSizeError as exc:
         raise ApiError(400, str(exc), valid=exc.valid) from None
+    except ModelError as exc:  # e.g. an unknown torchvision:NAME, or a served factory that raised
+        raise ApiError(400, str(exc)) from None
     except FlopCountError as exc:
         raise ApiError(422, f"{model} cannot be analysed exactly: {exc}") from None
     save_for_page(doc, root)
@@ -320,7 +333,7 @@ def _generate(model: str, img_size: int, batch: int, dtype: str) -> dict[str, An
     """Build a graph on the meta device; the only path that imports torch."""
     from lvmharness.graph import build_graph
     from lvmharness.measure.flops import FlopCountError
-    from lvmharness.models import InvalidInputSizeError, UnknownModelError
+    from lvmharness.models import InvalidInputSizeError, ModelError, UnknownModelError
 
     try:
         doc = build_graph(model, img_size=img_size, batch_size=batch, dtype=dtype)
@@ -328,6 +341,8 @@ def _generate(model: str, img_size: int, batch: int, dtype: str) -> dict[str, An
         raise ApiError(404, str(exc), matches=exc.matches) from None
     except InvalidInputSizeError as exc:
         raise ApiError(400, str(exc), valid=exc.valid) from None
+    except ModelError as exc:  # e.g. an unknown torchvision:NAME, or a served factory that raised
+        raise ApiError(400, str(exc)) from None
     except FlopCountError as exc:
         raise ApiError(422, f"{model} cannot be analysed exactly: {exc}") from None
     validate_graph(doc)
