@@ -1,5 +1,9 @@
-"""``lvm viz ...``: serve the architecture page. The page is the top-level ``viz`` package (flask), which the
-library never imports; this runs it as ``python -m viz`` would, with the page's own flags."""
+"""``lvm viz ...``: serve the architecture page (flask), with the page's own flags.
+
+Installed, the page is ``lvmharness.viz`` (the repository's ``viz/`` folder, shipped inside our namespace); in a
+checkout run with ``PYTHONPATH`` pointing at it, the top-level ``viz`` package. The library never imports it: this
+runs it as ``python -m`` would.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Nothing: the page parses ``args.argv`` itself (``Command.passthrough``): --host, --port, --graphs, ..."""
 
 
-def run(args: argparse.Namespace) -> int:
+def page_module() -> str:
     import importlib.util
+
+    for name in ("lvmharness.viz", "viz"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    raise ValueError("the architecture page is not importable: install lvmharness (it ships lvmharness.viz) or run "
+                     "`lvm viz` from the repository root")
+
+
+def run(args: argparse.Namespace) -> int:
     import runpy
 
-    if importlib.util.find_spec("viz") is None:
-        raise ValueError("the viz package is not importable: run `lvm viz` from the repository root or install it")
+    module = page_module()
     sys.argv = ["lvm viz", *args.argv]
-    runpy.run_module("viz", run_name="__main__")
+    runpy.run_module(module, run_name="__main__")
     return 0
