@@ -107,6 +107,15 @@ def register_model(alias: str, *, family: str = "custom", default_img_size: int 
     return decorate
 
 
+def unregister(alias: str) -> None:
+    """Remove an alias (a notebook re-defining its model, a test cleaning up); built-in aliases stay."""
+    spec = _REGISTRY.get(alias)
+    if spec is None or spec.source != "factory":
+        raise ModelError(f"{alias!r} is not a registered factory alias")
+    del _REGISTRY[alias]
+    _FACTORIES.pop(spec.timm_name, None)
+
+
 def factory_of(target: str) -> Callable[..., Any] | None:
     """The callable registered under import path ``target`` in this process, if any."""
     return _FACTORIES.get(target)

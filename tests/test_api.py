@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +12,12 @@ import pytest
 
 import lvmharness
 from lvmharness.results import RunStore, schema
-from tests.test_sources import EXAMPLE, tiny_conv_counts
+from tests.test_sources import tiny_conv_counts
 
 
 @pytest.fixture
-def mymodels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copy(EXAMPLE / "mymodels.py", tmp_path / "mymodels.py")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path
+def mymodels(user_modules: Path) -> Path:
+    return user_modules
 
 
 def valid(record: dict[str, object]) -> dict[str, object]:

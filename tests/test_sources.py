@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,13 +45,11 @@ def tiny_conv_counts(img_size: int, width: int = 16, num_classes: int = 10) -> t
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A user's folder: the example's mymodels.py and a module of bad factories, importable."""
-    shutil.copy(EXAMPLE / "mymodels.py", tmp_path / "mymodels.py")
-    (tmp_path / "badmodels.py").write_text(BAD_MODELS)
-    (tmp_path / "brokenmodule.py").write_text("import numpy\nraise ImportError('needs CUDA 9')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    return tmp_path
+def project(user_modules: Path) -> Path:
+    """The user's folder plus a module of bad factories and one that does not import."""
+    (user_modules / "badmodels.py").write_text(BAD_MODELS)
+    (user_modules / "brokenmodule.py").write_text("import numpy\nraise ImportError('needs CUDA 9')\n")
+    return user_modules
 
 
 def lvm(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from lvmharness.models import resolve
-from tests.test_sources import EXAMPLE, tiny_conv_counts
+from tests.test_sources import tiny_conv_counts
 from viz.app import create_app
 
 EVIL = "from pathlib import Path\nPath(__file__).with_name('IMPORTED').write_text('imported')\ndef run():\n    pass\n"
 
 
 @pytest.fixture
-def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copy(EXAMPLE / "mymodels.py", tmp_path / "mymodels.py")
-    (tmp_path / "evilmod.py").write_text(EVIL)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def user_dir(user_modules: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (user_modules / "evilmod.py").write_text(EVIL)
+    monkeypatch.chdir(user_modules)
+    return user_modules
 
 
 @pytest.mark.parametrize("model", ["os:system", "evilmod:run", "mymodels:build", "subprocess:getoutput"])
