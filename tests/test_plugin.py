@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lvmharness.results import load_records
+
 PROBE = """
 import json, sys
 import pytest
@@ -85,3 +87,36 @@ def test_markers_are_registered_by_the_plugin(tmp_path: Path) -> None:
     assert "@pytest.mark.lvm_metric(name)" in out and "@pytest.mark.lvm_axes(*axes, **fixed)" in out
     ini = (Path(__file__).resolve().parents[1] / "pytest.ini").read_text()
     assert "lvm_metric" not in ini and "lvm_axes" not in ini  # declared once, in the plugin
+
+
+def test_library_errors_in_a_bench_name_the_plugin_options(tmp_path: Path) -> None:
+    (tmp_path / "test_cfg.py").write_text(
+        "from lvmharness.train import TrainConfig\n\n"
+        "def test_cfg(lvm):\n"
+        "    with lvm.record('train_steps', phase='train'):\n"
+        "        TrainConfig(model=lvm.case.model, batch_size=0)\n"
+    )
+    result = probe(tmp_path, "-q", "-p", "no:cacheprovider", "--lvm-profile", "smoke", "--lvm-models", "smoke_vit",
+                   "--lvm-batch-sizes", "1", "--lvm-img-sizes", "32", "--lvm-device", "cpu",
+                   "--lvm-out", str(tmp_path / "out"))
+    out = str(result["output"])
+    assert result["rc"] == 1, out
+    assert "--lvm-batch-sizes must be >= 1, got 0" in out and "--batch_size" not in out
+    (run,) = (tmp_path / "out").iterdir()
+    (record,) = load_records(run)
+    assert record["status"] == "error" and "--lvm-batch-sizes must be >= 1" in record["error"]
+
+
+def test_a_missing_dataset_names_the_plugin_options(tmp_path: Path) -> None:
+    (tmp_path / "test_data.py").write_text(
+        "from lvmharness.data import DataSplits\n\n"
+        "def test_data(lvm, lvm_train_data):\n"
+        "    with lvm.record('train_steps', phase='train'):\n"
+        "        lvm_train_data(32)\n"
+    )
+    result = probe(tmp_path, "-q", "-p", "no:cacheprovider", "--lvm-profile", "smoke", "--lvm-models", "smoke_vit",
+                   "--lvm-batch-sizes", "1", "--lvm-device", "cpu", "--lvm-train-dataset", "cifar100",
+                   "--lvm-data-dir", str(tmp_path / "nodata"), "--lvm-out", str(tmp_path / "out"))
+    out = str(result["output"])
+    assert result["rc"] == 1, out
+    assert "pass --lvm-train-dataset synthetic" in out and "--dataset" not in out

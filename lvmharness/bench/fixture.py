@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lvmharness.bench.session import SESSION_KEY, LoadedModel, LvmSession, resolve_or_skip
+from lvmharness.errors import UserError
 from lvmharness.keys import EXTRA_INFO_KEYS
 from lvmharness.matrix import BenchCase
 
@@ -39,6 +40,23 @@ if TYPE_CHECKING:
     from lvmharness.measure.memory import MemoryCase
     from lvmharness.results import CaseRecorder
 
+
+
+# How this front end spells the library's settings in error messages (``{opt:FIELD}``, see lvmharness.errors).
+# A training setting a bench fixes itself (lr, label_smoothing, ...) has no option here and is named as such.
+OPTION_NAMES = {
+    "model": "--lvm-models", "device": "--lvm-device", "batch_size": "--lvm-batch-sizes",
+    "img_size": "--lvm-img-sizes", "amp": "--lvm-dtype", "dataset": "--lvm-train-dataset",
+    "data_dir": "--lvm-data-dir", "download": "train.py --download",
+}
+
+
+def plugin_option(field: str) -> str:
+    return OPTION_NAMES.get(field, f"the bench's {field} setting")
+
+
+class BenchInputError(Exception):
+    """A user-fixable error from the library, worded with the plugin's option names."""
 
 
 class Lvm:
@@ -58,7 +76,10 @@ class Lvm:
             rec.provenance["settings"] = numerics_settings()  # threads, TF32, cudnn: in every record
             if self.case.spec.overrides:  # a smoke model is a timm architecture with these changes
                 rec.provenance["timm_overrides"] = self.case.spec.kwargs
-            yield rec
+            try:
+                yield rec
+            except UserError as exc:  # the library names train.py's options; the user is in pytest
+                raise BenchInputError(exc.render(plugin_option)) from None
         if rec.status == "oom":
             pytest.xfail(f"out of memory, recorded as status oom: {rec.error}")
 
@@ -207,5 +228,6 @@ def lvm_instance_samples(request: pytest.FixtureRequest) -> tuple[list[Any], str
     try:
         images = raw_samples(name, data_dir=root)
     except DatasetNotFoundError as exc:
-        pytest.fail(f"--lvm-instance-data {name}: {exc}", pytrace=False)
+        message = exc.render(lambda field: "--lvm-instance-data" if field == "dataset" else plugin_option(field))
+        pytest.fail(f"--lvm-instance-data {name}: {message}", pytrace=False)
     return images, f"{name} validation split under {root}" if name != "synthetic" else "synthetic uint8 images"
