@@ -113,6 +113,39 @@ def time_by_layer_type(records: Sequence[dict[str, Any]]) -> Figure | None:
     return _layout(fig, height=460)
 
 
+def memory_predicted_vs_measured(records: Sequence[dict[str, Any]]) -> Figure | None:
+    """Each ``memory_predicted`` case: the measured peak (x) against the prediction (y), with y = x and the ±3%
+    band the prediction aims at; hover shows the relative error."""
+    import plotly.graph_objects as go
+
+    rows = [r for r in _ok(records, "memory_predicted")
+            if r["values"].get("measured_peak_bytes") and r["values"].get("predicted_peak_bytes")]
+    if not rows:
+        return None
+    mib = 2**20
+    fig = go.Figure()
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[_series_name(r, "alias", "device", "dtype", "phase")].append(r)
+    for i, (name, rs) in enumerate(sorted(groups.items())):
+        rs.sort(key=lambda r: (r["img_size"] or 0, r["batch_size"] or 0))
+        fig.add_scatter(
+            x=[r["values"]["measured_peak_bytes"] / mib for r in rs],
+            y=[r["values"]["predicted_peak_bytes"] / mib for r in rs], mode="markers", name=name,
+            marker={"color": _palette(i), "size": 9},
+            text=[f"batch {r['batch_size']}, {r['img_size']}px, error "
+                  f"{(r['values']['predicted_peak_bytes'] / r['values']['measured_peak_bytes'] - 1):+.1%}" for r in rs],
+            hovertemplate="measured %{x:.1f} MiB<br>predicted %{y:.1f} MiB<br>%{text}<extra></extra>")
+    top = max(max(r["values"]["measured_peak_bytes"], r["values"]["predicted_peak_bytes"]) for r in rows) / mib * 1.1
+    for factor, dash, label in ((1.0, "solid", "predicted = measured"), (1.03, "dot", "+3%"), (0.97, "dot", "−3%")):
+        fig.add_scatter(x=[0, top], y=[0, top * factor], mode="lines", name=label,
+                        line={"color": "#2ca02c" if factor == 1.0 else "#98df8a", "dash": dash}, hoverinfo="skip")
+    fig.update_xaxes(title_text="measured peak of the step (MiB)", range=[0, top])
+    fig.update_yaxes(title_text="predicted peak (MiB)", range=[0, top])
+    fig.update_layout(title="Peak memory: predicted vs measured")
+    return _layout(fig)
+
+
 def _palette(i: int) -> str:
     import plotly.colors
 
@@ -133,6 +166,8 @@ CHARTS: tuple[tuple[str, Callable[[Sequence[dict[str, Any]]], Figure | None], st
     ("Latency vs resolution", latency_vs_resolution, "needs batch-1 latency records at two or more image sizes"),
     ("Time by layer type", time_by_layer_type,
      "needs layer_times records (pytest benches/ --lvm-layers, or lvm layers for one model)"),
+    ("Memory: predicted vs measured", memory_predicted_vs_measured,
+     "needs memory_predicted records (benches/bench_memory.py)"),
 )
 
 

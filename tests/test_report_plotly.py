@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lvmharness.report import build_report
-from lvmharness.report_plotly import LAYER_TYPES, machine_line, time_by_layer_type
+from lvmharness.report_plotly import LAYER_TYPES, machine_line, memory_predicted_vs_measured, time_by_layer_type
 from lvmharness.results import RunStore, make_record
 
 # Hand-written layer-type times (ms) per model and input side: every non-zero value is one bar segment.
@@ -111,3 +111,16 @@ def test_report_renders_offline_in_chromium(run_dir: Path, tmp_path: Path) -> No
         browser.close()
     assert not errors, errors
     assert all(u.startswith(("file://", "data:")) for u in requested), requested
+
+
+def test_memory_predicted_vs_measured_points() -> None:
+    mib = 2**20
+    rec = {"metric": "memory_predicted", "status": "ok", "alias": "vit", "device": "cpu", "dtype": "fp32",
+           "phase": "train", "batch_size": 8, "img_size": 224,
+           "values": {"predicted_peak_bytes": 103 * mib, "measured_peak_bytes": 100 * mib}}
+    fig = memory_predicted_vs_measured([rec, {**rec, "status": "error"}])
+    assert fig is not None
+    points = fig.data[0]
+    assert list(points.x) == [100.0] and list(points.y) == [103.0]
+    assert "error +3.0%" in points.text[0]  # 103 / 100 - 1
+    assert memory_predicted_vs_measured([{**rec, "metric": "memory_train"}]) is None
