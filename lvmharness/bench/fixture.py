@@ -67,10 +67,14 @@ class Lvm:
         self.case = case
 
     @contextmanager
-    def record(self, metric: str, phase: str = "inference") -> Iterator[CaseRecorder]:
+    def record(self, metric: str, phase: str = "inference", case: str | None = None) -> Iterator[CaseRecorder]:
         """A record is written whatever happens inside. An out-of-memory is recorded as ``oom`` and the bench
-        is reported as xfail: a result, not a crash, and visible in pytest's summary."""
-        with self.session.store.case(**self.case.identity(metric, phase)) as rec:
+        is reported as xfail: a result, not a crash, and visible in pytest's summary. ``case``: a case id other
+        than ``metric[label]`` (two records of one metric from one case, e.g. per mode)."""
+        identity = self.case.identity(metric, phase)
+        if case is not None:
+            identity["case"] = case
+        with self.session.store.case(**identity) as rec:
             from lvmharness.execution import numerics_settings
 
             rec.provenance["settings"] = numerics_settings()  # threads, TF32, cudnn: in every record

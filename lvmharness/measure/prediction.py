@@ -30,7 +30,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -224,14 +224,14 @@ def _cast(model: torch.nn.Module, cfg: StepConfig, dtype: torch.dtype) -> torch.
     return model
 
 
-def predict_step(cfg: StepConfig, *, per_layer: bool = False, accountant: str = "live") -> StepMemory:
-    """The step's peak on fake tensors: nothing allocated but metadata. Seconds for ViT-H at 1024 px."""
+@contextlib.contextmanager
+def _fake_case(cfg: StepConfig) -> Iterator[tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.device, int]]:
+    """(model, input, labels, device, img_size) on fake tensors, inside the FakeTensorMode that made them."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from lvmharness.models import resolve
 
-    started = time.perf_counter()
     spec = resolve(cfg.model)
     size = cfg.img_size or spec.default_img_size
     device = _target_device(cfg)
@@ -243,12 +243,53 @@ def predict_step(cfg: StepConfig, *, per_layer: bool = False, accountant: str = 
     with FakeTensorMode(allow_non_fake_inputs=True):
         model = meta._apply(lambda t: torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=device))
         x, y = _build_inputs(cfg, size, device, param_dtype)
+        yield model, x, y, device, size
+
+
+def predict_step(cfg: StepConfig, *, per_layer: bool = False, accountant: str = "live") -> StepMemory:
+    """The step's peak on fake tensors: nothing allocated but metadata. Seconds for ViT-H at 1022 px."""
+    import torch
+
+    started = time.perf_counter()
+    with _fake_case(cfg) as (model, x, y, device, size):
         result = _run_tracked(cfg, model, x, y, device, accountant=accountant, per_layer=per_layer)
     result.img_size = size
     result.wall_s = time.perf_counter() - started
     result.extra["engine"] = (f"{'live tensor bytes' if accountant == 'live' else 'MemTracker'} under "
                               f"FakeTensorMode (torch {torch.__version__})")
     return result
+
+
+def predict_saved_for_backward(cfg: StepConfig) -> dict[str, int]:
+    """Bytes autograd keeps for backward after one train-mode forward, by module (fake tensors, forward only)."""
+    import torch
+
+    from lvmharness.measure.accounting import saved_for_backward
+
+    saved: dict[str, int] = {}
+    _, autocast_dtype = _dtype_mode(cfg)
+    with _fake_case(cfg) as (model, x, _y, device, _size):
+        model.train()
+        amp = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
+               else contextlib.nullcontext())
+        with saved_for_backward(model, saved), amp:
+            out = model(x)
+        del out
+    return saved
+
+
+def record_values(pred: StepMemory, measured: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The flat values of a ``memory_predicted`` record: the prediction, and the measurement with the error."""
+    values: dict[str, Any] = {"predicted_peak_bytes": pred.peak_bytes, "prediction_s": pred.wall_s}
+    values.update({f"predicted_{cat}_bytes": pred.breakdown[cat] for cat in CATEGORIES})
+    if measured is not None:
+        values["measured_peak_bytes"] = measured["peak_bytes"]
+        values["prediction_rel_error"] = rel_error(pred.peak_bytes, measured["peak_bytes"])
+        cuda = measured.get("extra", {}).get("cuda_max_memory_allocated_bytes")
+        if cuda:
+            values["cuda_max_memory_allocated_bytes"] = cuda
+            values["prediction_rel_error_vs_cuda_allocated"] = rel_error(pred.peak_bytes, cuda)
+    return values
 
 
 def measure_step(cfg: StepConfig) -> StepMemory:
@@ -414,11 +455,8 @@ def activation_scaling(model: str, sizes: list[int], *, batch_size: int = 1, dty
 
     if len(set(sizes)) < 2:
         raise ValueError("activation scaling needs at least two distinct sizes")
-    per_size: list[int] = []
-    for s in sizes:
-        mem = predict_step(StepConfig(model, batch_size=batch_size, img_size=s, mode="train", dtype=dtype),
-                           per_layer=True)
-        per_size.append(sum(mem.saved_for_backward.values()))
+    per_size = [sum(predict_saved_for_backward(
+        StepConfig(model, batch_size=batch_size, img_size=s, mode="train", dtype=dtype)).values()) for s in sizes]
     slope = loglog_slope((s * s, b) for s, b in zip(sizes, per_size, strict=True))
     assert slope is not None
     return {"img_sizes": list(sizes), "activation_bytes": per_size, "exponent_vs_pixels": slope,
