@@ -214,6 +214,109 @@ def plot_memory_vs_batch(records: list[dict[str, Any]], plots: _Plots) -> str | 
     return "memory_vs_batch"
 
 
+# --- predicted memory ------------------------------------------------------------------------------------------
+
+PREDICTION_BAND = 0.03  # the accuracy target of the memory prediction: within 3% of the measurement
+BREAKDOWN = ("params", "buffers", "grads", "optimizer_state", "activations", "temporaries")
+
+
+def _case_name(r: dict[str, Any]) -> str:
+    mode = "train" if r.get("phase") == "train" else "inference"
+    return f"{r['alias']} {mode} b{r['batch_size']} {r['img_size']}px"
+
+
+def plot_memory_predicted_vs_measured(records: list[dict[str, Any]], plots: _Plots) -> str | None:
+    """One point per ``memory_predicted`` case: measured (x) against predicted (y), the y = x line, the ±3% band."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in _ok(records, "memory_predicted") if r["values"].get("measured_peak_bytes")]
+    if not rows:
+        return None
+    mib = 2**20
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    xs = [r["values"]["measured_peak_bytes"] / mib for r in rows]
+    lo, hi = min(xs) * 0.8, max(xs) * 1.25
+    line = [lo, hi]
+    ax.fill_between(line, [v * (1 - PREDICTION_BAND) for v in line], [v * (1 + PREDICTION_BAND) for v in line],
+                    color="tab:green", alpha=0.15, label=f"±{PREDICTION_BAND:.0%}")
+    ax.plot(line, line, color="tab:green", linewidth=1, label="predicted = measured")
+    for mode, marker in (("inference", "o"), ("train", "s")):
+        pts = [r for r in rows if (r.get("phase") == "train") == (mode == "train")]
+        if pts:
+            ax.scatter([r["values"]["measured_peak_bytes"] / mib for r in pts],
+                       [r["values"]["predicted_peak_bytes"] / mib for r in pts], marker=marker,
+                       label=f"{mode} (MemTracker, real run)", zorder=3)
+    cuda = [r for r in rows if r["values"].get("cuda_max_memory_allocated_bytes")]
+    if cuda:
+        ax.scatter([r["values"]["cuda_max_memory_allocated_bytes"] / mib for r in cuda],
+                   [r["values"]["predicted_peak_bytes"] / mib for r in cuda], marker="x", color="tab:red",
+                   label="vs torch.cuda.max_memory_allocated", zorder=3)
+    for r in rows:
+        at = (r["values"]["measured_peak_bytes"] / mib, r["values"]["predicted_peak_bytes"] / mib)
+        ax.annotate(_case_name(r), at, fontsize=6, xytext=(3, -8), textcoords="offset points")
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured peak (MiB)",
+           ylabel="predicted peak (MiB)", title="Peak memory of a step: predicted on fake tensors vs measured")
+    _plain_log_axes(ax)
+    ax.legend(fontsize=7, loc="upper left")
+    plots.save("memory_predicted_vs_measured", fig)
+    return "memory_predicted_vs_measured"
+
+
+def plot_memory_breakdown(records: list[dict[str, Any]], plots: _Plots) -> str | None:
+    """Stacked bars: what the predicted peak of each case is made of."""
+    import matplotlib.pyplot as plt
+
+    rows = sorted(_ok(records, "memory_predicted"), key=lambda r: (r["alias"], r.get("phase") or "",
+                                                                   r["batch_size"] or 0, r["img_size"] or 0))
+    if not rows:
+        return None
+    mib = 2**20
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(rows)))
+    names = [_case_name(r) for r in rows]
+    left = [0.0] * len(rows)
+    for cat in BREAKDOWN:
+        widths = [float(r["values"].get(f"predicted_{cat}_bytes") or 0) / mib for r in rows]
+        ax.barh(names, widths, left=left, label=cat.replace("_", " "))
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.invert_yaxis()
+    ax.set(xlabel="MiB at the predicted peak", title="What the peak is made of (predicted)")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=7, ncol=3, loc="lower right")
+    plots.save("memory_breakdown", fig)
+    return "memory_breakdown"
+
+
+def memory_prediction_html(records: list[dict[str, Any]]) -> str:
+    """The table of predicted vs measured peaks and the activation-memory exponents, as HTML."""
+    mib = 2**20
+    parts = []
+    rows = []
+    for r in sorted(_ok(records, "memory_predicted"), key=_case_name):
+        v = r["values"]
+        err = v.get("prediction_rel_error")
+        rows.append({
+            "case": _case_name(r), "predicted_MiB": v["predicted_peak_bytes"] / mib,
+            "measured_MiB": v["measured_peak_bytes"] / mib if v.get("measured_peak_bytes") else None,
+            "error": f"{err:+.2%}" if err is not None else "not measured",
+            "within_3%": None if err is None else ("yes" if abs(err) <= PREDICTION_BAND else "NO"),
+            "peak_during": r["provenance"].get("peak_phase"),
+        })
+    if rows:
+        parts.append("<p>Predicted: the step on fake tensors (no memory allocated). Measured: the same step on real "
+                     "tensors in a fresh process, accounted by PyTorch's MemTracker. The train step is the one after "
+                     "the first (optimizer state exists).</p>")
+        parts.append(_table(rows, ("case", "predicted_MiB", "measured_MiB", "error", "within_3%", "peak_during")))
+    exps = sorted((r["alias"], r["values"]["activation_exponent_vs_pixels"], r["values"].get("scaling_img_sizes"))
+                  for r in _ok(records, "memory_scaling")
+                  if r["values"].get("activation_exponent_vs_pixels") is not None)
+    if exps:
+        parts.append("<p>Activation bytes kept for backward against pixels (least squares in log-log):</p><ul>")
+        parts.extend(f"<li>{html.escape(a)}: activations ∝ pixels<sup>{k:.2f}</sup> over "
+                     f"{html.escape(str(sizes))} px</li>" for a, k, sizes in exps)
+        parts.append("</ul>")
+    return "".join(parts)
+
+
 def plot_accuracy(records: list[dict[str, Any]], plots: _Plots) -> list[str]:
     import matplotlib.pyplot as plt
 
@@ -313,6 +416,10 @@ def write_report(records: list[dict[str, Any]], envs: list[dict[str, Any]], path
     sections.append(("Latency vs resolution", name, "needs batch-1 latency records at two or more image sizes"))
     sections.append(("Memory vs batch size", plot_memory_vs_batch(records, plots),
                      "needs memory records (benches/bench_memory.py)"))
+    sections.append(("Memory: predicted vs measured", plot_memory_predicted_vs_measured(records, plots),
+                     "needs memory_predicted records with a measurement (benches/bench_memory.py -k predicted)"))
+    sections.append(("Memory: predicted breakdown", plot_memory_breakdown(records, plots),
+                     "needs memory_predicted records (benches/bench_memory.py -k predicted)"))
     acc = plot_accuracy(records, plots)
     for title, key in (("Accuracy vs GMACs", "accuracy_vs_gmacs"), ("Accuracy vs latency", "accuracy_vs_latency")):
         sections.append((title, key if key in acc else None,
@@ -346,6 +453,8 @@ def write_report(records: list[dict[str, Any]], envs: list[dict[str, Any]], path
         parts.append(f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
         if plot_key == "latency_vs_resolution" and exp_text:
             parts.append(f"<ul>{exp_text}</ul>")
+        if plot_key == "memory_predicted_vs_measured":
+            parts.append(memory_prediction_html(records))
     parts.append(_contended_section(records))
     parts.append("<h2>All cases</h2>")
     parts.append(_table(rows, summary_cols) if rows else "<p class='empty'>No records.</p>")

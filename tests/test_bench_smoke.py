@@ -59,8 +59,17 @@ def test_smoke_vit_bench_writes_valid_records_and_benchmark_json(tmp_path: Path)
         assert v["achieved_flops_per_s"] == pytest.approx(2 * v["macs"] / (v["latency_ms_p50"] / 1e3))
         # Every timed record says what the process got while it was timed.
         assert isinstance(v["contended"], bool) and v["cpu_share"] >= 0 and "contention" in prov
-    memory = {(r["metric"], r["batch_size"], r["img_size"]): r for r in records if r["metric"].startswith("memory")}
+    memory = {(r["metric"], r["batch_size"], r["img_size"]): r for r in records
+              if r["metric"] in ("memory_inference", "memory_train_step")}
     assert len(memory) == 6 and all(r["provenance"]["isolation"] == "fresh process" for r in memory.values())
+    # Each measured memory case has its prediction beside it, checked against MemTracker on a real run.
+    predicted = {r["case_id"]: r for r in records if r["metric"] == "memory_predicted"}
+    assert len(predicted) == 6
+    for case_id, rec in predicted.items():
+        assert case_id.endswith(("-inference]", "-train_step]"))
+        assert abs(rec["values"]["prediction_rel_error"]) <= 0.03, rec["values"]
+    (mem_scaling,) = [r for r in records if r["metric"] == "memory_scaling"]
+    assert 0.9 < mem_scaling["values"]["activation_exponent_vs_pixels"] < 2.0
     instance = [r for r in records if r["metric"] == "instance_latency"]
     assert {r["img_size"] for r in instance} == {32, 96}
     assert all(r["values"]["instance_p90_sufficient"] and r["values"]["offline_throughput_img_s"] > 0 for r in instance)

@@ -10,6 +10,7 @@ SGD with momentum keeps one buffer per parameter; a convolution saves its input 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,3 +169,37 @@ def test_config_validation() -> None:
         predicted_max_batch(StepConfig("smoke_vit"), 0)
     with pytest.raises(ValueError, match="positive"):
         rel_error(1.0, 0.0)
+
+
+def test_page_memory_api_matches_a_real_run(tmp_path: Path) -> None:
+    from viz.app import create_app
+
+    client = create_app(tmp_path).test_client()
+    budget_gib = 24 / 1024  # 24 MiB
+    resp = client.get(f"/api/memory?model=smoke_resnet&batch_size=2&mode=train&budget_gib={budget_gib}")
+    assert resp.status_code == 200, resp.get_json()
+    d = resp.get_json()
+    measured = measure_step(StepConfig("smoke_resnet", batch_size=2, img_size=64, mode="train"))
+    assert abs(rel_error(d["predicted_peak_bytes"], measured.peak_bytes)) <= TOLERANCE
+    assert sum(d["breakdown_bytes"].values()) == d["predicted_peak_bytes"]
+    assert d["saved_for_backward_bytes"]["conv1"] == 2 * 3 * 64 * 64 * 4  # the stem conv saves the image batch
+    assert d["predicted_peak_at_max_bytes"] <= budget_gib * 2**30 < d["predicted_peak_at_next_bytes"]
+    page = client.get("/").get_data(as_text=True)
+    assert "memory-form" in page and client.get("/static/memory.js").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "message"),
+    [
+        ("model=smoke_vit&mode=training", 400, "mode must be one of"),
+        ("model=smoke_vit&budget_gib=-1", 400, "outside the allowed range"),
+        ("model=smoke_vit&budget_gib=lots", 400, "number of GiB"),
+        ("model=smoke_vit&dtype=fp16", 400, "not measured on cpu"),
+        ("model=vitt", 404, "unknown model"),
+    ],
+)
+def test_page_memory_api_bad_input(tmp_path: Path, query: str, status: int, message: str) -> None:
+    from viz.app import create_app
+
+    resp = create_app(tmp_path).test_client().get(f"/api/memory?{query}")
+    assert resp.status_code == status and message in resp.get_json()["error"]

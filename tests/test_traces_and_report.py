@@ -98,11 +98,15 @@ def test_tensorboard_serves_the_traces_and_scalars(tensorboard: str, smoke_run: 
 def test_report_writes_html_pngs_and_csv(smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(smoke_run), "-o", str(tmp_path)]) == 0
     html = (tmp_path / "report.html").read_text()
-    for name in ("latency_vs_batch", "latency_vs_resolution", "memory_vs_batch"):
+    for name in ("latency_vs_batch", "latency_vs_resolution", "memory_vs_batch", "memory_predicted_vs_measured",
+                 "memory_breakdown"):
         png = tmp_path / f"{name}.png"
         assert png.stat().st_size > 5_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert html.count("<img alt=") == 3 and html.count("src='data:image/png;base64,") == 3  # self-contained
+    assert html.count("<img alt=") == 5 and html.count("src='data:image/png;base64,") == 5  # self-contained
     assert "latency ∝ pixels<sup>" in html
+    # The memory bench's predictions: each case measured by MemTracker, within the 3% band, and the exponent.
+    assert "<td>NO</td>" not in html and html.count("<td>yes</td>") == 6
+    assert "activations ∝ pixels<sup>" in html
     # No training records in a smoke bench: the accuracy sections say so instead of failing.
     assert html.count("No data for this plot") == 2 and "train_result records" in html
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
@@ -118,4 +122,4 @@ def test_report_of_an_empty_run_says_so(tmp_path: Path) -> None:
     (run / "results.json").write_text("[]")
     assert main(["report", str(run), "-o", str(tmp_path / "out")]) == 0
     html = (tmp_path / "out" / "report.html").read_text()
-    assert html.count("No data for this plot") == 5 and "No records." in html
+    assert html.count("No data for this plot") == 7 and "No records." in html

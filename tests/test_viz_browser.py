@@ -129,3 +129,28 @@ def test_bad_input_shows_the_reason_and_suggestions(server: str, page: object) -
     page.click("#show")
     expect(page.locator("#status")).to_contain_text("model must be")
     assert page.locator("#status img").count() == 0  # shown as text, never as HTML
+
+
+def test_memory_panel_predicts_peak_breakdown_batch_and_layers(server: str, page: object, tmp_path: Path) -> None:
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto(server + "/")
+    page.fill("#model", "smoke_resnet")
+    page.fill("#batch", "2")
+    page.click("#show")
+    expect(page.locator("#title")).to_contain_text("resnet18", timeout=60_000)
+    page.select_option("#mem-mode", "train")
+    page.fill("#mem-budget", "0.0234375")  # 24 MiB
+    page.click("#mem-predict")
+    expect(page.locator("#mem-peak")).to_contain_text("Predicted peak of one train step (batch 2, 64 px, fp32)",
+                                                      timeout=120_000)
+    expect(page.locator("#mem-batch")).to_contain_text("Largest batch for 0.0234375 GiB:")
+    expect(page.locator("#mem-bar .seg")).to_have_count(6)
+    expect(page.locator("#mem-legend")).to_contain_text("optimizer state")
+    # The stem convolution keeps the image batch for backward: 2 x 3 x 64 x 64 x 4 bytes = 96.00 KiB.
+    row = page.locator("#mem-layers tbody tr").filter(has=page.get_by_role("button", name="conv1", exact=True))
+    expect(row).to_contain_text("96.00 KiB")
+    row.get_by_role("button").click()
+    expect(page.locator("#search")).to_have_value("conv1")
+    page.screenshot(path=str(tmp_path / "memory_panel.png"))

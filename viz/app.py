@@ -13,6 +13,9 @@ API (JSON unless noted):
   GET /api/status                       generations and measurements running now (the page says so)
   POST /api/measure  {model, img_size, batch_size, dtype}
                                         measure time per layer on this machine's CPU (only with allow_measure)
+  GET /api/memory?model=M&img_size=N&batch_size=B&dtype=D&mode=train|inference&budget_gib=G
+                                        the step's peak memory predicted on fake tensors (nothing allocated),
+                                        its breakdown, bytes kept for backward per layer, largest batch for G GiB
 A graph answer carries ``layer_times``: every measurement of that graph in ``<graphs>/layers/`` (``lvm layers
 -o <graphs>`` writes them), so the page shows measured time beside MACs.
 Errors: 400 bad input (with the allowed range or valid sizes), 404 unknown model (with close matches) or
@@ -282,7 +285,85 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: 
             measure_lock.release()
         return jsonify(with_times(load(graph_path(name)), name))
 
+    predictions: dict[tuple[Any, ...], dict[str, Any]] = {}  # fake-tensor runs are deterministic: keep answers
+
+    @app.get("/api/memory")
+    def memory() -> Response:
+        """The predicted peak of one step on fake tensors, its breakdown, the bytes each layer keeps for backward
+        and, with ``budget_gib``, the largest batch whose peak fits."""
+        if not generate:
+            raise ApiError(404, "memory prediction runs the model on fake tensors; generation is off")
+        model, img_size, batch, dtype = requested()
+        mode = str(request.args.get("mode", "train"))
+        if mode not in MEMORY_MODES:
+            raise ApiError(400, f"mode must be one of {', '.join(MEMORY_MODES)}", allowed=list(MEMORY_MODES))
+        budget = _float_value("budget_gib", request.args.get("budget_gib"), BUDGET_GIB_RANGE)
+        key = (model, img_size, batch, dtype, mode, budget)
+        if key not in predictions:
+            name = f"memory:{model}-{img_size}-b{batch}-{dtype}-{mode}"
+            with lock:
+                running[name] = {"kind": "memory", "since": time.time()}
+                try:
+                    predictions[key] = _predict_memory(model, img_size, batch, dtype, mode, budget)
+                finally:
+                    running.pop(name, None)
+        return jsonify(predictions[key])
+
     return app
+
+
+MEMORY_MODES = ("train", "inference")
+BUDGET_GIB_RANGE = (0.001, 4096.0)
+
+
+def _float_value(name: str, raw: Any, bounds: tuple[float, float]) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number of GiB in {bounds[0]}..{bounds[1]}, got {str(raw)[:40]!r}",
+                       allowed=list(bounds)) from None
+    if not bounds[0] <= value <= bounds[1]:
+        raise ApiError(400, f"{name} {value} is outside the allowed range {bounds[0]}..{bounds[1]}",
+                       allowed=list(bounds))
+    return value
+
+
+def _predict_memory(model: str, img_size: int, batch: int, dtype: str, mode: str,
+                    budget_gib: float | None) -> dict[str, Any]:
+    """Predict on fake tensors (CPU semantics); imports torch."""
+    from lvmharness.devices import DeviceUnavailableError
+    from lvmharness.measure.prediction import (
+        StepConfig,
+        predict_saved_for_backward,
+        predict_step,
+        predicted_max_batch,
+    )
+    from lvmharness.models import InvalidInputSizeError, UnknownModelError
+
+    try:
+        cfg = StepConfig(model, batch_size=batch, img_size=img_size, mode=mode, dtype=dtype)
+        pred = predict_step(cfg)
+        saved = predict_saved_for_backward(cfg)
+        found = predicted_max_batch(cfg, int(budget_gib * 2**30)) if budget_gib is not None else None
+    except UnknownModelError as exc:
+        raise ApiError(404, str(exc), matches=exc.matches) from None
+    except InvalidInputSizeError as exc:
+        raise ApiError(400, str(exc), valid=exc.valid) from None
+    except DeviceUnavailableError as exc:
+        raise ApiError(400, str(exc)) from None
+    out: dict[str, Any] = {
+        "model": model, "img_size": img_size, "batch_size": batch, "dtype": dtype, "mode": mode, "device": "cpu",
+        "quantity": cfg.quantity(), "predicted_peak_bytes": pred.peak_bytes, "breakdown_bytes": pred.breakdown,
+        "peak_phase": pred.peak_phase, "prediction_s": round(pred.wall_s, 3),
+        "saved_for_backward_bytes": dict(sorted(saved.items(), key=lambda kv: -kv[1])),
+    }
+    if found is not None:
+        out.update(budget_gib=budget_gib, predicted_max_batch=found["predicted_max_batch"],
+                   predicted_peak_at_max_bytes=found.get("predicted_peak_at_max_bytes"),
+                   predicted_peak_at_next_bytes=found.get("predicted_peak_at_next_bytes"))
+    return out
 
 
 def glob_escape(name: str) -> str:
