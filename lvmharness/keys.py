@@ -151,6 +151,20 @@ KEYS: tuple[Key, ...] = (
     _bytes("rss_peak_delta_bytes", "rss_peak_bytes - rss_baseline_bytes", csv=True),
     _bytes("rss_forward_peak_delta_bytes", "peak RSS growth over the forward"),
     Key("mem_limit_bytes", "bytes", "the memory cap the max-batch search ran under (a setting)"),
+    # --- memory predicted on fake tensors (memory_predicted, memory_scaling): counted, so compared anywhere ----------
+    Key("predicted_peak_bytes", "bytes", "peak live tensor bytes of the step, predicted on fake tensors", "lower",
+        "exact", csv=True, extra_info=True, kind="integer"),
+    *(Key(f"predicted_{cat}_bytes", "bytes", f"{cat.replace('_', ' ')} at the predicted peak", kind="integer")
+      for cat in ("params", "buffers", "grads", "optimizer_state", "activations", "temporaries")),
+    Key("prediction_s", "s", "wall time of the prediction (fake tensors), not a benchmark"),
+    _bytes("measured_peak_bytes", "the same step's peak by MemTracker on real tensors", csv=True, kind="integer"),
+    Key("prediction_rel_error", "1", "(predicted - measured) / measured_peak_bytes; target within 3%", csv=True),
+    _bytes("cuda_max_memory_allocated_bytes", "torch.cuda.max_memory_allocated over the predicted step",
+           kind="integer"),
+    Key("prediction_rel_error_vs_cuda_allocated", "1", "(predicted - cuda allocated) / cuda allocated"),
+    Key("activation_exponent_vs_pixels", "1", "k in activation bytes kept for backward ~ pixels^k, log-log fit"),
+    Key("scaling_activation_bytes", "bytes", "activation bytes kept for backward at each of scaling_img_sizes",
+        rule="exact", kind="list"),
     # --- training --------------------------------------------------------------------------------------------------
     Key("epoch", "1", "epoch number, from 1", kind="integer"),
     Key("epochs", "1", "epochs run", kind="integer"),
