@@ -47,6 +47,7 @@ PHASE_ORDER = ("forward", "backward", "optimizer_step", "zero_grad")
 ADAMW_ARGS = {"lr": 1e-4, "weight_decay": 0.05}
 SGD_ARGS = {"lr": 0.1, "momentum": 0.9}  # momentum > 0: one buffer per parameter, created by the first step
 NUM_LABELS = 1000
+FIT_BATCHES = (8, 16)  # the largest-batch search fits the peak's line through these two batches
 
 
 @dataclass(frozen=True)
@@ -354,12 +355,14 @@ def predicted_max_batch(cfg: StepConfig, budget_bytes: int, *, upper: int = 1 <<
                         predict: Callable[[StepConfig], StepMemory] | None = None) -> dict[str, Any]:
     """Largest batch whose predicted peak is <= ``budget_bytes``.
 
-    For these models the peak is affine in the batch (weights, gradients and optimizer state do not depend on
-    it; every activation is proportional to it), so two fake runs give intercept and slope; the answer is then
-    confirmed by fake runs at the answer (must fit) and the answer + 1 (must not). Where the peak is only
-    piecewise affine (the phase holding the peak changes with the batch), the confirmation misses and the fit is
-    redone through the two nearest probes, then, if needed, bisection finishes between a fitting and a
-    non-fitting batch. Every probe is returned.
+    The live bytes at every moment of the step are affine in the batch (weights, gradients and optimizer state
+    do not depend on it; every activation is proportional to it), so the peak, their maximum over the step, is
+    convex and piecewise affine: at small batches the optimizer step or the end of the backward (all gradients
+    alive) holds it; from a few samples on, the start of the backward (all activations alive) does, and its line
+    is the one a budget meets. Two fake runs at batches 8 and 16 give that line's intercept and slope; the answer
+    is confirmed by fake runs at the answer (must fit) and the answer + 1 (must not). If the confirmation misses
+    (the answer lies on an earlier piece), secant steps through the nearest probes and then bisection between a
+    fitting and a non-fitting batch finish the search. Every probe is returned.
     """
     if budget_bytes <= 0:
         raise ValueError(f"budget must be positive, got {budget_bytes} bytes")
@@ -374,16 +377,16 @@ def predicted_max_batch(cfg: StepConfig, budget_bytes: int, *, upper: int = 1 <<
     def fits(b: int) -> bool:
         return peak(b) <= budget_bytes
 
-    b1, b2 = 1, 2
-    p1, p2 = peak(b1), peak(b2)
-    slope = p2 - p1
-    intercept = p1 - slope * b1
+    b1, b2 = FIT_BATCHES
+    slope = (peak(b2) - peak(b1)) // (b2 - b1)
+    intercept = peak(b1) - slope * b1
     fit = {"intercept_bytes": intercept, "bytes_per_sample": slope, "from_batches": [b1, b2]}
     if not fits(1):
         return {"predicted_max_batch": 0, "budget_bytes": budget_bytes, "fit": fit,
-                "probes": sorted(probes.items()), "confirmed": True, "peak_at_batch_1": p1}
+                "probes": sorted(probes.items()), "confirmed": True, "peak_at_batch_1": probes[1]}
     if slope <= 0:
-        raise ValueError(f"the predicted peak does not grow with the batch ({p1} -> {p2} bytes): no batch limit")
+        raise ValueError(f"the predicted peak does not grow with the batch ({probes[b1]} -> {probes[b2]} bytes): "
+                         "no batch limit")
     lo, hi = 1, None  # lo fits; hi (when known) does not
     guess = max(1, min(upper, (budget_bytes - intercept) // slope))
     for _ in range(4):  # secant steps through the probes nearest the boundary
@@ -423,7 +426,7 @@ def predicted_max_batch(cfg: StepConfig, budget_bytes: int, *, upper: int = 1 <<
     return {"predicted_max_batch": lo, "budget_bytes": budget_bytes, "fit": fit,
             "predicted_peak_at_max_bytes": peak(lo), "predicted_peak_at_next_bytes": peak(lo + 1),
             "probes": sorted(probes.items()), "confirmed": confirmed,
-            "affine_exact": peak(lo) == intercept + slope * lo}
+            "on_the_fitted_line": peak(lo) == intercept + slope * lo}
 
 
 def device_budget(device: str) -> dict[str, int]:
