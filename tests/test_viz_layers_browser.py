@@ -19,10 +19,10 @@ from tests.test_viz_browser import CHROMIUM, ROOT, free_port
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def graphs(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A graphs folder holding smoke_vit's graph and its measured time per layer (what `lvm layers -o` writes)."""
-    d = tmp_path / "graphs"
+    d = tmp_path_factory.mktemp("page") / "graphs"
     assert main(["layers", "smoke_vit", "--steps", "3", "--warmup", "1", "-o", str(d)]) == 0
     return d
 
