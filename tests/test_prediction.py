@@ -203,3 +203,14 @@ def test_page_memory_api_bad_input(tmp_path: Path, query: str, status: int, mess
 
     resp = create_app(tmp_path).test_client().get(f"/api/memory?{query}")
     assert resp.status_code == status and message in resp.get_json()["error"]
+
+
+def test_a_parameter_without_gradient_gets_no_optimizer_state_in_the_prediction() -> None:
+    """The prediction's first step skips the backward; the graph must still say which parameters get gradients."""
+    from lvmharness.measure.prediction import _parameters_reached
+
+    used, unused = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    loss = used(torch.randn(2, 4)).sum()
+    reached = _parameters_reached(loss)
+    assert reached == {id(used.weight), id(used.bias)}
+    assert not reached & {id(unused.weight), id(unused.bias)}
