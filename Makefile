@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lvm-installed
 ARGS ?=
 
-.PHONY: all install test bench bench-smoke lint fmt clean browser-deps viz baseline
+.PHONY: all install test bench bench-smoke lint fmt clean browser-deps viz baseline mutation
 
 all: test
 
@@ -41,6 +41,11 @@ baseline: $(STAMP)
 	$(PY) -m lvmharness baseline .baseline-run/base -o benches/baseline/smoke.json
 	rm -rf .baseline-run
 
+# Mutation testing of stats, compare, results, measure/latency, measure/flops (slow; not part of CI).
+# MODULES="stats compare" picks some; MUTATION_TIMEOUT_S bounds each module's run.
+mutation: $(STAMP)
+	$(PY) tools/mutation.py $(MODULES)
+
 viz: $(STAMP)
 	$(PY) model_viz.py $(ARGS)
 
@@ -49,4 +54,4 @@ browser-deps:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks .mutation

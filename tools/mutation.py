@@ -1,0 +1,126 @@
+"""Mutation testing of the modules that decide numbers and verdicts (``make mutation``; not part of CI: it is slow).
+
+Each module is mutated by mutmut against its OWN fast test files only, so a score says how well those tests pin that
+module down. mutmut forks the already-imported test process for each mutant (no torch re-import per mutant) and
+runs only the tests that reach the mutated function: that is why it is the tool here. Each module runs in a scratch
+copy under ``.mutation/<module>/`` (mutmut writes its mutants next to the code it mutates), never in the work tree.
+
+    python tools/mutation.py                     # every module
+    python tools/mutation.py stats compare       # some
+    MUTATION_TIMEOUT_S=900 python tools/mutation.py results
+
+Prints the surviving mutants (as diffs) and, per module, killed / (killed + survived), with mutants that no selected
+test reaches counted as survivors. Mutants that cannot change behaviour are listed in ``EQUIVALENT`` with the reason
+and left out of the score.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = ROOT / ".mutation"
+COPY = ("lvmharness", "tests", "benches", "conftest.py", "pytest.ini")
+
+# module -> (file to mutate, pytest arguments selecting its own fast tests)
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "stats": ("lvmharness/stats.py", ["tests/test_stats.py"]),
+    "compare": ("lvmharness/compare.py", ["tests/test_compare.py", "-k", "not committed_baseline"]),
+    "results": ("lvmharness/results.py", ["tests/test_results.py"]),
+    "latency": ("lvmharness/measure/latency.py", ["tests/test_latency.py"]),
+    "flops": ("lvmharness/measure/flops.py", ["tests/test_flops.py"]),
+}
+
+# Mutants that cannot change what the code computes, with the reason (mutmut's names are stable per function).
+EQUIVALENT: dict[str, str] = {
+    # loglog_slope() computes sum((x - mx) * (y - my)). Since sum(x - mx) = 0 and sum(y - my) = 0 over the points,
+    # adding any constant to either factor adds a multiple of those zero sums: the slope is the same.
+    "lvmharness.stats.x_loglog_slope__mutmut_16": "my scaled: sum((x - mx) * c) = c * sum(x - mx) = 0",
+    "lvmharness.stats.x_loglog_slope__mutmut_28": "(x + mx): differs by 2 mx * sum(y - my) = 0",
+    "lvmharness.stats.x_loglog_slope__mutmut_30": "(y + my): differs by 2 my * sum(x - mx) = 0",
+}
+
+
+def _config(target: str, tests: list[str]) -> str:
+    quoted = ", ".join(f'"{t}"' for t in tests)
+    return (
+        "[tool.mutmut]\n"
+        'source_paths = ["lvmharness/"]\n'
+        f'only_mutate = ["{target}"]\n'
+        f"pytest_add_cli_args_test_selection = [{quoted}]\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n'
+        'also_copy = ["benches/", "conftest.py", "pytest.ini"]\n'
+    )
+
+
+def _prepare(name: str, target: str, tests: list[str]) -> Path:
+    work = SCRATCH / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for item in COPY:
+        src = ROOT / item
+        if src.is_dir():
+            shutil.copytree(src, work / item, ignore=ignore)
+        elif src.exists():
+            shutil.copy2(src, work / item)
+    (work / "pyproject.toml").write_text(_config(target, tests))
+    return work
+
+
+def _mutmut(work: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_module(name: str, timeout_s: float) -> tuple[int, int, int]:
+    """(killed, survived, excluded as equivalent) for one module; prints the survivors."""
+    target, tests = MODULES[name]
+    work = _prepare(name, target, tests)
+    try:
+        proc = _mutmut(work, "run", "--max-children", os.environ.get("MUTATION_CHILDREN", "2"), timeout=timeout_s)
+        if proc.returncode:
+            print(f"{name}: mutmut run failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    except subprocess.TimeoutExpired:
+        print(f"{name}: stopped after {timeout_s:.0f} s; the score covers the mutants checked so far")
+    listing = _mutmut(work, "results", "--all", "true").stdout
+    status = dict(re.findall(r"^\s*(\S+__mutmut_\d+): (.+)$", listing, flags=re.M))
+    killed = sum(s in ("killed", "timeout") for s in status.values())
+    survivors = [m for m, s in status.items() if s in ("survived", "no tests") and m not in EQUIVALENT]
+    excluded = sum(m in EQUIVALENT and s in ("survived", "no tests") for m, s in status.items())
+    unchecked = sum(s == "not checked" for s in status.values())
+    for mutant in survivors:
+        print(f"\n--- survived: {mutant} ({status[mutant]})")
+        print(_mutmut(work, "show", mutant).stdout.strip())
+    decided = killed + len(survivors)
+    score = f"{killed / decided:.0%}" if decided else "n/a"
+    print(f"\n{name}: {killed} killed, {len(survivors)} survived, {excluded} equivalent excluded, "
+          f"{unchecked} not checked -> score {score} ({target} against {' '.join(tests)})")
+    return killed, len(survivors), excluded
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(MODULES)
+    unknown = [n for n in names if n not in MODULES]
+    if unknown:
+        print(f"unknown module(s) {unknown}; choose from {list(MODULES)}", file=sys.stderr)
+        return 2
+    if shutil.which("mutmut") is None and subprocess.run([sys.executable, "-c", "import mutmut"]).returncode:
+        print("mutmut is not installed: pip install -e '.[dev]'", file=sys.stderr)
+        return 2
+    timeout_s = float(os.environ.get("MUTATION_TIMEOUT_S", "1800"))
+    rows = [(n, *run_module(n, timeout_s)) for n in names]
+    print("\nmodule     killed  survived  equivalent  score")
+    for n, k, s, e in rows:
+        print(f"{n:<10} {k:>6}  {s:>8}  {e:>10}  {k / (k + s):.0%}" if k + s else f"{n:<10} no mutants checked")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
