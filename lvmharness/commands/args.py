@@ -4,8 +4,13 @@ any work starts (no model built, nothing written)."""
 from __future__ import annotations
 
 import argparse
-import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from lvmharness.parsing import parse_int_list, parse_seconds
+
+T = TypeVar("T")
 
 
 def int_at_least(low: int, high: int | None = None) -> type[int]:
@@ -24,36 +29,22 @@ def int_at_least(low: int, high: int | None = None) -> type[int]:
     return parse  # type: ignore[return-value]
 
 
-def finite_float_at_least(low: float) -> type[float]:
-    def parse(text: str) -> float:
+def argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """One of ``lvmharness.parsing``'s parsers as an argparse ``type=``: its ValueError message (what was wrong,
+    what is valid) becomes argparse's error after the option name, instead of a generic 'invalid value'."""
+
+    def typed(text: str) -> T:
         try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not math.isfinite(value) or value < low:
-            raise argparse.ArgumentTypeError(f"must be a finite number >= {low:g}, got {text}")
-        return value
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    return parse  # type: ignore[return-value]
+    typed.__name__ = parse.__name__
+    return typed
 
 
-def int_list(low: int) -> type[list[int]]:
-    """A comma list of integers >= low, e.g. ``224,384``."""
-    one = int_at_least(low)
-
-    def parse(text: str) -> list[int]:
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError(f"expected a comma list of integers >= {low}, got {text!r}")
-        out = []
-        for item in items:
-            try:
-                out.append(one(item))
-            except argparse.ArgumentTypeError as exc:
-                raise argparse.ArgumentTypeError(f"{item!r} in {text!r}: {exc}") from None
-        return out
-
-    return parse  # type: ignore[return-value]
+int_list = argument_type(parse_int_list)  # '224,384': positive integers
+seconds = argument_type(parse_seconds)  # finite, >= 0
 
 
 def output_file(text: str) -> Path:

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int_at_least(1), default=15, help="rows of the table")
     p.add_argument("--verify", action="store_true",
                    help="count again with fvcore on CPU (real weights) and fail on > 0.1%% disagreement")
-    p.add_argument("--scaling", metavar="SIZES", type=int_list(1),
+    p.add_argument("--scaling", metavar="SIZES", type=int_list,
                    help="comma list of input sides in px: fit MACs ~ pixels^k")
     p.add_argument("--json", action="store_true")
 
