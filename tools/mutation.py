@@ -7,7 +7,7 @@ copy under ``.mutation/<module>/`` (mutmut writes its mutants next to the code i
 
     python tools/mutation.py                     # every module
     python tools/mutation.py stats compare       # some
-    MUTATION_TIMEOUT_S=900 python tools/mutation.py results
+    MUTATION_TIMEOUT_S=900 MUTATION_SHOW=10 python tools/mutation.py results
 
 Prints the surviving mutants (as diffs) and, per module, killed / (killed + survived), with mutants that no selected
 test reaches counted as survivors. Mutants that cannot change behaviour are listed in ``EQUIVALENT`` with the reason
@@ -95,9 +95,13 @@ def run_module(name: str, timeout_s: float) -> tuple[int, int, int]:
     survivors = [m for m, s in status.items() if s in ("survived", "no tests") and m not in EQUIVALENT]
     excluded = sum(m in EQUIVALENT and s in ("survived", "no tests") for m, s in status.items())
     unchecked = sum(s == "not checked" for s in status.values())
-    for mutant in survivors:
+    show = int(os.environ.get("MUTATION_SHOW", "30"))  # `mutmut show` takes a second or two per mutant
+    for mutant in survivors[:show]:
         print(f"\n--- survived: {mutant} ({status[mutant]})")
         print(_mutmut(work, "show", mutant).stdout.strip())
+    if survivors[show:]:
+        print(f"\n... and {len(survivors) - show} more (cd {work} && mutmut show NAME):")
+        print("\n".join(f"  {m} ({status[m]})" for m in survivors[show:]))
     decided = killed + len(survivors)
     score = f"{killed / decided:.0%}" if decided else "n/a"
     print(f"\n{name}: {killed} killed, {len(survivors)} survived, {excluded} equivalent excluded, "
