@@ -30,11 +30,6 @@ class ModelSourceError(ModelError):
     """A ``module:callable`` or ``torchvision:NAME`` that cannot give a model; the message names the part."""
 
 
-def is_source(name: str) -> bool:
-    """``torchvision:NAME`` or ``module:callable`` (timm names and aliases never contain ':')."""
-    return ":" in name
-
-
 def _import(module: str, source: str) -> Any:
     try:
         return importlib.import_module(module)

@@ -356,8 +356,11 @@ def run_child(
     a result. A child that crashes, is killed or runs past ``timeout_s`` is an ``error`` result, never a raise."""
     cmd = [sys.executable, "-m", module, json.dumps(payload)]
     # The child imports what this process can: a user's model module (``mymodels:build``) may be on a sys.path
-    # entry that pytest or the caller added at run time rather than on PYTHONPATH.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    # entry that pytest or the caller added at run time rather than on PYTHONPATH. The interpreter's own paths
+    # (stdlib, site-packages) are left to the child's start-up, in their usual order.
+    own = (sys.prefix, sys.base_prefix)
+    extra = [p for p in sys.path if p and not p.startswith(own)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(extra)}
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     if on_spawn is not None:
