@@ -32,7 +32,7 @@ from lvmharness.results import new_run_id, run_id_arg
 SWEEP_DIR = ".sweep"  # inside --out: shard folders and submitit's logs, kept after the merge
 # pytest exit codes (pytest.ExitCode): 0 all passed, 1 some benches failed (their records say why), 5 none collected
 # (a shard that got no case). 2 interrupted, 3 internal error, 4 usage error: the shard did not run as asked.
-FINISHED_CODES = {0: "ok", 1: "finished, some benches failed", 5: "no cases in this shard"}
+FINISHED_CODES = {0: "every bench passed", 1: "finished, some benches failed", 5: "no cases in this shard"}
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,9 @@ def _wait(jobs: Sequence[Any], poll_s: float) -> None:
         done = 0
         while done < len(jobs):
             now = sum(1 for j in jobs if j.done())
-            bar.update(now - done)
-            done = now
+            if now != done:
+                bar.update(now - done)
+                done = now
             if done < len(jobs):
                 time.sleep(poll_s)
 

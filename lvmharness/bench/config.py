@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from lvmharness.matrix import PROFILES
 from lvmharness.parsing import parse_bytes, parse_int_list, parse_list, parse_seconds
 from lvmharness.results import DTYPE_NAMES, run_id_arg
+from lvmharness.shard import Shard, parse_shard
 
 T = TypeVar("T")
 
@@ -124,6 +125,11 @@ def add_options(group: Any) -> None:
     add_option("--lvm-layers", "layers", action="store_true",
                help="after timing, measure time per module of each latency case (separate pass) as a layer_times "
                     "record; the tree goes to <run>/layers/<case>.json")
+    add_option("--lvm-shard", "shard", type=argtype(parse_shard, "shard"), default=None, metavar="K/N",
+               help="run shard K of N: a deterministic, disjoint, cost-balanced share of the selected cases (the N "
+                    "shards together run them all)")
+    add_option("--lvm-shard-plan", "shard_plan", type=Path, default=None, metavar="FILE",
+               help="with --lvm-shard: write the plan (each case's expected cost and shard) as JSON")
     add_option("--lvm-budget-s", "budget_s", type=argtype(parse_seconds, "seconds"), default=None,
                help="seconds of measured rounds per case (finite, >= 0; default: the profile's)")
 
@@ -150,6 +156,8 @@ class LvmConfig:
     trace_steps: int = 3
     layers: bool = False
     budget_s: float | None = None
+    shard: Shard | None = None
+    shard_plan: Path | None = None
 
     @classmethod
     def from_namespace(cls, ns: Any) -> LvmConfig:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from lvmharness.bench import parallel
 from lvmharness.bench.config import LvmConfig, add_options
 from lvmharness.bench.fixture import lvm, lvm_instance_samples, lvm_session, lvm_train_data
 from lvmharness.bench.session import SESSION_KEY, LvmSession
@@ -39,6 +40,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
     session = LvmSession.from_options(LvmConfig.from_namespace(config.option))
+    # xdist: first thing, before anything can touch CUDA (a worker is pinned to its GPU here).
+    if parallel.is_worker(config):
+        session.writer_facts = parallel.configure_worker(config, session)
+    else:
+        parallel.configure_controller(config, session)
     if session.options.models:
         from lvmharness.models import ModelError
 
@@ -48,6 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except ModelError as exc:
             raise pytest.UsageError(f"--lvm-models: {exc}") from exc
     config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(_ShardSelection(), "lvmharness-shard")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -80,26 +87,74 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             reporter.write_line(f"lvmharness WARNING: {warning}", yellow=True, bold=True)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, on the controller, per worker: the shared run id, the worker's GPU or cores."""
+    parallel.configure_node(node)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist, on the controller: all cases of a model on one worker unless the user chose --dist."""
+    return parallel.make_scheduler(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        parallel.mark_groups(items)
+
+
+SHARD_REPORT = pytest.StashKey[list[str]]()
+
+
+class _ShardSelection:
+    """Shard selection runs after every other selection (``-k``, ``-m``, deselects): shards split what remains."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        session = config.stash[SESSION_KEY]
+        if session.options.shard is not None:
+            config.stash[SHARD_REPORT] = parallel.select_shard(config, items, session, session.options.shard)
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    return config.stash.get(SHARD_REPORT, [])
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """This process is one writer of the run folder: closing it rebuilds the merged results.json / env.json."""
+    """This process is one writer of the run folder: closing it rebuilds the merged results.json / env.json. The
+    xdist controller, which writes nothing itself, rebuilds them once its workers are done."""
     state = session.config.stash.get(SESSION_KEY, None)
     if state is not None and state.used:
         state.store.close()
+        return
+    run = parallel.run_dir(session.config)
+    if run is not None:
+        from lvmharness.results import refresh_env_view, refresh_results_view
+
+        refresh_env_view(run)
+        refresh_results_view(run)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Read from the run folder, not from this process: under xdist the workers wrote it (and pytest-benchmark,
+    which switches itself off there, has nothing to say)."""
     session = config.stash.get(SESSION_KEY, None)
-    if session is None or not session.used:
+    run = parallel.run_dir(config)
+    if session is None or run is None:
         return
-    store = session.store
+    from lvmharness.results import RESULTS_FILE, load_records
+
+    records = load_records(run)
     counts: dict[str, int] = {}
-    for rec in store.records:
+    for rec in records:
         counts[rec["status"]] = counts.get(rec["status"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     terminalreporter.write_sep("-", "lvmharness")
-    terminalreporter.write_line(f"run folder: {store.run_dir}  ({summary})")
-    terminalreporter.write_line(f"records:    {store.results_path}")
-    tb = store.run_dir / "tb"
+    terminalreporter.write_line(f"run folder: {run}  ({summary})")
+    terminalreporter.write_line(f"records:    {run / RESULTS_FILE}")
+    tb = run / "tb"
     if tb.is_dir():
         from lvmharness.traces import trace_bytes
 
@@ -107,7 +162,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(
             f"traces:     {tb}  ({count} trace files, {size / 2**20:.1f} MiB; --lvm-trace-steps "
             f"{session.options.trace_steps} profiled steps each) — tensorboard --logdir, ui.perfetto.dev or HTA")
-    busy = [r for r in store.records if (r.get("values") or {}).get("contended") is True]
+    busy = [r for r in records if (r.get("values") or {}).get("contended") is True]
     if busy:
         terminalreporter.write_line(
             f"CONTENDED:  {len(busy)} record(s) were measured while other processes took the machine; their timings "

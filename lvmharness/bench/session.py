@@ -77,6 +77,8 @@ class LvmSession:
     _cached_key: tuple[Any, ...] | None = None
     _cached: LoadedModel | None = None
     load_at_start: dict[str, Any] | None = None  # other processes' load before anything was measured
+    # Facts about this process that hold for every record it writes (an xdist worker's GPU and core share).
+    writer_facts: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_options(cls, options: LvmConfig) -> LvmSession:
@@ -123,7 +125,9 @@ class LvmSession:
             from lvmharness.devices import DeviceUnavailableError, resolve_device
             from lvmharness.results import RunStore
 
-            self._store = RunStore(self.options.out, self.options.run_id)
+            facts = self.writer_facts
+            self._store = RunStore(self.options.out, self.options.run_id, writer=facts.get("xdist_worker"),
+                                   provenance={"parallel": facts} if facts else None)
             devices = []
             for spec in self.options.devices:
                 try:
@@ -133,6 +137,8 @@ class LvmSession:
             self._env = {**envinfo.collect(devices), "profile": self.profile.name, "timing": self.timing.__dict__}
             if self.load_at_start is not None:
                 self._env["machine_load_at_start"] = self.load_at_start
+            if facts:
+                self._env["parallel"] = facts
             self._store.write_env(self._env)
         return self._store
 
