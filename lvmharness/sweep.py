@@ -41,7 +41,8 @@ class ShardOutcome:
     count: int
     status: str  # "ok", "failures" (benches failed; records kept), "failed" (the shard did not finish)
     detail: str
-    log: Path | None
+    log: Path | None  # the task's stdout (the shard's pytest output)
+    err: Path | None  # the task's stderr
 
 
 def run_shard(index: int, count: int, pytest_args: Sequence[str], shard_out: str, run_id: str, cwd: str,
@@ -86,17 +87,17 @@ def _wait(jobs: Sequence[Any], poll_s: float) -> None:
 
 
 def _outcome(job: Any, index: int, count: int) -> ShardOutcome:
-    log = Path(job.paths.stderr)
+    log, err = Path(job.paths.stdout), Path(job.paths.stderr)
     try:
         code = int(job.result())
     except Exception as exc:  # the task itself died: killed, timed out, node failure
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return ShardOutcome(index, count, "failed", f"{type(exc).__name__}: {first}", log)
+        return ShardOutcome(index, count, "failed", f"{type(exc).__name__}: {first}", log, err)
     if code == 0 or code == 5:
-        return ShardOutcome(index, count, "ok", FINISHED_CODES[code], log)
+        return ShardOutcome(index, count, "ok", FINISHED_CODES[code], log, err)
     if code == 1:
-        return ShardOutcome(index, count, "failures", FINISHED_CODES[1], log)
-    return ShardOutcome(index, count, "failed", f"pytest exit code {code}", log)
+        return ShardOutcome(index, count, "failures", FINISHED_CODES[1], log, err)
+    return ShardOutcome(index, count, "failed", f"pytest exit code {code}", log, err)
 
 
 def sweep(args: argparse.Namespace) -> int:
@@ -141,7 +142,7 @@ def sweep(args: argparse.Namespace) -> int:
     for o in outcomes:
         line = f"shard {o.index}/{o.count}: {o.status} ({o.detail})"
         if o.status != "ok" and o.log is not None:
-            line += f"; log: {o.log}"
+            line += f"; log: {o.log} (stderr: {o.err})"
         print(line)
     if not sources:
         print(f"lvm sweep: no shard wrote any record; logs in {work / 'logs'}", file=sys.stderr)

@@ -200,3 +200,28 @@ def test_writer_facts_go_into_every_record_and_the_record_wins(tmp_path: Path) -
     a, b = load_records(store.run_dir)
     assert a["provenance"] == {"xdist_worker": "gw1", "torch_threads": 1}
     assert b["provenance"] == {"xdist_worker": "gw1", "torch_threads": 4}
+
+
+def test_add_returns_only_after_its_line_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "Finished" means durable: observed through the calls (no power cut needed), the last thing done to the
+    # writer's file before add() returns is an fsync that follows the write of the whole line.
+    store = RunStore(tmp_path, "r", fingerprint=FP)
+    events: list[tuple[str, str, int]] = []
+    real_write, real_fsync = os.write, os.fsync
+
+    def write(fd: int, data: Any) -> int:
+        events.append(("write", os.readlink(f"/proc/self/fd/{fd}"), len(data)))
+        return real_write(fd, data)
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"), 0))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "fsync", fsync)
+    for case in ("a", "b"):
+        events.clear()
+        store.add(rec("r", case))
+        mine = [e for e in events if e[1] == str(store.records_path)]
+        line = len(store.records_path.read_bytes().splitlines(keepends=True)[-1])
+        assert [e[0] for e in mine] == ["write", "fsync"] and mine[0][2] == line, mine
