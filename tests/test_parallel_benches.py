@@ -164,7 +164,7 @@ def test_a_shard_with_a_failing_case_is_reported_with_its_log_and_everything_is_
                "36,32", "--lvm-batch-sizes", "1", "-k", "forward")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     (line,) = [ln for ln in proc.stdout.splitlines() if "finished, some benches failed" in ln]
-    log = Path(line.split("; log: ")[1])
+    log = Path(line.split("; log: ")[1].split()[0])
     assert log.is_file()
     merged = {r["case_id"]: r["status"] for r in load_records(tmp_path / "sw2")}
     assert merged == {
