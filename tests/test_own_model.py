@@ -47,6 +47,17 @@ def test_a_folder_with_only_a_model_and_a_bench(tmp_path: Path) -> None:
     assert memory["provenance"]["isolation"] == "fresh process"  # rebuilt there from mymodels:build
 
 
+def test_the_model_module_is_found_beside_the_bench_from_another_folder(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    for name in ("mymodels.py", "bench_mine.py"):
+        shutil.copy(EXAMPLE / name, project / name)
+    proc = pytest_in(tmp_path, "proj/bench_mine.py", "--lvm-models", "mymodels:build", "--lvm-profile", "smoke",
+                     "--lvm-img-sizes", "32", "--lvm-batch-sizes", "1", "-k", "latency")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    check_records(tmp_path, {"latency"}, "mymodels:build")
+
+
 def test_the_project_bench_runs_unchanged_outside_the_repository(tmp_path: Path) -> None:
     shutil.copy(ROOT / "benches" / "bench_latency.py", tmp_path / "bench_latency.py")
     shutil.copy(EXAMPLE / "mymodels.py", tmp_path / "mymodels.py")

@@ -13,6 +13,7 @@ Markers:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -45,6 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
         session.writer_facts = parallel.configure_worker(config, session)
     else:
         parallel.configure_controller(config, session)
+    if any(":" in m for m in session.options.models or ()):
+        _bench_folders_on_path(config)
     if session.options.models:
         from lvmharness.models import ModelError
 
@@ -55,6 +58,17 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--lvm-models: {exc}") from exc
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(_ShardSelection(), "lvmharness-shard")
+
+
+def _bench_folders_on_path(config: pytest.Config) -> None:
+    """A factory's module (``mymodels:build``) usually sits beside the bench files, whose folders pytest puts on
+    sys.path only when it collects them, after the models are checked: make them importable now. Appended, so
+    nothing installed is shadowed."""
+    for arg in config.args:
+        path = (config.invocation_params.dir / arg.split("::")[0]).resolve()
+        folder = str(path if path.is_dir() else path.parent)
+        if path.exists() and folder not in sys.path:
+            sys.path.append(folder)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
