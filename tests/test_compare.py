@@ -302,3 +302,55 @@ def test_records_from_two_machines_compare_counts_but_not_times(tmp_path: Path) 
     assert verdicts(base, new)[("latency[vit-cpu-fp32-b1-224]", "latency_ms_p50")] == "cross-machine"
     del new[0]["fingerprint"]
     assert verdicts(base, new)[("latency[vit-cpu-fp32-b1-224]", "latency_ms_p50")] == "regression"
+
+
+@pytest.mark.parametrize(
+    ("metric", "key", "base_value", "new_value", "verdict"),
+    [
+        # memory, relative tolerance 5 %: -10 % improves, +2 % is noise, equal is the same, +12 % regresses.
+        ("memory_inference", "rss_peak_bytes", 100, 90, "improvement"),
+        ("memory_inference", "rss_peak_bytes", 100, 102, "noise"),
+        ("memory_inference", "rss_peak_bytes", 100, 100, "same"),
+        ("memory_inference", "rss_peak_bytes", 100, 112, "regression"),
+        ("memory_inference", "rss_peak_bytes", 0, 0, "same"),  # no relative change from 0
+        ("memory_inference", "rss_peak_bytes", 0, 5, "noise"),
+        # accuracy, 0.5 points: +1 improves, +0.3 is noise, equal is the same, -0.6 regresses (higher is better).
+        ("train_result", "top1", 80.0, 81.0, "improvement"),
+        ("train_result", "top1", 80.0, 80.3, "noise"),
+        ("train_result", "top1", 80.0, 80.0, "same"),
+        ("train_result", "top1", 80.0, 79.4, "regression"),
+        # counts: equal is the same, any change a regression, in either direction.
+        ("flops", "macs", 10, 10, "same"),
+        ("flops", "macs", 10, 9, "regression"),
+        # latency without samples from a base of 0: an infinite ratio, a regression.
+        ("latency", "latency_ms_p50", 0.0, 1.0, "regression"),
+    ],
+)
+def test_each_rule_direction_and_the_values_it_reports(metric: str, key: str, base_value: float, new_value: float,
+                                                       verdict: str) -> None:
+    base: dict[str, Any] = {key: base_value}
+    new: dict[str, Any] = {key: new_value}
+    (finding,) = compare_records([rec(metric=metric, **base)], [rec(metric=metric, **new)]).findings
+    assert (finding.key, finding.verdict) == (key, verdict)
+    assert (finding.base, finding.new) == (base_value, new_value)
+
+
+def test_three_samples_a_side_are_enough_for_the_interval() -> None:
+    # Three tight rounds on each side, 2x slower: the interval path decides (its detail names the CI), and the
+    # finding carries the p50 values, not the samples.
+    base = [rec(latency_ms_p50=10.0, samples=[9.9, 10.0, 10.1])]
+    new = [rec(latency_ms_p50=20.0, samples=[19.8, 20.0, 20.2])]
+    (finding,) = compare_records(base, new).findings
+    assert finding.verdict == "regression" and "95% CI" in finding.detail and finding.detail.startswith("slower")
+    assert (finding.base, finding.new) == (10.0, 20.0)
+    two = compare_records([rec(latency_ms_p50=10.0, samples=[9.9, 10.1])], [rec(latency_ms_p50=20.0,
+                                                                               samples=[19.8, 20.2])]).findings
+    assert "no raw samples" in two[0].detail  # two rounds are too few for a bootstrap: the point ratio decides
+
+
+def test_an_improvement_says_faster_and_carries_the_values() -> None:
+    base = [rec(latency_ms_p50=10.0, samples=TIGHT_10)]
+    new = [rec(latency_ms_p50=7.0, samples=[t * 0.7 for t in TIGHT_10])]
+    (finding,) = compare_records(base, new).findings
+    assert finding.verdict == "improvement" and finding.detail.startswith("faster")
+    assert (finding.base, finding.new) == (10.0, 7.0)
