@@ -14,7 +14,14 @@ import torch
 
 from lvmharness.execution import ExecOptions, Prepared
 from lvmharness.measure import contention
-from lvmharness.measure.contention import Snapshot, machine_load, measure_window, read_proc_stat, read_run_wait_s
+from lvmharness.measure.contention import (
+    Snapshot,
+    descendants_cpu_s,
+    machine_load,
+    measure_window,
+    read_proc_stat,
+    read_run_wait_s,
+)
 from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
 from lvmharness.models import create_model
 
@@ -220,3 +227,21 @@ def test_a_busy_run_warns_at_start_and_flags_in_the_summary(tmp_path: Path) -> N
     assert record["provenance"]["settings"]["torch_num_threads"] >= 1
     env = load_env(run)
     assert env is not None and env["machine_load_at_start"]["contended"] is True
+
+
+def test_cpu_of_processes_we_started_is_ours_not_other_load() -> None:
+    # 1 s window on 2 cores: we used 1.0 CPU-s, our DataLoader workers 0.8 CPU-s, the cores were busy 1.85 s in
+    # all. Other load = 1.85 - 1.0 - 0.8 = 0.05 cores: a daemon, not a competitor.
+    start = Snapshot(0.0, 0.0, (10.0, 0.0), 0.0, descendants_cpu_s=5.0)
+    end = Snapshot(1.0, 1.0, (11.85, 0.0), 0.0, descendants_cpu_s=5.8)
+    c = measure_window(start, end, threads=1, cores=2)
+    assert c.other_load_cores == pytest.approx(0.05)
+    assert c.cpu_share == pytest.approx(1.0)  # our own threads only: workers do not inflate the share
+    assert not c.contended
+
+
+def test_descendants_cpu_counts_a_child_that_ran_and_was_reaped() -> None:
+    before = descendants_cpu_s()
+    # The child spins until it has used 0.3 s of its own CPU time, then exits; run() reaps it.
+    subprocess.run([sys.executable, "-c", "import time\nwhile time.process_time() < 0.3: pass"], check=True)
+    assert descendants_cpu_s() - before >= 0.3

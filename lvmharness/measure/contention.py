@@ -8,8 +8,9 @@ kernel's own accounting:
   time. Informative, not decisive on its own: an idle run of a model with serial stretches (Python overhead,
   single-threaded ops) is below 1 too.
 * ``other_load_cores`` — mean number of cores, among those this process may run on, busy with anything but this
-  process: busy time from ``/proc/stat`` (user, nice, system, irq, softirq and steal — steal is CPU time the
-  hypervisor gave to another guest) minus this process's own CPU time, over the window. ``/proc/stat`` counts in
+  process and its descendants: busy time from ``/proc/stat`` (user, nice, system, irq, softirq and steal — steal is
+  CPU time the hypervisor gave to another guest) minus the CPU time of this process and of the processes it started
+  (a DataLoader's workers are part of the measured job, not a competitor), over the window. ``/proc/stat`` counts in
   clock ticks (``USER_HZ``, 100/s), so the figure carries ``resolution_cores`` = one tick per core ÷ wall.
 * ``run_wait_share`` — time this process's threads spent runnable but waiting for a CPU (the second field of
   ``/proc/<pid>/task/<tid>/schedstat``, nanoseconds, kernel ``Documentation/scheduler/sched-stats.rst``) ÷ (wall ×
@@ -107,16 +108,37 @@ def read_run_wait_s(task_dir: str = "/proc/self/task") -> float | None:
     return total / 1e9 if seen else None
 
 
+def descendants_cpu_s() -> float:
+    """CPU seconds of every process this one started: live ones (psutil) plus those already waited for.
+
+    A worker that ends inside a window moves from the first term to the second (``os.times()`` counts children
+    once they are reaped), so the sum grows monotonically and a window's difference is what the workers used in it.
+    """
+    import psutil
+
+    total = 0.0
+    try:
+        for child in psutil.Process().children(recursive=True):
+            with_times = child.cpu_times()
+            total += with_times.user + with_times.system
+    except psutil.Error:  # a child that ended between listing and reading: it is counted once reaped
+        pass
+    t = os.times()
+    return total + t.children_user + t.children_system
+
+
 @dataclass(frozen=True)
 class Snapshot:
     wall_s: float
     process_cpu_s: float
     stat: tuple[float, float] | None  # (busy s, steal s) over our cores, from /proc/stat
     run_wait_s: float | None
+    descendants_cpu_s: float = 0.0  # CPU s of processes we started (DataLoader workers): ours, not other load
 
 
 def snapshot(cpus: list[int]) -> Snapshot:
-    return Snapshot(time.perf_counter(), time.process_time(), read_proc_stat(cpus), read_run_wait_s())
+    return Snapshot(time.perf_counter(), time.process_time(), read_proc_stat(cpus), read_run_wait_s(),
+                    descendants_cpu_s())
 
 
 @dataclass
@@ -187,10 +209,11 @@ def measure_window(start: Snapshot, end: Snapshot, *, threads: int, cores: int,
     """Contention over the window between two snapshots."""
     wall = max(end.wall_s - start.wall_s, 1e-9)
     ours = end.process_cpu_s - start.process_cpu_s
+    workers = max(0.0, end.descendants_cpu_s - start.descendants_cpu_s)
     other = resolution = steal = None
     if start.stat is not None and end.stat is not None:
         busy = end.stat[0] - start.stat[0]
-        other = max(0.0, (busy - ours) / wall)
+        other = max(0.0, (busy - ours - workers) / wall)
         steal = (end.stat[1] - start.stat[1]) / wall
         resolution = cores / USER_HZ / wall  # one tick per core at each end, at worst
     wait = None
