@@ -17,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from lvmharness.results import make_record
+from lvmharness.results import make_record, record_identity
 
 if TYPE_CHECKING:
     import torch
@@ -48,11 +48,11 @@ class _Identity:
 
     def record(self, run_id: str = API_RUN_ID) -> dict[str, Any]:
         """The schema-v1 record of this measurement (``status: ok``)."""
-        return make_record(
-            run_id=run_id, metric=self.metric, model=self.model, alias=self.alias, family=self.family,
-            device=self.device, dtype=self.dtype, batch_size=self.batch_size, img_size=self.img_size,
-            values=self.values, provenance=self.provenance,
+        identity = record_identity(
+            metric=self.metric, model=self.model, alias=self.alias, family=self.family, device=self.device,
+            dtype=self.dtype, batch_size=self.batch_size, img_size=self.img_size,
         )
+        return make_record(run_id=run_id, values=self.values, provenance=self.provenance, **identity)
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,19 @@ class Memory(_Identity):
         return rec
 
 
-def _module_identity(model: nn.Module) -> tuple[str, str]:
+class _Names(TypedDict):
+    model: str
+    alias: str
+    family: str
+
+
+def _names(model: nn.Module | str, spec: ModelSpec | None) -> _Names:
+    """A record's model / alias / family: a name as its spec resolves it, a module passed in by its class name
+    (family ``custom``)."""
+    if isinstance(model, str) and spec is not None:
+        return {"model": spec.timm_name, "alias": model, "family": spec.family}
     name = type(model).__name__
-    return name, "custom"
+    return {"model": name, "alias": name, "family": "custom"}
 
 
 def _spec(model: str) -> ModelSpec:
@@ -134,16 +144,16 @@ def measure_latency(
         spec = _spec(model)
         size = img_size or spec.default_img_size
         net = create_model(spec, img_size=size, device=dev)
-        name, alias, family = spec.timm_name, model, spec.family
+        names = _names(model, spec)
     else:
         size = img_size or 224
         net = model
-        (name, family), alias = _module_identity(model), type(model).__name__
+        names = _names(model, None)
     prepared = Prepared(net.eval().to(dev), dev, ExecOptions(dtype))
     result = forward_latency(prepared, ForwardCase(batch_size, size), Timer(dev, TimingConfig(budget_s=budget_s)))
     values, prov = result.values(), result.provenance()
     return Latency(
-        model=name, alias=alias, family=family, device=str(dev), dtype=dtype, batch_size=batch_size, img_size=size,
+        **names, device=str(dev), dtype=dtype, batch_size=batch_size, img_size=size,
         values=values, provenance=prov, latency_ms_p50=values["latency_ms_p50"],
         latency_ms_p90=values["latency_ms_p90"], latency_ms_p99=values["latency_ms_p99"],
         latency_ms_iqr=values["latency_ms_iqr"], throughput_img_s=values["throughput_img_s"],
@@ -161,8 +171,7 @@ def count_flops(model: nn.Module | str, *, img_size: int | None = None, batch_si
 
     if isinstance(model, str):
         report = analyze(model, img_size=img_size, batch_size=batch_size, backward=backward)
-        spec = _spec(model)
-        name, alias, family, size, device = report.model, model, spec.family, report.img_size, report.device
+        names, size, device = _names(model, _spec(model)), report.img_size, report.device
         params, macs, macs_fwd_bwd, by_op = report.params, report.macs, report.macs_fwd_bwd, report.by_op
         counter = report.counter
     else:
@@ -175,13 +184,13 @@ def count_flops(model: nn.Module | str, *, img_size: int | None = None, batch_si
         fwd = forward_macs(model, x)
         macs, by_op, params = fwd.macs, fwd.by_op, count_params(model)
         macs_fwd_bwd = forward_backward_macs(model, x).macs if backward else None
-        (name, family), alias, device = _module_identity(model), type(model).__name__, str(where)
+        names, device = _names(model, None), str(where)
         counter = "torch.utils.flop_counter.FlopCounterMode + lvmharness formulas"
     values: dict[str, Any] = {"params": params, "macs": macs, "flops": 2 * macs}
     if macs_fwd_bwd is not None:
         values.update(macs_fwd_bwd=macs_fwd_bwd, flops_fwd_bwd=2 * macs_fwd_bwd)
     return FlopCount(
-        model=name, alias=alias, family=family, device=device, dtype="fp32", batch_size=batch_size, img_size=size,
+        **names, device=device, dtype="fp32", batch_size=batch_size, img_size=size,
         values=values, provenance={"counter": counter, "counted_on": device, "macs_by_op": by_op},
         params=params, macs=macs, flops=2 * macs, macs_fwd_bwd=macs_fwd_bwd,
     )
@@ -204,7 +213,7 @@ def measure_memory(model: str, *, img_size: int | None = None, batch_size: int =
     values = result.values()
     known = {f.name for f in dataclasses.fields(Memory)}
     return Memory(
-        model=spec.timm_name, alias=model, family=spec.family, device=device, dtype=dtype, batch_size=batch_size,
+        **_names(model, spec), device=device, dtype=dtype, batch_size=batch_size,
         img_size=size, values=values, provenance={**result.provenance(), "metric": f"memory_{mode}"},
         status=result.status, error=result.error,
         **{k: v for k, v in values.items() if k in known and k.endswith("_bytes")},

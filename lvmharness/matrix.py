@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from lvmharness.aliases import ORIGINAL_ALIASES
 from lvmharness.measure.budget import TimingConfig
-from lvmharness.results import case_label
+from lvmharness.results import case_label, record_identity
 
 if TYPE_CHECKING:
     from lvmharness.execution import ExecOptions
@@ -149,18 +149,11 @@ class BenchCase:
     def identity(self, metric: str, phase: str = "inference") -> dict[str, Any]:
         """The identity fields of a result record for this case."""
         spec = self.spec
-        return {
-            "metric": metric,
-            "model": spec.timm_name,
-            "alias": self.model,
-            "family": spec.family,
-            "device": self.device,
-            "dtype": self.dtype,
-            "batch_size": self.batch_size,
-            "img_size": self.img_size,
-            "phase": phase,
-            "options": dict(self.options),
-        }
+        return record_identity(
+            metric=metric, model=spec.timm_name, alias=self.model, family=spec.family, device=self.device,
+            dtype=self.dtype, batch_size=self.batch_size, img_size=self.img_size, phase=phase,
+            options=dict(self.options),
+        )
 
 
 def build_cases(

@@ -227,6 +227,37 @@ class CaseRecorder:
         self.status, self.error = "skipped", reason
 
 
+def record_identity(
+    *,
+    metric: str,
+    model: str,
+    alias: str,
+    family: str,
+    device: str,
+    dtype: str,
+    batch_size: int | None,
+    img_size: int | None,
+    phase: str = "inference",
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The identity fields of a result record (what was measured, how), in the record's key order. Every front
+    end (bench cases, train.py, the Python API, ``lvm latency``) builds them here; ``make_record`` adds the rest.
+    ``model`` is the model as records name it (timm name, ``torchvision:NAME``, ``module:callable``), ``alias``
+    as the user named it (the case id uses it)."""
+    return {
+        "metric": metric,
+        "model": model,
+        "alias": alias,
+        "family": family,
+        "device": device,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "img_size": img_size,
+        "phase": phase,
+        "options": dict(options or {}),
+    }
+
+
 def make_record(
     *,
     run_id: str,
@@ -250,21 +281,13 @@ def make_record(
         raise ValueError(f"status {status!r} is not one of {STATUSES}")
     if phase not in PHASES:
         raise ValueError(f"phase {phase!r} is not one of {PHASES}")
-    opts = dict(options or {})
+    ident = record_identity(metric=metric, model=model, alias=alias, family=family, device=device, dtype=dtype,
+                            batch_size=batch_size, img_size=img_size, phase=phase, options=options)
     return {
         "schema": SCHEMA_VERSION,
         "run_id": run_id,
-        "case_id": case or case_id(metric, alias, device, dtype, batch_size, img_size, opts),
-        "metric": metric,
-        "model": model,
-        "alias": alias,
-        "family": family,
-        "device": device,
-        "dtype": dtype,
-        "batch_size": batch_size,
-        "img_size": img_size,
-        "phase": phase,
-        "options": opts,
+        "case_id": case or case_id(metric, alias, device, dtype, batch_size, img_size, ident["options"]),
+        **ident,
         "status": status,
         "error": error,
         "values": dict(values or {}),

@@ -48,15 +48,15 @@ def run(args: argparse.Namespace) -> int:
     values, prov = result.values(), result.provenance()
     if args.out:
         from lvmharness import envinfo
-        from lvmharness.results import RunStore, make_record
+        from lvmharness.results import RunStore, make_record, record_identity
 
         store = RunStore(args.out)
         store.write_env(envinfo.collect([device]))
-        store.add(make_record(
-            run_id=store.run_id, metric="latency", model=spec.timm_name, alias=args.model, family=spec.family,
-            device=str(device), dtype=args.dtype, batch_size=args.batch_size, img_size=size, values=values,
-            provenance=prov, options=options.id_options(),
-        ))
+        ident = record_identity(
+            metric="latency", model=spec.timm_name, alias=args.model, family=spec.family, device=str(device),
+            dtype=args.dtype, batch_size=args.batch_size, img_size=size, options=options.id_options(),
+        )
+        store.add(make_record(run_id=store.run_id, values=values, provenance=prov, **ident))
         store.close()
         print(f"record written to {store.results_path}", file=sys.stderr)
     if args.json:

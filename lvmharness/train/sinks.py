@@ -150,12 +150,14 @@ def default_sinks(run: TrainRun) -> list[Sink]:
 
 
 def identity(run: TrainRun, metric: str) -> dict[str, Any]:
-    return {
-        "metric": metric, "model": run.spec.timm_name, "alias": run.cfg.model, "family": run.spec.family,
-        "device": str(run.device.type), "dtype": run.dtype_name, "batch_size": run.global_batch,
-        "img_size": run.img_size, "phase": "train" if run.cfg.phase == 1 else "finetune",
-        "options": {"dataset": run.splits.name, "training_phase": run.cfg.phase, "world_size": run.dist.world},
-    }
+    from lvmharness.results import record_identity
+
+    return record_identity(
+        metric=metric, model=run.spec.timm_name, alias=run.cfg.model, family=run.spec.family,
+        device=str(run.device.type), dtype=run.dtype_name, batch_size=run.global_batch, img_size=run.img_size,
+        phase="train" if run.cfg.phase == 1 else "finetune",
+        options={"dataset": run.splits.name, "training_phase": run.cfg.phase, "world_size": run.dist.world},
+    )
 
 
 def provenance(run: TrainRun) -> dict[str, Any]:
