@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 _BYTE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -28,6 +29,18 @@ def parse_positive_int(text: str) -> int:
         raise ValueError(f"{text.strip()!r} is not an integer") from None
     if value < 1:
         raise ValueError(f"{value} must be a positive integer")
+    return value
+
+
+def parse_int_in(text: str, low: int, high: int | None = None) -> int:
+    """An integer in [low, high] (``high`` None: no upper bound); the error says what is valid."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        valid = f"between {low} and {high:,}" if high is not None else f">= {low}"
+        raise ValueError(f"must be an integer {valid}, got {text}")
     return value
 
 
@@ -63,3 +76,27 @@ def parse_bytes(text: str) -> int:
     if value <= 0:
         raise ValueError(f"memory size {text!r} must be positive")
     return value
+
+
+def parse_output_file(text: str) -> Path:
+    """A file to (over)write: not a folder, and its folder, if it exists, is a folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"{text} is a folder; give a file name to write, e.g. {path / 'out.json'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{parent} is a file, so {text} cannot be created")
+            break
+    return path
+
+
+def parse_output_folder(text: str) -> Path:
+    """A folder to write into (created if missing): not an existing file, nor under one."""
+    path = Path(text)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"{p} is a file; give a folder to write into")
+            break
+    return path

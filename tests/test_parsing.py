@@ -1,8 +1,18 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from lvmharness.parsing import parse_bytes, parse_int_list, parse_list, parse_seconds
+from lvmharness.parsing import (
+    parse_bytes,
+    parse_int_in,
+    parse_int_list,
+    parse_list,
+    parse_output_file,
+    parse_output_folder,
+    parse_seconds,
+)
 
 
 def test_lists() -> None:
@@ -32,3 +42,29 @@ def test_bytes() -> None:
     assert parse_bytes("2GiB") == 2 * 2**30 and parse_bytes("1.5GB") == 1_500_000_000 and parse_bytes("1000") == 1000
     with pytest.raises(ValueError, match="not understood"):
         parse_bytes("2 parsecs")
+
+
+def test_int_in_range() -> None:
+    assert parse_int_in("16", 16, 4096) == 16 and parse_int_in("4096", 16, 4096) == 4096
+    assert parse_int_in("7", 0) == 7
+    with pytest.raises(ValueError, match=r"expected an integer, got '1\.5'"):
+        parse_int_in("1.5", 1)
+    with pytest.raises(ValueError, match="must be an integer >= 1, got 0"):
+        parse_int_in("0", 1)
+    with pytest.raises(ValueError, match="must be an integer between 16 and 4,096, got 4097"):
+        parse_int_in("4097", 16, 4096)
+
+
+def test_output_paths(tmp_path: Path) -> None:
+    a_file = tmp_path / "f.json"
+    a_file.write_text("{}")
+    assert parse_output_file(str(tmp_path / "new" / "g.json")) == tmp_path / "new" / "g.json"
+    assert parse_output_folder(str(tmp_path / "runs")) == tmp_path / "runs"
+    with pytest.raises(ValueError, match="is a folder; give a file name"):
+        parse_output_file(str(tmp_path))
+    with pytest.raises(ValueError, match=r"is a file, so .* cannot be created"):
+        parse_output_file(str(a_file / "g.json"))
+    with pytest.raises(ValueError, match="is a file; give a folder"):
+        parse_output_folder(str(a_file))
+    with pytest.raises(ValueError, match="is a file; give a folder"):
+        parse_output_folder(str(a_file / "sub"))

@@ -10,13 +10,13 @@ Adding an option: one ``add_option(name, field, ...)`` call below and one field 
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lvmharness.commands.args import argument_type
 from lvmharness.matrix import PROFILES
 from lvmharness.parsing import parse_bytes, parse_int_list, parse_list, parse_seconds
 from lvmharness.results import DTYPE_NAMES, run_id_arg
@@ -32,15 +32,7 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 def argtype(parse: Callable[[str], T], name: str) -> Callable[[str], T]:
     """Wrap a parser raising ValueError into an argparse type whose message argparse shows as is."""
-
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = name
-    return convert
+    return argument_type(parse, name)
 
 
 def _models(text: str) -> tuple[str, ...]:
