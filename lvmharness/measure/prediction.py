@@ -174,14 +174,13 @@ def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: to
     import torch
     import torch.nn.functional as F
 
+    from lvmharness.execution import autocast as amp_context
     from lvmharness.measure.accounting import LiveTensorBytes, MemTrackerAccount, saved_for_backward
 
     _, autocast_dtype = _dtype_mode(cfg)
 
-    def autocast() -> Any:
-        if autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=autocast_dtype)
+    def autocast() -> contextlib.AbstractContextManager[Any]:
+        return amp_context(device, autocast_dtype)  # the execution vocabulary: the same AMP as the measured cases
 
     opt: torch.optim.Optimizer | None = None
     if cfg.mode == "train":
@@ -293,17 +292,14 @@ def predict_step(cfg: StepConfig, *, per_layer: bool = False, accountant: str = 
 
 def predict_saved_for_backward(cfg: StepConfig) -> dict[str, int]:
     """Bytes autograd keeps for backward after one train-mode forward, by module (fake tensors, forward only)."""
-    import torch
-
+    from lvmharness.execution import autocast
     from lvmharness.measure.accounting import saved_for_backward
 
     saved: dict[str, int] = {}
     _, autocast_dtype = _dtype_mode(cfg)
     with _fake_case(cfg) as (model, x, _y, device, _size):
         model.train()
-        amp = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
-               else contextlib.nullcontext())
-        with saved_for_backward(model, saved), amp:
+        with saved_for_backward(model, saved), autocast(device, autocast_dtype):
             out = model(x)
         del out
     return saved
