@@ -73,6 +73,22 @@ def module_paths(net: nn.Module) -> dict[int, str]:
 
 
 @contextlib.contextmanager
+def _every_call(net: nn.Module, pre: Callable[[nn.Module, Any], None],
+                post: Callable[[nn.Module, Any, Any], None]) -> Iterator[None]:
+    """``pre`` before and ``post`` after every module call of ``net`` (``post`` also when the call raises), hooks
+    removed on exit."""
+    handles = []
+    for mod in net.modules():
+        handles.append(mod.register_forward_pre_hook(pre))
+        handles.append(mod.register_forward_hook(post, always_call=True))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
 def module_ranges(net: nn.Module) -> Iterator[None]:
     """Open a ``lvm.module::<path>`` profiler range around every module call (nothing is recorded when no profiler
     runs: the ranges then cost one dispatcher call each)."""
@@ -85,15 +101,8 @@ def module_ranges(net: nn.Module) -> Iterator[None]:
     def post(mod: nn.Module, args: Any, out: Any) -> None:
         torch.ops.profiler._record_function_exit._RecordFunction(stack.pop())
 
-    handles = []
-    for mod in net.modules():
-        handles.append(mod.register_forward_pre_hook(pre))
-        handles.append(mod.register_forward_hook(post, always_call=True))
-    try:
+    with _every_call(net, pre, post):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @contextlib.contextmanager
@@ -108,15 +117,8 @@ def _path_stack(net: nn.Module, stack: list[str], calls: dict[str, int]) -> Iter
     def post(mod: nn.Module, args: Any, out: Any) -> None:
         stack.pop()
 
-    handles = []
-    for mod in net.modules():
-        handles.append(mod.register_forward_pre_hook(pre))
-        handles.append(mod.register_forward_hook(post, always_call=True))
-    try:
+    with _every_call(net, pre, post):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 # --- FLOPs and bytes per module, from one forward under a dispatch mode ----------------------------------------
