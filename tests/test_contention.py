@@ -4,6 +4,7 @@ with a busy-loop competitor on every core (flagged) and on an idle machine (not 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -130,20 +131,28 @@ def smoke_latency() -> dict[str, object]:
     return values
 
 
+def start_competitor(core: int) -> int:
+    """A busy loop pinned to one core, started as an orphan (the shell that starts it exits at once), so that like
+    a real competitor it is not one of this process's descendants, whose CPU time the window counts as ours."""
+    code = f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass"
+    out = subprocess.run(["sh", "-c", '"$0" -c "$1" >/dev/null 2>&1 & echo $!', sys.executable, code],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
 def test_a_busy_loop_on_every_core_flags_the_case() -> None:
-    cores = contention.affinity()
-    competitors = [
-        subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{c}}})\nwhile True: pass"])
-        for c in cores
-    ]
+    import psutil
+
+    competitors = [start_competitor(c) for c in contention.affinity()]
     try:
+        ours = {p.pid for p in psutil.Process().children(recursive=True)}
+        assert not ours & set(competitors)  # other processes, not our workers
         time.sleep(0.3)  # let them start spinning
         values = smoke_latency()
     finally:
-        for p in competitors:
-            p.kill()
-        for p in competitors:
-            p.wait()
+        for pid in competitors:
+            os.kill(pid, signal.SIGKILL)
+    cores = contention.affinity()
     assert values["contended"] is True, values
     # Each core runs a never-sleeping competitor: by fair sharing it keeps at least half of its core while our
     # thread there runs, so at least ~half a core per core is someone else's.
