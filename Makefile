@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lvm-installed
 ARGS ?=
 
-.PHONY: all install test bench bench-smoke lint fmt clean browser-deps viz baseline mutation
+.PHONY: all install test test-slow bench bench-smoke lint fmt clean browser-deps viz baseline mutation
 
 all: test
 
@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest tests/ $(ARGS)
+	$(PY) -m pytest tests/ -m "not slow" $(ARGS)
+
+# The multi-process end-to-end tests (xdist, shards, sweep, torchrun, TensorBoard, max-batch bisection); CI runs both.
+test-slow: $(STAMP)
+	$(PY) -m pytest tests/ -m slow $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m pytest benches/ --benchmark-autosave $(ARGS)

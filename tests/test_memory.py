@@ -96,6 +96,7 @@ def test_an_error_inside_the_child_comes_back_as_text() -> None:
     assert res.status == "error" and "multiple of the patch size 8" in (res.error or "")
 
 
+@pytest.mark.slow  # one child process per probe of the bisection
 def test_max_batch_search_under_a_cap() -> None:
     found = max_batch(MemoryCase("smoke_resnet", img_size=448, mem_limit_bytes=160 * MiB), upper=1024)
     assert found["max_batch_size"] >= 1

@@ -21,6 +21,9 @@ from lvmharness.bench.config import LvmConfig
 from lvmharness.bench.session import LvmSession
 from lvmharness.results import load_records
 
+# Each test starts several pytest processes (xdist workers, shards, a submitit sweep): the slow suite.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SLICE = ("--lvm-profile", "smoke", "--lvm-models", "smoke_resnet,smoke_vit", "-k", "forward_latency or macs")
 # The slice's cases, written out by hand from the smoke profile: smoke_resnet is native at 64 px, smoke_vit at

@@ -72,6 +72,7 @@ def tensorboard(smoke_run: Path) -> Iterator[str]:
         proc.wait(timeout=20)
 
 
+@pytest.mark.slow  # starts a TensorBoard server and waits for its profile plugin
 def test_tensorboard_serves_the_traces_and_scalars(tensorboard: str, smoke_run: Path) -> None:
     api = tensorboard + "/data/plugin/pytorch_profiler"
     runs = get_json(api + "/runs")["runs"]

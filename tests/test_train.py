@@ -225,6 +225,7 @@ def _bounded(args: list[str], cwd: Path, timeout: float, env: dict[str, str] | N
     return proc.returncode, out
 
 
+@pytest.mark.slow  # two torchrun launches of two processes each
 def test_torchrun_two_processes_on_cpu_with_and_without_a_trace(tmp_path: Path) -> None:
     def torchrun(out: str, *extra: str) -> str:
         args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
