@@ -32,7 +32,8 @@ import json
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -390,15 +391,14 @@ def _int_value(name: str, raw: Any, default: int, bounds: tuple[int, int]) -> in
     return value
 
 
-def _measure(model: str, img_size: int, batch: int, dtype: str, root: Path) -> None:
-    """Time per layer on the CPU and save it (and the graph) where the page finds it; imports torch."""
+@contextmanager
+def _model_errors_as_api_errors(model: str) -> Iterator[None]:
+    """The HTTP answer to a model that cannot be built or counted, for every path that builds one (imports torch)."""
     from lvmharness.measure.flops import FlopCountError
-    from lvmharness.measure.layers import measure_from_spec, save_for_page
     from lvmharness.models import InvalidInputSizeError, ModelError, UnknownModelError
 
     try:
-        doc = measure_from_spec(model, img_size=img_size, batch_size=batch, device="cpu", dtype=dtype, steps=3,
-                                warmup=1)
+        yield
     except UnknownModelError as exc:
         raise ApiError(404, str(exc), matches=exc.matches) from None
     except InvalidInputSizeError as exc:
@@ -407,24 +407,23 @@ def _measure(model: str, img_size: int, batch: int, dtype: str, root: Path) -> N
         raise ApiError(400, str(exc)) from None
     except FlopCountError as exc:
         raise ApiError(422, f"{model} cannot be analysed exactly: {exc}") from None
+
+
+def _measure(model: str, img_size: int, batch: int, dtype: str, root: Path) -> None:
+    """Time per layer on the CPU and save it (and the graph) where the page finds it; imports torch."""
+    from lvmharness.measure.layers import measure_from_spec, save_for_page
+
+    with _model_errors_as_api_errors(model):
+        doc = measure_from_spec(model, img_size=img_size, batch_size=batch, device="cpu", dtype=dtype, steps=3,
+                                warmup=1)
     save_for_page(doc, root)
 
 
 def _generate(model: str, img_size: int, batch: int, dtype: str) -> dict[str, Any]:
     """Build a graph on the meta device; the only path that imports torch."""
     from lvmharness.graph import build_graph
-    from lvmharness.measure.flops import FlopCountError
-    from lvmharness.models import InvalidInputSizeError, ModelError, UnknownModelError
 
-    try:
+    with _model_errors_as_api_errors(model):
         doc = build_graph(model, img_size=img_size, batch_size=batch, dtype=dtype)
-    except UnknownModelError as exc:
-        raise ApiError(404, str(exc), matches=exc.matches) from None
-    except InvalidInputSizeError as exc:
-        raise ApiError(400, str(exc), valid=exc.valid) from None
-    except ModelError as exc:  # e.g. an unknown torchvision:NAME, or a served factory that raised
-        raise ApiError(400, str(exc)) from None
-    except FlopCountError as exc:
-        raise ApiError(422, f"{model} cannot be analysed exactly: {exc}") from None
     validate_graph(doc)
     return doc
