@@ -155,3 +155,31 @@ def test_cuda_allocated_le_reserved_and_training_exceeds_inference() -> None:
         assert 0 < res.values()["mem_allocated_peak_bytes"] <= res.values()["mem_reserved_peak_bytes"]
     assert train.values()["mem_allocated_peak_bytes"] > inf.values()["mem_allocated_peak_bytes"]
     assert train.values()["mem_activations_peak_bytes"] > inf.values()["mem_activations_peak_bytes"]
+
+
+def test_the_bench_process_drops_its_cached_model_before_a_memory_child_runs() -> None:
+    # A memory child shares the device with the pytest process: the model a latency case left cached there (and,
+    # on CUDA, the allocator blocks it held) would shrink what the child can use and move its max batch. Building
+    # the memory case is the one way benches reach a child, and it must leave no model alive in this process.
+    import gc
+    import weakref
+
+    from lvmharness.bench.config import LvmConfig
+    from lvmharness.bench.fixture import Lvm
+    from lvmharness.bench.session import LvmSession
+
+    session = LvmSession.from_options(LvmConfig(profile="smoke", devices=("cpu",), models=("smoke_vit",)))
+    case = session.cases("latency")[0]
+    lvm = Lvm(session, case)
+    loaded = lvm.model()
+    model = weakref.ref(loaded.prepared.model)
+    assert lvm.model() is loaded  # the cache a later latency case of the same model would reuse
+    del loaded
+    gc.collect()
+    assert model() is not None, "the session's cache keeps the model alive between cases"
+
+    mem = lvm.memory_case("inference")
+
+    assert model() is None, "the cached model outlived the start of a memory case"
+    assert (mem.model, mem.batch_size, mem.img_size, mem.mode) == (case.spec.portable_name, case.batch_size or 1,
+                                                                    case.img_size, "inference")

@@ -44,6 +44,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from lvmharness import __version__
+from lvmharness.devices import synchronizer
 from lvmharness.execution import Prepared
 from lvmharness.graph_format import LAYERS_FORMAT, LAYERS_VERSION
 from lvmharness.measure.flops import EXTRA_FORMULAS, UncountedOpError, carries_macs, count_run
@@ -394,7 +395,7 @@ def measure_layers(
     saved_buffers = {k: v.detach().clone() for k, v in net.state_dict().items() if not isinstance(v, nn.Parameter)}
     net.train(mode == "train")
     step = step_function(prepared, x, mode)
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync = synchronizer(device)  # names the case's device: a bare torch.cuda.synchronize() waits for the current one
     try:
         reference: dict[str, Any]
         if reference_ms is None:
