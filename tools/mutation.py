@@ -7,6 +7,7 @@ copy under ``.mutation/<module>/`` (mutmut writes its mutants next to the code i
 
     python tools/mutation.py                     # every module
     python tools/mutation.py stats compare       # some
+    python tools/mutation.py --again results     # after adding tests: re-check only the last run's survivors
     MUTATION_TIMEOUT_S=900 MUTATION_SHOW=10 python tools/mutation.py results
 
 Prints the surviving mutants (as diffs) and, per module, killed / (killed + survived), with mutants that no selected
@@ -31,7 +32,11 @@ COPY = ("lvmharness", "tests", "benches", "conftest.py", "pytest.ini")
 MODULES: dict[str, tuple[str, list[str]]] = {
     "stats": ("lvmharness/stats.py", ["tests/test_stats.py"]),
     "compare": ("lvmharness/compare.py", ["tests/test_compare.py", "-k", "not committed_baseline"]),
-    "results": ("lvmharness/results.py", ["tests/test_results.py"]),
+    "results": ("lvmharness/results.py", ["tests/test_results.py", "tests/test_store_concurrency.py",
+                                          "tests/test_shard_merge.py", "-m", "not slow",
+                                          # writers in other processes: seconds each, and they import the
+                                          # unmutated package
+                                          "-k", "not four_writers and not kill_9"]),
     "latency": ("lvmharness/measure/latency.py", ["tests/test_latency.py"]),
     "flops": ("lvmharness/measure/flops.py", ["tests/test_flops.py"]),
 }
@@ -58,6 +63,16 @@ def _config(target: str, tests: list[str]) -> str:
     )
 
 
+def _refresh_tests(work: Path, target: str, tests: list[str]) -> None:
+    """New and changed tests into an existing scratch copy (the mutated code must be unchanged for --again)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for sub in ("tests", "mutants/tests"):
+        shutil.rmtree(work / sub, ignore_errors=True)
+        shutil.copytree(ROOT / "tests", work / sub, ignore=ignore)
+    for place in (work, work / "mutants"):
+        (place / "pyproject.toml").write_text(_config(target, tests))
+
+
 def _prepare(name: str, target: str, tests: list[str]) -> Path:
     work = SCRATCH / name
     shutil.rmtree(work, ignore_errors=True)
@@ -79,18 +94,39 @@ def _mutmut(work: Path, *args: str, timeout: float | None = None) -> subprocess.
                           text=True, timeout=timeout)
 
 
-def run_module(name: str, timeout_s: float) -> tuple[int, int, int]:
-    """(killed, survived, excluded as equivalent) for one module; prints the survivors."""
+def _status(work: Path) -> dict[str, str]:
+    listing = _mutmut(work, "results", "--all", "true").stdout
+    return dict(re.findall(r"^\s*(\S+__mutmut_\d+): (.+)$", listing, flags=re.M))
+
+
+def run_module(name: str, timeout_s: float, again: bool = False) -> tuple[int, int, int]:
+    """(killed, survived, excluded as equivalent) for one module; prints the survivors.
+
+    ``again``: keep the last run's verdicts and re-check only its survivors against the current tests. Sound
+    while tests are only added (a mutant killed before stays killed) and the mutated module is unchanged."""
     target, tests = MODULES[name]
-    work = _prepare(name, target, tests)
+    work = SCRATCH / name
+    retry: list[str] = []
+    if again:
+        if (ROOT / target).read_bytes() != (work / target).read_bytes():
+            print(f"{name}: {target} changed since the last run; running every mutant again")
+            again = False
+        else:
+            retry = [m for m, s in _status(work).items() if s in ("survived", "no tests") and m not in EQUIVALENT]
+            _refresh_tests(work, target, tests)
+    if not again:
+        work = _prepare(name, target, tests)
     try:
-        proc = _mutmut(work, "run", "--max-children", os.environ.get("MUTATION_CHILDREN", "2"), timeout=timeout_s)
+        children = os.environ.get("MUTATION_CHILDREN", "2")
+        if again and not retry:
+            proc = subprocess.CompletedProcess([], 0, "", "")
+        else:
+            proc = _mutmut(work, "run", "--max-children", children, *retry, timeout=timeout_s)
         if proc.returncode:
             print(f"{name}: mutmut run failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     except subprocess.TimeoutExpired:
         print(f"{name}: stopped after {timeout_s:.0f} s; the score covers the mutants checked so far")
-    listing = _mutmut(work, "results", "--all", "true").stdout
-    status = dict(re.findall(r"^\s*(\S+__mutmut_\d+): (.+)$", listing, flags=re.M))
+    status = _status(work)
     killed = sum(s in ("killed", "timeout") for s in status.values())
     survivors = [m for m, s in status.items() if s in ("survived", "no tests") and m not in EQUIVALENT]
     excluded = sum(m in EQUIVALENT and s in ("survived", "no tests") for m, s in status.items())
@@ -110,6 +146,8 @@ def run_module(name: str, timeout_s: float) -> tuple[int, int, int]:
 
 
 def main(argv: list[str]) -> int:
+    again = "--again" in argv
+    argv = [a for a in argv if a != "--again"]
     names = argv or list(MODULES)
     unknown = [n for n in names if n not in MODULES]
     if unknown:
@@ -119,7 +157,7 @@ def main(argv: list[str]) -> int:
         print("mutmut is not installed: pip install -e '.[dev]'", file=sys.stderr)
         return 2
     timeout_s = float(os.environ.get("MUTATION_TIMEOUT_S", "1800"))
-    rows = [(n, *run_module(n, timeout_s)) for n in names]
+    rows = [(n, *run_module(n, timeout_s, again)) for n in names]
     print("\nmodule     killed  survived  equivalent  score")
     for n, k, s, e in rows:
         print(f"{n:<10} {k:>6}  {s:>8}  {e:>10}  {k / (k + s):.0%}" if k + s else f"{n:<10} no mutants checked")
