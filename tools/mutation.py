@@ -11,7 +11,7 @@ copy under ``.mutation/<module>/`` (mutmut writes its mutants next to the code i
     MUTATION_TIMEOUT_S=900 MUTATION_SHOW=10 python tools/mutation.py results
 
 Prints the surviving mutants (as diffs) and, per module, killed / (killed + survived), with mutants that no selected
-test reaches counted as survivors. Mutants that cannot change behaviour are listed in ``EQUIVALENT`` with the reason
+test reaches counted as survivors. Mutants that cannot change behaviour are listed with the reason in ``tools/equivalent_mutants/<module>.txt``
 and left out of the score.
 """
 
@@ -41,14 +41,21 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "flops": ("lvmharness/measure/flops.py", ["tests/test_flops.py"]),
 }
 
-# Mutants that cannot change what the code computes, with the reason (mutmut's names are stable per function).
-EQUIVALENT: dict[str, str] = {
-    # loglog_slope() computes sum((x - mx) * (y - my)). Since sum(x - mx) = 0 and sum(y - my) = 0 over the points,
-    # adding any constant to either factor adds a multiple of those zero sums: the slope is the same.
-    "lvmharness.stats.x_loglog_slope__mutmut_16": "my scaled: sum((x - mx) * c) = c * sum(x - mx) = 0",
-    "lvmharness.stats.x_loglog_slope__mutmut_28": "(x + mx): differs by 2 mx * sum(y - my) = 0",
-    "lvmharness.stats.x_loglog_slope__mutmut_30": "(y + my): differs by 2 my * sum(x - mx) = 0",
-}
+
+
+def _equivalent() -> dict[str, str]:
+    """Mutants that cannot change what the code computes, with the reason: ``tools/equivalent_mutants/<module>.txt``,
+    one ``NAME reason`` per line (mutmut's names are stable per function; ``#`` starts a comment line)."""
+    out: dict[str, str] = {}
+    for path in sorted((ROOT / "tools" / "equivalent_mutants").glob("*.txt")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                name, _, reason = line.strip().partition(" ")
+                out[name] = reason.strip()
+    return out
+
+
+EQUIVALENT = _equivalent()
 
 
 def _config(target: str, tests: list[str]) -> str:
