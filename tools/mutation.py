@@ -11,8 +11,8 @@ copy under ``.mutation/<module>/`` (mutmut writes its mutants next to the code i
     MUTATION_TIMEOUT_S=900 MUTATION_SHOW=10 python tools/mutation.py results
 
 Prints the surviving mutants (as diffs) and, per module, killed / (killed + survived), with mutants that no selected
-test reaches counted as survivors. Mutants that cannot change behaviour are listed with the reason in ``tools/equivalent_mutants/<module>.txt``
-and left out of the score.
+test reaches counted as survivors. Mutants that cannot change behaviour are listed with the reason in
+``tools/equivalent_mutants/<module>.txt`` and left out of the score.
 """
 
 from __future__ import annotations
