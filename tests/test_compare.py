@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lvmharness.cli import main
-from lvmharness.compare import Rules, baseline_records, compare_records, median_ratio_ci
+from lvmharness import keys
+from lvmharness.cli import build_parser, main
+from lvmharness.compare import (
+    CompareError,
+    Comparison,
+    Finding,
+    Rules,
+    _points,
+    _relative,
+    _samples,
+    baseline_records,
+    compare_records,
+    median_ratio_ci,
+)
 from lvmharness.results import atomic_write_json, make_record
 
 
@@ -354,3 +367,560 @@ def test_an_improvement_says_faster_and_carries_the_values() -> None:
     (finding,) = compare_records(base, new).findings
     assert finding.verdict == "improvement" and finding.detail.startswith("faster")
     assert (finding.base, finding.new) == (10.0, 7.0)
+
+
+# --- the rules at their boundaries, the text a user reads, and the CLI's options ------------------------------------
+#
+# Thresholds of 0.25 and tolerances of 0.5 points are exact in binary floating point, and 5/4, 3/4, 105/100 land on
+# exactly the same double as 1 + 0.25, 1 - 0.25 and 1 + 0.05: a value AT a boundary is not past it.
+
+P50 = ("latency[vit-cpu-fp32-b1-224]", "latency_ms_p50")
+
+
+def one_finding(base: dict[str, Any], new: dict[str, Any], rules: Rules | None = None) -> Finding:
+    (finding,) = compare_records([base], [new], rules).findings
+    assert finding.case_id == new["case_id"]
+    return finding
+
+
+def lat(p50: float, raw: list[Any] | None = None) -> dict[str, Any]:
+    return rec(latency_ms_p50=p50) if raw is None else rec(latency_ms_p50=p50, samples=raw)
+
+
+# Three rounds a side make every resampled median one of the three values. With BASE three times 10.0, the ratio of
+# medians is new/10 exactly; NEW = [a, b, c] gives ratios a/10, b/10, c/10, the lowest with probability
+# P(at least 2 of 3 draws are the lowest) = 3 (1/3)^2 (2/3) + (1/3)^3 = 7/27, the highest likewise: out of 2000
+# resamples about 518 each, far more than the 50 below the 2.5 % quantile (index int(0.025 * 1999) = 49) and above
+# the 97.5 % one (index 1949). So the 95 % interval is [a/10, c/10] and the point ratio b/10, by hand.
+FLAT_10 = [10.0, 10.0, 10.0]
+
+
+@pytest.mark.parametrize(
+    ("new_raw", "verdict", "detail"),
+    [
+        ([19.0, 20.0, 21.0], "regression", "slower: x2.000, 95% CI [1.900, 2.100], threshold 10%"),
+        ([6.0, 7.0, 8.0], "improvement", "faster: x0.700, 95% CI [0.600, 0.800], threshold 10%"),
+        ([9.0, 10.0, 11.0], "noise", "within noise/threshold: x1.000, 95% CI [0.900, 1.100], threshold 10%"),
+        # The whole interval must be past the threshold: [1.05, 1.15] straddles 1.1, [0.85, 0.95] straddles 0.9.
+        ([10.5, 11.0, 11.5], "noise", "within noise/threshold: x1.100, 95% CI [1.050, 1.150], threshold 10%"),
+        ([8.5, 9.0, 9.5], "noise", "within noise/threshold: x0.900, 95% CI [0.850, 0.950], threshold 10%"),
+        # The point ratio past the threshold is not enough: x1.15 with [1.05, 1.20], x0.85 with [0.80, 0.95].
+        ([10.5, 11.5, 12.0], "noise", "within noise/threshold: x1.150, 95% CI [1.050, 1.200], threshold 10%"),
+        ([8.0, 8.5, 9.5], "noise", "within noise/threshold: x0.850, 95% CI [0.800, 0.950], threshold 10%"),
+        # Just past: the low end 1.11 > 1.1, the high end 0.89 < 0.9.
+        ([11.1, 11.5, 12.0], "regression", "slower: x1.150, 95% CI [1.110, 1.200], threshold 10%"),
+        ([8.0, 8.5, 8.9], "improvement", "faster: x0.850, 95% CI [0.800, 0.890], threshold 10%"),
+    ],
+)
+def test_the_interval_verdict_and_its_detail_by_hand(new_raw: list[float], verdict: str, detail: str) -> None:
+    finding = one_finding(lat(10.0, FLAT_10), lat(new_raw[1], new_raw))
+    assert (finding.verdict, finding.detail) == (verdict, detail)
+    assert (finding.base, finding.new) == (10.0, new_raw[1])
+
+
+@pytest.mark.parametrize(
+    ("new_raw", "verdict"),
+    [
+        ([5.0, 5.0, 5.0], "noise"),  # interval [1.25, 1.25]: AT 1 + 0.25, not above it
+        ([5.01, 5.01, 5.01], "regression"),
+        ([3.0, 3.0, 3.0], "noise"),  # interval [0.75, 0.75]: AT 1 - 0.25, not below it
+        ([2.99, 2.99, 2.99], "improvement"),
+    ],
+)
+def test_the_interval_at_the_threshold_is_not_past_it(new_raw: list[float], verdict: str) -> None:
+    rules = Rules(latency_threshold=0.25)
+    assert one_finding(lat(4.0, [4.0] * 3), lat(new_raw[0], new_raw), rules).verdict == verdict
+
+
+@pytest.mark.parametrize(
+    ("base_p50", "new_p50", "verdict", "detail"),
+    [
+        (4.0, 5.0, "noise", "x1.250"),  # 5 / 4 = 1.25: at 1 + 0.25, not past it
+        (4.0, 5.01, "regression", "x1.252"),
+        (4.0, 4.0, "same", "x1.000"),
+        (4.0, 2.0, "noise", "x0.500"),  # without samples a speed-up is never claimed
+        (0.0, 1.0, "regression", "xinf"),  # from 0: an infinite ratio
+    ],
+)
+def test_without_samples_the_point_ratio_at_the_threshold(base_p50: float, new_p50: float, verdict: str,
+                                                          detail: str) -> None:
+    finding = one_finding(lat(base_p50), lat(new_p50), Rules(latency_threshold=0.25))
+    assert finding.verdict == verdict
+    assert finding.detail == f"{detail} (no raw samples: compared the point values against the threshold)"
+
+
+@pytest.mark.parametrize(
+    ("base_raw", "new_raw"),
+    [
+        ([10.0, 10.0, 10.0], [20.0, 20.0]),  # two rounds on NEW only
+        ([10.0, 10.0], [20.0, 20.0, 20.0]),  # two rounds on BASE only
+        ([10.0, None, 10.0], [20.0, 20.0, 20.0]),  # a non-finite round (stored as null) on BASE
+        ([10.0, 10.0, 10.0], [20.0, 20.0, None]),  # ... on NEW
+        (None, [20.0, 20.0, 20.0]),  # no samples on BASE
+        ([10.0, 10.0, 10.0], None),  # no samples on NEW
+        ([], [20.0, 20.0, 20.0]),
+    ],
+)
+def test_the_interval_needs_three_finite_rounds_on_each_side(base_raw: list[Any] | None,
+                                                             new_raw: list[Any] | None) -> None:
+    finding = one_finding(lat(10.0, base_raw), lat(20.0, new_raw))
+    assert finding.verdict == "regression"
+    assert finding.detail == "x2.000 (no raw samples: compared the point values against the threshold)"
+
+
+def _reference_interval(base: list[float], new: list[float], confidence: float, resamples: int,
+                        seed: int) -> tuple[float, float, float]:
+    """The documented percentile bootstrap written out again, with statistics.median: draw each side's indices
+    with random.Random(seed).randrange (BASE first, then NEW, per resample), ratio of the medians, sort, and read
+    the ratios at positions int(q * (resamples - 1)) for q = (1 - confidence) / 2 and (1 + confidence) / 2."""
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        b = [base[rng.randrange(len(base))] for _ in range(len(base))]
+        n = [new[rng.randrange(len(new))] for _ in range(len(new))]
+        ratios.append(statistics.median(n) / statistics.median(b))
+    ratios.sort()
+    low_q, high_q = (1 - confidence) / 2, (1 + confidence) / 2
+    return (statistics.median(new) / statistics.median(base), ratios[int(low_q * (resamples - 1))],
+            ratios[int(high_q * (resamples - 1))])
+
+
+# Seven and nine rounds of different spread: every resample differs, so the seed, the count and each quantile matter.
+SEVEN = [9.1, 10.4, 9.8, 11.9, 10.0, 9.5, 12.6]
+NINE = [12.2, 11.1, 13.7, 12.0, 11.6, 14.9, 12.4, 11.8, 13.1]
+
+
+# Even counts: a median is the mean of two rounds, so the resampled ratios take so many values that neighbours in the
+# sorted list differ, and reading one position off shows. With 41 resamples and confidence 0.5 the positions are
+# int(0.25 * 40) = 10 and int(0.75 * 40) = 30.
+EIGHT = [9.13, 10.41, 9.87, 11.92, 10.05, 9.52, 12.64, 10.77]
+TEN = [12.21, 11.13, 13.71, 12.02, 11.65, 14.93, 12.47, 11.81, 13.16, 12.58]
+
+
+@pytest.mark.parametrize(
+    ("base", "new", "rules", "point"),
+    [
+        (SEVEN, NINE, Rules(), 12.2 / 10.0),
+        (SEVEN, NINE, Rules(confidence=0.8, bootstrap=301, seed=7), 12.2 / 10.0),
+        (SEVEN, NINE, Rules(confidence=0.5, bootstrap=40, seed=123), 12.2 / 10.0),
+        (EIGHT, TEN, Rules(confidence=0.5, bootstrap=41, seed=5), ((12.21 + 12.47) / 2) / ((10.05 + 10.41) / 2)),
+    ],
+)
+def test_the_bootstrap_interval_equals_an_independent_computation(base: list[float], new: list[float], rules: Rules,
+                                                                  point: float) -> None:
+    expected = _reference_interval(base, new, rules.confidence, rules.bootstrap, rules.seed)
+    assert median_ratio_ci(base, new, rules) == pytest.approx(expected, rel=1e-12)
+    # Sanity of the reference itself: the point ratio of the medians (sorted by hand above) inside the interval.
+    assert expected[0] == pytest.approx(point) and expected[1] <= expected[0] <= expected[2]
+    assert expected[1] < expected[2]
+
+
+def test_the_default_rules_are_the_documented_ones() -> None:
+    # Documented in the module, the CLI help and the README: 10 % latency, 95 % confidence, 5 % memory, 0.5 points,
+    # 2000 resamples seeded with 0, no cross-machine decisions.
+    assert (Rules().latency_threshold, Rules().confidence, Rules().mem_tolerance, Rules().acc_tolerance,
+            Rules().bootstrap, Rules().seed, Rules().cross_machine) == (0.10, 0.95, 0.05, 0.5, 2000, 0, False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"confidence": 0.0}, "confidence must be in (0, 1), got 0.0"),
+        ({"confidence": 1.0}, "confidence must be in (0, 1), got 1.0"),
+        ({"bootstrap": 0}, "bootstrap must be >= 1 resamples, got 0"),
+        ({"latency_threshold": float("inf")}, "latency_threshold must be a finite number >= 0, got inf"),
+        ({"mem_tolerance": -0.01}, "mem_tolerance must be a finite number >= 0, got -0.01"),
+        ({"acc_tolerance": float("nan")}, "acc_tolerance must be a finite number >= 0, got nan"),
+        # A bool is an int to Python, but True as a tolerance is a mistake; a string is not a number.
+        ({"acc_tolerance": True}, "acc_tolerance must be a finite number >= 0, got True"),
+        ({"latency_threshold": "0.1"}, "latency_threshold must be a finite number >= 0, got '0.1'"),
+    ],
+)
+def test_bad_rules_are_refused_naming_the_field_and_what_is_valid(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(CompareError) as exc:
+        Rules(**kwargs)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"latency_threshold": 0.0}, {"mem_tolerance": 0}, {"acc_tolerance": 0.0}, {"confidence": 0.001},
+     {"confidence": 0.999}, {"bootstrap": 1}],
+)
+def test_rules_at_the_edge_of_their_range_are_accepted(kwargs: dict[str, Any]) -> None:
+    Rules(**kwargs)  # zero tolerance means "any change counts"; one resample is a (poor) bootstrap, not an error
+
+
+# A direction the table does not use today (a throughput decided on samples, a relative size where more is better,
+# an error rate in points where less is better): the rules take the direction from the key, so check both.
+FPS = keys.Key("fps", "img/s", "frames per second", "higher", "samples", samples="fps_samples", measured=True)
+CAPACITY = keys.Key("capacity", "bytes", "free memory", "higher", "relative")
+SIGNED = keys.Key("delta", "bytes", "a signed size", "lower", "relative")
+ERROR_RATE = keys.Key("error_rate", "%", "top-1 error", "lower", "points")
+
+
+def fps(value: float, raw: list[float] | None = None) -> dict[str, Any]:
+    return {"values": {"fps": value, **({"fps_samples": raw} if raw is not None else {})}}
+
+
+@pytest.mark.parametrize(
+    ("new_raw", "verdict", "detail"),
+    [
+        # Throughput halved: ratio 0.5, interval [0.4, 0.6] by hand; oriented (1/0.6, 1/0.4) = [1.67, 2.5] > 1.1.
+        ([4.0, 5.0, 6.0], "regression", "lower: x0.500, 95% CI [0.400, 0.600], threshold 10%"),
+        # Doubled: oriented [1/2.1, 1/1.9] = [0.476, 0.526] < 0.9.
+        ([19.0, 20.0, 21.0], "improvement", "higher: x2.000, 95% CI [1.900, 2.100], threshold 10%"),
+        # [0.8, 1.2] oriented is [0.833, 1.25]: straddles both thresholds (its ends must swap when inverted).
+        ([8.0, 10.0, 12.0], "noise", "within noise/threshold: x1.000, 95% CI [0.800, 1.200], threshold 10%"),
+    ],
+)
+def test_a_higher_is_better_timed_value_is_oriented(new_raw: list[float], verdict: str, detail: str) -> None:
+    finding = _samples("c", FPS, fps(10.0, FLAT_10), fps(new_raw[1], new_raw), Rules())
+    assert (finding.key, finding.base, finding.new, finding.verdict, finding.detail) == (
+        "fps", 10.0, new_raw[1], verdict, detail)
+
+
+@pytest.mark.parametrize(
+    ("new", "verdict", "ratio"),
+    [(8.0, "regression", "x0.800"),  # 10 / 8 = 1.25 slower, past 1.2
+     (8.5, "noise", "x0.850"),  # 10 / 8.5 = 1.18
+     (12.0, "noise", "x1.200"),  # faster, but without samples never an improvement
+     (0.0, "regression", "x0.000")],  # nothing left: infinitely worse
+)
+def test_a_higher_is_better_point_value_is_oriented(new: float, verdict: str, ratio: str) -> None:
+    finding = _samples("c", FPS, fps(10.0), fps(new), Rules(latency_threshold=0.2))
+    assert (finding.verdict, finding.detail) == (
+        verdict, f"{ratio} (no raw samples: compared the point values against the threshold)")
+
+
+@pytest.mark.parametrize(
+    ("base_bytes", "new_bytes", "verdict", "detail"),
+    [
+        (100, 105, "noise", "+5.0% (tolerance 5%)"),  # at the tolerance: not past it
+        (100, 106, "regression", "+6.0% (tolerance 5%)"),
+        (100, 95, "noise", "-5.0% (tolerance 5%)"),
+        (100, 94, "improvement", "-6.0% (tolerance 5%)"),
+        (100, 100, "same", "+0.0% (tolerance 5%)"),
+        (0, 0, "same", "base is 0: no relative change"),
+        (0, 7, "noise", "base is 0: no relative change"),
+    ],
+)
+def test_memory_at_its_tolerance_and_the_detail(base_bytes: int, new_bytes: int, verdict: str, detail: str) -> None:
+    finding = one_finding(rec(metric="memory_inference", rss_peak_bytes=base_bytes),
+                          rec(metric="memory_inference", rss_peak_bytes=new_bytes))
+    assert (finding.base, finding.new, finding.verdict, finding.detail) == (base_bytes, new_bytes, verdict, detail)
+
+
+def test_a_relative_change_takes_its_direction_and_the_size_of_the_base() -> None:
+    rules = Rules()
+    # More free capacity is better: -10 % is a regression, +10 % an improvement.
+    assert _relative("c", CAPACITY, 100, 90, rules).verdict == "regression"
+    assert _relative("c", CAPACITY, 100, 110, rules).verdict == "improvement"
+    # A signed value: -100 -> -80 is +20 of a base of size 100, i.e. +20 % (worse where lower is better).
+    finding = _relative("c", SIGNED, -100, -80, rules)
+    assert (finding.verdict, finding.detail) == ("regression", "+20.0% (tolerance 5%)")
+    assert _relative("c", SIGNED, -100, -120, rules).verdict == "improvement"
+
+
+@pytest.mark.parametrize(
+    ("new_top1", "verdict", "detail"),
+    [
+        (79.5, "noise", "-0.50 points (tolerance 0.5)"),  # exactly 0.5 points worse: at the tolerance
+        (79.25, "regression", "-0.75 points (tolerance 0.5)"),
+        (80.5, "noise", "+0.50 points (tolerance 0.5)"),
+        (80.75, "improvement", "+0.75 points (tolerance 0.5)"),
+        (80.0, "same", "+0.00 points (tolerance 0.5)"),
+    ],
+)
+def test_accuracy_at_its_tolerance_and_the_detail(new_top1: float, verdict: str, detail: str) -> None:
+    finding = one_finding(rec(metric="train_result", top1=80.0), rec(metric="train_result", top1=new_top1))
+    assert (finding.base, finding.new, finding.verdict, finding.detail) == (80.0, new_top1, verdict, detail)
+
+
+def test_points_where_lower_is_better() -> None:
+    rules = Rules(acc_tolerance=1.5)
+    assert _points("c", ERROR_RATE, 10.0, 12.0, rules).verdict == "regression"
+    assert _points("c", ERROR_RATE, 10.0, 8.0, rules).verdict == "improvement"
+    finding = _points("c", ERROR_RATE, 10.0, 11.5, rules)
+    assert (finding.verdict, finding.detail) == ("noise", "+1.50 points (tolerance 1.5)")
+
+
+def test_a_changed_count_says_so() -> None:
+    finding = one_finding(rec(metric="flops", params=3), rec(metric="flops", params=4))
+    assert (finding.key, finding.base, finding.new, finding.verdict, finding.detail) == (
+        "params", 3, 4, "regression", "deterministic value changed (update the baseline if intended)")
+    same = one_finding(rec(metric="flops", params=3), rec(metric="flops", params=3))
+    assert (same.verdict, same.detail) == ("same", "")
+
+
+@pytest.mark.parametrize(
+    ("base_status", "new_status", "verdict", "detail"),
+    [
+        ("ok", "oom", "regression", "CUDA out of memory"),  # the detail is NEW's error
+        ("oom", "ok", "improvement", ""),
+        ("oom", "error", "noise", "CUDA out of memory"),  # failed either way
+    ],
+)
+def test_a_status_change_and_its_detail(base_status: str, new_status: str, verdict: str, detail: str) -> None:
+    finding = one_finding(rec(metric="flops", status=base_status, macs=1), rec(metric="flops", status=new_status,
+                                                                               macs=2))
+    assert (finding.key, finding.base, finding.new, finding.verdict, finding.detail) == (
+        "status", base_status, new_status, verdict, detail)
+
+
+def test_a_case_that_failed_does_not_stop_the_cases_after_it() -> None:
+    base = [rec(case="a", metric="flops", macs=1), rec(case="b", metric="flops", status="oom", macs=1),
+            rec(case="c", metric="flops", macs=1)]
+    new = [rec(case="a", metric="flops", status="oom", macs=1), rec(case="b", metric="flops", status="oom", macs=1),
+           rec(case="c", metric="flops", macs=2)]
+    assert [(f.case_id, f.key, f.verdict) for f in compare_records(base, new).findings] == [
+        ("flops[a]", "status", "regression"), ("flops[c]", "macs", "regression")]
+
+
+def test_only_values_with_a_rule_on_both_sides_are_compared() -> None:
+    # gmacs has no rule, "my_score" is in no table, contended is a flag, and a null value is no value: only macs
+    # is compared.
+    base = rec(metric="flops", macs=5, gmacs=1.0, my_score=1, contended=False, params=None)
+    new = rec(metric="flops", macs=5, gmacs=2.0, my_score=2, contended=False, params=7)
+    assert [(f.key, f.verdict) for f in compare_records([base], [new]).findings] == [("macs", "same")]
+    # Both failed: nothing to compare, not even the status.
+    assert compare_records([rec(status="oom", latency_ms_p50=1.0)], [rec(status="oom", latency_ms_p50=9.0)]
+                           ).findings == []
+
+
+@pytest.mark.parametrize(
+    ("base_fp", "new_fp", "verdict", "detail"),
+    [
+        ("", None, "regression", None),  # an empty fingerprint is no fingerprint: both unknown, same machine
+        (12345, None, "regression", None),  # not a string: unknown
+        (None, "fedcba9876543210", "cross-machine",
+         "measured on machine unknown vs fedcba9876543210 (pass --cross-machine to compare anyway)"),
+        ("0123456789abcdef", "fedcba9876543210", "cross-machine",
+         "measured on machine 0123456789abcdef vs fedcba9876543210 (pass --cross-machine to compare anyway)"),
+    ],
+)
+def test_the_machine_of_a_record(base_fp: Any, new_fp: Any, verdict: str, detail: str | None) -> None:
+    base, new = lat(10.0, FLAT_10), lat(20.0, [19.0, 20.0, 21.0])
+    for r, fp in ((base, base_fp), (new, new_fp)):
+        if fp is not None:
+            r["fingerprint"] = fp
+    finding = one_finding(base, new)
+    assert finding.verdict == verdict
+    if detail is not None:
+        assert (finding.base, finding.new, finding.detail) == (10.0, 20.0, detail)
+
+
+@pytest.mark.parametrize(
+    ("base_busy", "new_busy", "detail"),
+    [
+        (True, True, "base and new measured on a busy machine (contended)"),
+        (True, False, "base measured on a busy machine (contended)"),
+        (False, True, "new measured on a busy machine (contended)"),
+        (False, False, None),  # contended: false on both sides is a quiet machine
+    ],
+)
+def test_a_contended_pair_names_the_busy_side(base_busy: bool, new_busy: bool, detail: str | None) -> None:
+    base, new = lat(10.0, FLAT_10), lat(20.0, [19.0, 20.0, 21.0])
+    base["values"]["contended"], new["values"]["contended"] = base_busy, new_busy
+    finding = one_finding(base, new)
+    if detail is None:
+        assert finding.verdict == "regression"
+    else:
+        assert (finding.base, finding.new, finding.verdict, finding.detail) == (10.0, 20.0, "inconclusive", detail)
+
+
+def test_the_metric_filter_skips_other_metrics_wherever_they_are() -> None:
+    # The other metric first: the filter must skip it and go on to the records it wants.
+    base = [rec(latency_ms_p50=1.0), rec(metric="flops", macs=10), rec(case="z", latency_ms_p50=1.0)]
+    new = [rec(latency_ms_p50=5.0), rec(metric="flops", macs=11), rec(case="z", latency_ms_p50=1.0)]
+    result = compare_records(base, new, metrics=["flops"])
+    assert [(f.case_id, f.key, f.verdict) for f in result.findings] == [
+        ("flops[vit-cpu-fp32-b1-224]", "macs", "regression")]
+    both = compare_records(base, new, metrics=["flops", "latency"])
+    assert [f.case_id for f in both.findings] == ["flops[vit-cpu-fp32-b1-224]", "latency[vit-cpu-fp32-b1-224]",
+                                                  "latency[z]"]
+
+
+def test_an_unknown_metric_names_each_unknown_one_and_what_exists() -> None:
+    base, new = [rec(metric="flops", macs=1)], [rec(latency_ms_p50=1.0)]
+    with pytest.raises(CompareError) as exc:
+        compare_records(base, new, metrics=["zoo", "flops", "latancy"])
+    assert str(exc.value) == "metric(s) 'latancy', 'zoo' are in neither run; the runs have: flops, latency"
+    with pytest.raises(CompareError) as exc:
+        compare_records([], [], metrics=["flops"])
+    assert str(exc.value) == "metric(s) 'flops' are in neither run; the runs have: no records"
+
+
+def test_counts_and_decided() -> None:
+    base = [rec(case="a", metric="flops", macs=1, params=2), rec(case="b", metric="flops", macs=1),
+            rec(case="c", metric="flops", macs=1)]
+    new = [rec(case="a", metric="flops", macs=2, params=2), rec(case="d", metric="flops", macs=1),
+           rec(case="c", metric="flops", macs=3)]
+    result = compare_records(base, new)
+    # a: macs regression, params same; b: missing; c: macs regression; d: added. Sorted by verdict.
+    assert result.counts() == {"added": 1, "missing": 1, "regression": 2, "same": 1}
+    assert list(result.counts()) == ["added", "missing", "regression", "same"]
+    assert result.decided == 3  # the two regressions and the unchanged params; missing/added decide nothing
+    assert len(result.regressions) == 2
+
+
+# One finding of each kind. Columns: verdict, case, value, base, new, detail, two spaces apart, each as wide as its
+# longest cell (the detail at most 60 characters, longer text cut); a regression in capitals; "same" rows only
+# with show_all; floats in 6 significant digits; an absent side blank.
+TABLE_BASE = [rec(case="a", metric="flops", macs=10), rec(case="a", latency_ms_p50=10.0), rec(case="gone"),
+              rec(case="a", metric="memory_inference", rss_peak_bytes=100),
+              rec(case="a", metric="train_result", top1=80.0, top5=95.0)]
+TABLE_NEW = [rec(case="a", metric="flops", macs=11), rec(case="a", latency_ms_p50=10.5), rec(case="new"),
+             rec(case="a", metric="memory_inference", rss_peak_bytes=112),
+             rec(case="a", metric="train_result", top1=81.0, top5=95.0)]
+TABLE_LINES = [
+    "verdict      case                 value           base     new      detail" + " " * 54,
+    "REGRESSION   flops[a]             macs            10       11       "
+    "deterministic value changed (update the baseline if intended",
+    "noise        latency[a]           latency_ms_p50  10       10.5     "
+    "x1.050 (no raw samples: compared the point values against th",
+    "missing      latency[gone]        (case)          present           not in NEW",
+    "added        latency[new]         (case)                   present  only in NEW",
+    "REGRESSION   memory_inference[a]  rss_peak_bytes  100      112      +12.0% (tolerance 5%)",
+    "improvement  train_result[a]      top1            80       81       +1.00 points (tolerance 0.5)",
+]
+
+
+def test_the_table_a_user_reads() -> None:
+    result = compare_records(TABLE_BASE, TABLE_NEW)
+    assert result.table() == "\n".join(TABLE_LINES)
+    same_row = "same         train_result[a]      top5            95       95       +0.00 points (tolerance 0.5)"
+    assert result.table(show_all=True) == "\n".join([*TABLE_LINES, same_row])
+
+
+def test_the_table_of_nothing_changed_and_of_odd_values() -> None:
+    unchanged = compare_records([rec(metric="flops", macs=10)], [rec(metric="flops", macs=10)])
+    assert unchanged.table() == "no differences"
+    assert unchanged.table(show_all=True) == (
+        "verdict  case                        value  base  new  detail\n"
+        "same     flops[vit-cpu-fp32-b1-224]  macs   10    10")
+    odd = Comparison([Finding("c", "k", 1234567.0, None, "noise"), Finding("c", "k", 0.000123456789, 17_563_828_224,
+                                                                           "noise")])
+    assert odd.table() == (
+        "verdict  case  value  base         new          detail\n"
+        "noise    c     k      1.23457e+06\n"
+        "noise    c     k      0.000123457  17563828224")
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_the_cli_output_of_a_pass_and_of_a_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    b = _write(tmp_path, "b.json", [rec(metric="flops", macs=10, params=3), rec(case="gone", metric="flops", macs=1)])
+    n = _write(tmp_path, "n.json", [rec(metric="flops", macs=10, params=3), rec(case="new", metric="flops", macs=1)])
+    code, out, err = _cli(["compare", b, n], capsys)
+    assert (code, err) == (0, "")
+    assert out == (
+        # The header is padded to the widest detail, "only in NEW".
+        "verdict  case         value   base     new      detail" + " " * 5 + "\n"
+        "missing  flops[gone]  (case)  present           not in NEW\n"
+        "added    flops[new]   (case)           present  only in NEW\n"
+        "\n"
+        "1 added, 1 missing, 2 same\n"
+        f"OK: no regression of {n} against {b} (2 values decided)\n")
+    n2 = _write(tmp_path, "n2.json", [rec(metric="flops", macs=11, params=4)])
+    code, out, err = _cli(["compare", b, n2, "--all"], capsys)
+    assert code == 1
+    assert err == f"FAIL: 2 regression(s) of {n2} against {b}\n"
+    assert out.endswith("\n\n1 missing, 2 regression\n")
+    # --all lists the unchanged values too.
+    n3 = _write(tmp_path, "n3.json", [rec(metric="flops", macs=10, params=4)])
+    code, out, _ = _cli(["compare", b, n3], capsys)
+    assert code == 1 and not [line for line in out.splitlines() if line.startswith("same")]
+    code, out, _ = _cli(["compare", b, n3, "--all"], capsys)
+    assert code == 1
+    # Verdicts as wide as "REGRESSION", values as "params", bases as "present".
+    assert "same        flops[vit-cpu-fp32-b1-224]  macs    10       10" in out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("base", "new", "counts"),
+    [
+        ([rec(case="a", metric="flops", macs=1)], [rec(case="b", metric="flops", macs=1)], "1 added, 1 missing"),
+        ([rec(status="oom")], [rec(status="oom")], "no cases"),
+    ],
+)
+def test_a_gate_that_decided_nothing_says_what_it_saw(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      base: list[dict[str, Any]], new: list[dict[str, Any]],
+                                                      counts: str) -> None:
+    b, n = _write(tmp_path, "b.json", base), _write(tmp_path, "n.json", new)
+    code, out, err = _cli(["compare", b, n], capsys)
+    assert code == 2
+    assert err == (f"lvm compare: error: nothing was compared between {b} and {n} ({counts}): the gate decided "
+                   "nothing, so it cannot pass\n")
+    assert out.endswith("\n\n" + (counts if counts != "no cases" else "no records") + "\n")
+
+
+def test_the_cli_options_reach_the_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser(["compare"])
+    args = parser.parse_args(["compare", "b.json", "n.json"])
+    # The documented defaults (see --help).
+    assert (args.base, args.new, args.metric, args.latency_threshold, args.mem_tolerance, args.acc_tolerance,
+            args.cross_machine, args.all) == ("b.json", "n.json", None, 0.10, 0.05, 0.5, False, False)
+    args = parser.parse_args(["compare", "b.json", "n.json", "--metric", "flops", "--metric", "latency",
+                              "--latency-threshold", "0.25", "--mem-tolerance", "0", "--acc-tolerance", "2",
+                              "--cross-machine", "--all"])
+    assert (args.metric, args.latency_threshold, args.mem_tolerance, args.acc_tolerance, args.cross_machine,
+            args.all) == (["flops", "latency"], 0.25, 0.0, 2.0, True, True)
+    # Two metrics named on the command line both compare: a regression in the second one fails the gate.
+    b = _write(tmp_path, "b.json", [rec(metric="flops", macs=10), lat(10.0, FLAT_10), rec(metric="x", macs=1)])
+    n = _write(tmp_path, "n.json", [rec(metric="flops", macs=10), lat(20.0, [19.0, 20.0, 21.0]),
+                                    rec(metric="x", macs=2)])
+    code, out, _ = _cli(["compare", b, n, "--metric", "flops", "--metric", "latency"], capsys)
+    assert code == 1 and "1 regression, 1 same" in out
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "x"])
+def test_a_bad_option_value_is_named_in_the_error(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["compare", "b.json", "n.json", "--mem-tolerance", value])
+    assert f"argument --mem-tolerance: must be a finite number >= 0, got {value!r}" in capsys.readouterr().err
+
+
+def test_the_help_explains_each_option(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    # Whitespace normalized (argparse wraps), and each sentence a whole one: nothing glued before or after it.
+    text = " " + " ".join(capsys.readouterr().out.split()) + " "
+    for line in ("--metric METRIC only these metrics (repeatable), e.g. --metric flops",
+                 "relative slowdown that counts, a fraction (default 0.10)",
+                 "relative memory growth allowed, a fraction (default 0.05)",
+                 "top-1/top-5 drop allowed, in points (default 0.5)",
+                 "also decide latency/memory of records measured on different machines (fingerprints)",
+                 "--all also list values that did not change"):
+        assert f" {line} " in text, line
+
+
+def test_the_baseline_is_the_counted_subset_sorted_by_case() -> None:
+    prov = {"counter": "torch.utils.flop_counter", "host": "box", "git": "abc"}
+    recs = [
+        {**rec(case="b", metric="flops", macs=10, params=3, gmacs=1e-8, latency_ms_p50=2.0), "provenance": prov},
+        rec(case="x", latency_ms_p50=1.0),  # timed: not in a baseline
+        {**rec(case="c", metric="flops_scaling", scaling_macs=[1, 4], scaling_img_sizes=[8, 16],
+               macs_exponent_vs_pixels=1.0), "provenance": {}},
+        rec(case="a", metric="flops", status="error", macs=1),  # failed: nothing to hold anyone to
+        {**rec(case="a", metric="flops", graph_modules=4, graph_structure_id=99), "provenance": prov},
+    ]
+    out = baseline_records(recs)
+    assert [r["case_id"] for r in out] == ["flops[a]", "flops[b]", "flops_scaling[c]"]
+    assert [r["values"] for r in out] == [{"graph_modules": 4, "graph_structure_id": 99}, {"macs": 10, "params": 3},
+                                          {"scaling_macs": [1, 4], "scaling_img_sizes": [8, 16]}]
+    assert [r["provenance"] for r in out] == [{"counter": "torch.utils.flop_counter"},
+                                              {"counter": "torch.utils.flop_counter"}, {"counter": None}]
+    assert {r["run_id"] for r in out} == {"baseline"}
+    assert all("created_utc" not in r for r in out)
+    # Everything else of the record is kept as it was.
+    assert {k: v for k, v in out[1].items() if k not in ("values", "provenance", "run_id")} == {
+        k: v for k, v in recs[0].items() if k not in ("values", "provenance", "run_id", "created_utc")}
+    # Other metrics on request; the input is not modified.
+    assert [r["case_id"] for r in baseline_records(recs, metrics=("latency",))] == ["latency[x]"]
+    assert recs[0]["run_id"] == "r" and "created_utc" in recs[0] and recs[0]["values"]["gmacs"] == 1e-8
