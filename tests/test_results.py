@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import calendar
 import datetime as _dt
 import json
 import os
 import re
+import socket
 import stat
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -14,6 +17,7 @@ import jsonschema
 import pytest
 import torch
 
+from lvmharness import results
 from lvmharness.devices import DTYPES
 from lvmharness.execution import DTYPE_MODES
 from lvmharness.results import (
@@ -24,10 +28,16 @@ from lvmharness.results import (
     atomic_write,
     atomic_write_json,
     case_id,
+    is_oom,
     load_records,
     make_record,
     new_run_id,
+    record_identity,
+    run_id_arg,
     schema,
+    utc_now,
+    validate_run_id,
+    writer_name,
 )
 
 
@@ -236,3 +246,186 @@ def test_run_id_mismatch_is_refused(tmp_path: Path) -> None:
     store = RunStore(tmp_path, "mine")
     with pytest.raises(ValueError, match="does not belong"):
         store.add(make_record(run_id="other", **identity()))
+
+
+def test_a_clock_behind_the_last_id_gives_the_next_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The last id of this process was stamped 2999-01-01 00:00:00.000 (a clock that stepped back since, or many ids
+    # in one millisecond): the next id is exactly one millisecond later, so ids keep the creation order without
+    # jumping ahead of the clock more than needed. The millisecond count comes from calendar.timegm, not our code.
+    last_ms = calendar.timegm((2999, 1, 1, 0, 0, 0)) * 1000
+    monkeypatch.setattr(results, "_last_run_ms", last_ms)
+    assert new_run_id().startswith("29990101T000000.001Z-")
+    assert new_run_id().startswith("29990101T000000.002Z-")
+
+
+def test_a_bad_run_id_message_says_what_is_valid_with_examples() -> None:
+    with pytest.raises(ValueError) as info:
+        validate_run_id("a/b")
+    assert str(info.value) == (
+        "run id 'a/b' is not valid: use 1-200 letters, digits, '.', '_' or '-', without '..' "
+        "(it names one folder inside the results folder), e.g. nightly-2026-11-30 or 20261130T073631.042Z-f575a4"
+    )
+
+
+def test_run_id_arg_gives_argparse_the_value_or_the_message(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="lvm")
+    parser.add_argument("--run-id", type=run_id_arg)
+    assert parser.parse_args(["--run-id", "nightly-2026-11-30"]).run_id == "nightly-2026-11-30"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--run-id", "../x"])
+    err = capsys.readouterr().err
+    assert "argument --run-id: run id '../x' is not valid: use 1-200 letters, digits" in err
+
+
+def test_utc_now_is_utc_to_the_second() -> None:
+    before = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+    text = utc_now()
+    after = _dt.datetime.now(_dt.UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", text), text
+    assert before <= _dt.datetime.fromisoformat(text) <= after
+
+
+def test_case_id_names_valued_options_as_key_equals_value() -> None:
+    # Sorted by key; True is the bare key, False/None are left out, anything else is key=value.
+    options = {"mode": "max-autotune", "compile": True, "amp": False, "tag": None, "warmup": 3}
+    assert case_id("latency", "vit", "cpu", "fp32", None, None, options) == (
+        "latency[vit-cpu-fp32-compile-mode=max-autotune-warmup=3]"
+    )
+
+
+def test_json_files_are_indented_and_store_other_objects_as_text(tmp_path: Path) -> None:
+    # One value per line (indent 1) so that results files diff line by line; a Path (or any non-JSON object) is
+    # stored as its text, NaN as null.
+    path = tmp_path / "x.json"
+    atomic_write_json(path, {"name": "vit", "ms": [1.5, float("nan")], "where": Path("/data/x")})
+    assert path.read_text() == '{\n "name": "vit",\n "ms": [\n  1.5,\n  null\n ],\n "where": "/data/x"\n}\n'
+
+
+def test_the_umask_is_read_without_setting_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Setting the umask, even for an instant, races every other thread that creates a file meanwhile: where
+    # /proc/self/status is there, it is only read.
+    old = os.umask(0o027)
+    try:
+        real_umask = os.umask
+        calls: list[int] = []
+
+        def spy(mask: int) -> int:
+            calls.append(mask)
+            return real_umask(mask)
+
+        monkeypatch.setattr(os, "umask", spy)
+        got = results._umask()
+        monkeypatch.undo()
+    finally:
+        os.umask(old)
+    assert got == 0o027 and calls == []
+
+
+def test_the_umask_without_proc_is_set_and_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_proc(*args: Any, **kwargs: Any) -> Any:
+        raise FileNotFoundError("/proc is not mounted")
+
+    monkeypatch.setattr(results, "open", no_proc, raising=False)
+    old = os.umask(0o037)
+    try:
+        got = results._umask()
+        after = os.umask(0o037)  # what the process umask is now: must still be 0o037
+    finally:
+        os.umask(old)
+    assert (got, after) == (0o037, 0o037)
+
+
+def test_atomic_write_stages_a_hidden_tmp_file_named_after_the_target(tmp_path: Path) -> None:
+    # Hidden and ending in .tmp: a copy left by a crash is never taken for a results or env file (the views and
+    # the writers' files are found by their names) and says which file it was for.
+    path = tmp_path / "env.json"
+    seen: list[str] = []
+
+    def write(fh: BinaryIO) -> None:
+        seen.extend(p.name for p in tmp_path.iterdir())
+        fh.write(b"{}\n")
+
+    atomic_write(path, write)
+    (name,) = seen
+    assert re.fullmatch(r"\.env\.json\.\w+\.tmp", name), name
+
+
+@pytest.mark.parametrize(
+    ("exc", "oom"),
+    [
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+        (MemoryError(), True),
+        (RuntimeError("CUDA error: out of memory"), True),
+        # The CPU allocator's words (no "out of memory" in them):
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: can't allocate memory: "
+                      "you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"), True),
+        (RuntimeError("Expected all tensors to be on the same device"), False),
+        (ValueError("out of memory"), False),  # only a RuntimeError can be torch's allocator failing
+    ],
+)
+def test_is_oom_recognises_the_allocators_messages(exc: BaseException, oom: bool) -> None:
+    assert is_oom(exc) is oom
+
+
+def test_a_case_can_skip_itself_with_a_reason(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, fingerprint=FP)
+    with store.case(**identity(device="cuda")) as rec:
+        rec.skip("no CUDA device")
+    (loaded,) = load_records(store.run_dir)
+    assert (loaded["status"], loaded["error"]) == ("skipped", "no CUDA device")
+
+
+def test_a_record_carries_every_identity_field_in_the_schema_order() -> None:
+    before = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+    rec = make_record(run_id="r", metric="latency", model="timm/vit_base", alias="vit", family="vit",
+                      device="cuda:0", dtype="bf16", batch_size=8, img_size=224, phase="train",
+                      options={"mode": "max", "compile": True}, values={"latency_ms_p50": 2.0})
+    assert list(rec) == ["schema", "run_id", "case_id", "metric", "model", "alias", "family", "device", "dtype",
+                         "batch_size", "img_size", "phase", "options", "status", "error", "values", "provenance",
+                         "created_utc"]
+    assert rec["case_id"] == "latency[vit-cuda0-bf16-b8-224-compile-mode=max]"  # the alias names the case
+    assert (rec["model"], rec["batch_size"], rec["img_size"], rec["phase"], rec["options"]) == (
+        "timm/vit_base", 8, 224, "train", {"mode": "max", "compile": True})
+    assert before <= _dt.datetime.fromisoformat(rec["created_utc"]) <= _dt.datetime.now(_dt.UTC)
+    assert record_identity(metric="m", model="x", alias="x", family="f", device="cpu", dtype="fp32",
+                           batch_size=None, img_size=None)["phase"] == "inference"
+
+
+def test_an_unknown_phase_is_refused_naming_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"phase 'eval' is not one of \('inference', 'train', 'finetune'\)"):
+        make_record(run_id="r", phase="eval", **identity())
+
+
+def test_writer_names_are_host_label_pid_and_a_random_tag(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only letters, digits, '.' and '-' survive (anything else becomes '_'), the host cut to 64 characters and
+    # the label to 32: the name is a file name on every filesystem.
+    monkeypatch.setattr(socket, "gethostname", lambda: "Node 7/GPU.example-1")
+    pid = os.getpid()
+    name = writer_name("gw 0/A")
+    assert re.fullmatch(rf"Node_7_GPU\.example-1-gw_0_A-{pid}-[0-9a-f]{{6}}", name), name
+    assert writer_name("gw 0/A") != name  # the random tag tells two stores of one process apart
+    assert re.fullmatch(rf"Node_7_GPU\.example-1-{pid}-[0-9a-f]{{6}}", writer_name()), writer_name()
+    monkeypatch.setattr(socket, "gethostname", lambda: "h" * 70)
+    assert re.fullmatch(rf"h{{64}}-{'L' * 32}-{pid}-[0-9a-f]{{6}}", writer_name("L" * 40))
+    monkeypatch.setattr(socket, "gethostname", lambda: "")
+    assert re.fullmatch(rf"host-{pid}-[0-9a-f]{{6}}", writer_name())
+
+
+def test_a_store_names_its_file_after_its_writer_label(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, "r", writer="gw3", fingerprint=FP)
+    assert re.fullmatch(rf".+-gw3-{os.getpid()}-[0-9a-f]{{6}}", store.writer), store.writer
+    assert store.records_path == tmp_path / "r" / "records" / f"{store.writer}.jsonl"
+
+
+def test_a_foreign_record_is_refused_naming_both_runs(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, "mine", fingerprint=FP)
+    with pytest.raises(ValueError, match="record run_id 'other' does not belong to run 'mine'"):
+        store.add(make_record(run_id="other", **identity()))
+
+
+def test_the_results_view_is_indented_one_field_per_line(tmp_path: Path) -> None:
+    # results.json is read and diffed by people: a list of objects, indent 1, each field on its own line.
+    store = RunStore(tmp_path, "r", fingerprint=FP)
+    store.add(make_record(run_id="r", **identity()))
+    store.close()
+    assert store.results_path.read_text().splitlines()[:4] == ["[", " {", '  "schema": 1,', '  "run_id": "r",']

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import locale
+import math
 import os
 import random
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -14,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from lvmharness import results
 from lvmharness.results import (
     RECORDS_DIR,
     ResultsFileError,
@@ -22,6 +28,8 @@ from lvmharness.results import (
     load_records,
     make_record,
     merge_envs,
+    refresh_env_view,
+    refresh_results_view,
     validate_run_id,
 )
 
@@ -225,3 +233,293 @@ def test_add_returns_only_after_its_line_is_fsynced(tmp_path: Path, monkeypatch:
         mine = [e for e in events if e[1] == str(store.records_path)]
         line = len(store.records_path.read_bytes().splitlines(keepends=True)[-1])
         assert [e[0] for e in mine] == ["write", "fsync"] and mine[0][2] == line, mine
+
+
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths fsync'd from now on, in order."""
+    events: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        events.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return events
+
+
+def test_a_new_writer_file_is_made_durable_with_its_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A new file is only durable once the directory entries leading to it are: its first append fsyncs the file,
+    # then records/, then the run folder (which may have been created just now). Later appends fsync the file only.
+    store = RunStore(tmp_path, "r", fingerprint=FP)
+    events = fsyncs(monkeypatch)
+    store.add(rec("r", "a"))
+    run = tmp_path / "r"
+    assert events == [str(store.records_path), str(run / RECORDS_DIR), str(run)]
+    events.clear()
+    store.add(rec("r", "b"))
+    assert events == [str(store.records_path)]
+
+
+def test_add_returns_the_record_as_stored_and_remembers_it(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, "r", fingerprint=FP)
+    first = store.add(rec("r", "a"))
+    second = store.add(rec("r", "b", values={"latency_ms_p50": 1.5}))
+    assert store.written == [first, second]
+    assert [json.loads(line) for line in store.records_path.read_text().splitlines()] == [first, second]
+    assert second["fingerprint"] == FP and second["values"] == {"latency_ms_p50": 1.5}
+
+
+def test_the_legacy_check_runs_once_per_writer_not_once_per_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It lists records/ (O(writers)): per record, a long run's appends would grow costlier as writers accumulate.
+    calls: list[Path] = []
+    real = results._import_legacy
+
+    def counting(run_dir: Path) -> None:
+        calls.append(run_dir)
+        real(run_dir)
+
+    monkeypatch.setattr(results, "_import_legacy", counting)
+    store = RunStore(tmp_path, "r", fingerprint=FP)
+    for case in ("a", "b", "c"):
+        store.add(rec("r", case))
+    assert calls == [store.run_dir]
+
+
+def test_the_env_file_of_a_writer_names_its_writer_and_run(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, "r", fingerprint=FP)
+    store.write_env({"torch": "2.14.1"})
+    assert json.loads(store.own_env_path.read_text()) == {"torch": "2.14.1", "writer": store.writer, "run_id": "r"}
+
+
+def test_reopening_a_closed_run_appends_without_duplicating_its_records(tmp_path: Path) -> None:
+    # A closed run has results.json next to records/: that view is not a legacy file to import again.
+    first = RunStore(tmp_path, "r", fingerprint=FP)
+    first.add(rec("r", "a"))
+    first.add(rec("r", "b"))
+    first.close()
+    second = RunStore(tmp_path, "r", fingerprint=FP)
+    second.add(rec("r", "c"))
+    assert sorted(r["case_id"] for r in load_records(tmp_path / "r")) == ["a", "b", "c"]
+    assert sorted(p.name for p in (tmp_path / "r" / RECORDS_DIR).iterdir()) == sorted(
+        [f"{first.writer}.jsonl", f"{second.writer}.jsonl"])
+
+
+def test_a_legacy_import_keeps_every_record_and_the_umask_mode(tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    run.mkdir()
+    old = [rec("old", "legacy-1"), rec("old", "legacy-2", status="error", error="boom")]
+    (run / "results.json").write_text(json.dumps(old))
+    umask = os.umask(0o022)
+    try:
+        RunStore(tmp_path, "old", fingerprint=FP).add(rec("old", "new-1"))
+    finally:
+        os.umask(umask)
+    legacy = run / RECORDS_DIR / "legacy.jsonl"
+    assert [json.loads(line) for line in legacy.read_text().splitlines()] == old
+    assert stat.S_IMODE(legacy.stat().st_mode) == 0o644  # 0o666 less the umask 0o022, as a plain open gives
+    assert [r["case_id"] for r in load_records(run)] == ["legacy-1", "legacy-2", "new-1"]
+
+
+def test_two_writers_importing_one_legacy_folder_at_once_import_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both saw no records/*.jsonl and staged a copy; the other one linked its copy first. Ours finds the name taken,
+    # which is fine: the records are there once. The staged copy is a hidden .tmp file in records/ (a hard link
+    # cannot cross filesystems) and is gone afterwards.
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps([rec("old", "legacy-1")]))
+    staged: list[Path] = []
+    real_link = os.link
+
+    def link_after_the_other_writer(src: Any, dst: Any, **kwargs: Any) -> None:
+        staged.append(Path(src))
+        Path(dst).write_bytes(Path(src).read_bytes())  # the other writer's identical import, linked first
+        real_link(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "link", link_after_the_other_writer)
+    store = RunStore(tmp_path, "old", fingerprint=FP)
+    store.add(rec("old", "new-1"))
+    monkeypatch.undo()
+    assert [r["case_id"] for r in load_records(run)] == ["legacy-1", "new-1"]
+    (src,) = staged
+    assert src.parent == run / RECORDS_DIR and re.fullmatch(r"\.legacy\.\w+\.tmp", src.name), src
+    assert sorted(p.name for p in (run / RECORDS_DIR).iterdir()) == sorted(["legacy.jsonl", store.records_path.name])
+
+
+def test_a_legacy_file_with_nan_never_becomes_non_standard_json(tmp_path: Path) -> None:
+    # Python's json reads NaN, other tools do not: whatever the store does with such a legacy file (refuse it, or
+    # store null), no records file may hold NaN.
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps([rec("old", "nan-1", values={"latency_ms_p50": math.nan})]))
+    assert "NaN" in (run / "results.json").read_text()
+    with contextlib.suppress(ValueError):
+        RunStore(tmp_path, "old", fingerprint=FP).add(rec("old", "new-1"))
+
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    for path in (run / RECORDS_DIR).glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            json.loads(line, parse_constant=refuse)
+
+
+def test_blank_lines_are_skipped_and_a_non_object_line_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "r" / RECORDS_DIR / "w.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rec("r", "a")) + "\n\n" + json.dumps(rec("r", "b")) + "\n")
+    assert [r["case_id"] for r in load_records(path)] == ["a", "b"]
+    path.write_text(json.dumps(rec("r", "a")) + "\n[1, 2]\n")
+    with pytest.raises(ResultsFileError, match=rf"^{re.escape(str(path))}:2: expected a JSON object per line$"):
+        load_records(tmp_path / "r")
+
+
+def test_a_record_that_breaks_the_schema_is_an_error_naming_its_file(tmp_path: Path) -> None:
+    bad = {**rec("r", "a"), "status": "crashed"}
+    writer_file = tmp_path / "r" / RECORDS_DIR / "w.jsonl"
+    writer_file.parent.mkdir(parents=True)
+    writer_file.write_text(json.dumps(bad) + "\n")
+    for where in (writer_file, tmp_path / "r"):
+        with pytest.raises(ResultsFileError, match=rf"^{re.escape(str(writer_file))}: record 0 \(a\): field 'status'"):
+            load_records(where)
+    legacy = tmp_path / "old" / "results.json"
+    legacy.parent.mkdir()
+    legacy.write_text(json.dumps([bad]))
+    with pytest.raises(ResultsFileError, match=rf"^{re.escape(str(legacy))}: record 0 \(a\): field 'status'"):
+        load_records(legacy)
+
+
+def test_a_results_file_must_be_a_list_of_objects(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ResultsFileError, match="expected a JSON list of record objects"):
+        load_records(path)
+
+
+def test_merged_records_follow_their_creation_time_not_the_writer_names(tmp_path: Path) -> None:
+    # Writer a's record is the later one; a record without a time (an old writer's) counts as the earliest.
+    records_dir = tmp_path / "r" / RECORDS_DIR
+    records_dir.mkdir(parents=True)
+    late = {**rec("r", "late"), "created_utc": "2026-11-30T10:00:05+00:00"}
+    early = {**rec("r", "early"), "created_utc": "2026-11-30T10:00:00+00:00"}
+    undated = {k: v for k, v in rec("r", "undated").items() if k != "created_utc"}
+    (records_dir / "a.jsonl").write_text(json.dumps(late) + "\n")
+    (records_dir / "b.jsonl").write_text(json.dumps(early) + "\n" + json.dumps(undated) + "\n")
+    assert [r["case_id"] for r in load_records(tmp_path / "r")] == ["undated", "early", "late"]
+
+
+def test_views_are_written_once_each_and_always_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every view a reader can see is the whole merged list (or env); an up-to-date view is never rewritten, so
+    # reading a finished run writes nothing (it may be a read-only copy, and rewriting is wasted fsyncs).
+    store = RunStore(tmp_path, "r", fingerprint=FP)
+    store.write_env({"torch": "2.14.1"})
+    store.add(rec("r", "a"))
+    written: list[tuple[str, Any]] = []
+    real = results.atomic_write
+
+    def spy(path: Path, write: Any) -> None:
+        real(path, write)
+        written.append((path.name, json.loads(path.read_text())))
+
+    monkeypatch.setattr(results, "atomic_write", spy)
+    store.close()
+    assert [(name, [r["case_id"] for r in view]) for name, view in written] == [("results.json", ["a"])]
+    written.clear()
+    assert [r["case_id"] for r in load_records(store.run_dir)] == ["a"]
+    assert [r["case_id"] for r in store.records] == ["a"]
+    env = load_env(store.run_dir)
+    assert env is not None and env["torch"] == "2.14.1"
+    assert written == []
+
+
+def test_views_can_be_computed_without_writing(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    RunStore(tmp_path, "r", writer="w", fingerprint=FP).add(rec("r", "a"))
+    (run / "env").mkdir()
+    (run / "env" / "w.json").write_text(json.dumps({"torch": "2.14.1"}))
+    assert [r["case_id"] for r in refresh_results_view(run, write=False)] == ["a"]
+    assert refresh_env_view(run, write=False) == {"torch": "2.14.1", "writers": ["w"]}
+    assert not (run / "results.json").exists() and not (run / "env.json").exists()
+
+
+def test_the_env_of_a_results_file_is_its_folders_env(tmp_path: Path) -> None:
+    store = RunStore(tmp_path, "r", fingerprint=FP)
+    store.write_env({"torch": "2.14.1"})
+    store.add(rec("r", "a"))
+    store.close()
+    env = load_env(store.run_dir)
+    assert env is not None and env["torch"] == "2.14.1"
+    assert load_env(store.results_path) == env
+
+
+@pytest.mark.parametrize(("content", "message"), [("{", "not a readable env file"), ("[1]", "expected a JSON object")])
+def test_a_broken_env_file_is_an_error_naming_it(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "r" / "env" / "w.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(ResultsFileError, match=rf"^{re.escape(str(path))}: {message}"):
+        load_env(tmp_path / "r")
+
+
+def test_merge_envs_earliest_first_compatible_united_contradictions_kept() -> None:
+    # Writer "b" started first (its name sorts last: order must come from the time). By hand:
+    # - torch agrees; gpu only in a: added as is; peak dicts contradict on cpu/fp32: a's goes to the differences;
+    # - cuda is a dict in b and null in a, threads a number in b and a dict in a: neither is a dict extension;
+    # - one machine (same fingerprint twice): no "machines" table; "writer" is per writer, never merged.
+    machine = {"cpu": "EPYC"}
+    envs: dict[str, dict[str, Any]] = {
+        "a": {"writer": "a", "created_utc": "2026-11-30T10:00:05+00:00", "torch": "2.14.1", "gpu": "H100",
+              "peak": {"cpu/fp32": 2.0}, "cuda": None, "threads": {"intra": 4}, "fingerprint": FP, "machine": machine},
+        "b": {"writer": "b", "created_utc": "2026-11-30T10:00:00+00:00", "torch": "2.14.1",
+              "peak": {"cpu/fp32": 1.0, "cpu/bf16": 3.0}, "cuda": {"version": "12.4"}, "threads": 4,
+              "fingerprint": FP, "machine": machine},
+    }
+    assert merge_envs(envs) == {
+        "created_utc": "2026-11-30T10:00:00+00:00", "torch": "2.14.1", "peak": {"cpu/fp32": 1.0, "cpu/bf16": 3.0},
+        "cuda": {"version": "12.4"}, "threads": 4, "fingerprint": FP, "machine": machine, "gpu": "H100",
+        "writers": ["b", "a"],
+        "writer_differences": {"a": {"peak": {"cpu/fp32": 2.0}, "cuda": None, "threads": {"intra": 4}}},
+    }
+    # An env without a time (an older writer's) counts as the earliest.
+    undated = merge_envs({"z": {"torch": "1.0"}, "a": {"created_utc": "2026-11-30T10:00:00+00:00", "torch": "2.0"}})
+    assert undated["writers"] == ["z", "a"] and undated["torch"] == "1.0"
+    assert undated["writer_differences"] == {"a": {"torch": "2.0"}}
+
+
+@pytest.fixture
+def ascii_locale() -> Any:
+    """The C locale's ASCII as the default text encoding (as under a non-UTF-8 locale) for the test's duration."""
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, old)
+
+
+def test_run_files_are_utf8_whatever_the_locale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ascii_locale: None
+) -> None:
+    # CPU names carry non-ASCII marks ("Intel(R)" is often written with the sign itself). The store writes JSON
+    # escapes (pure ASCII), but a run folder written by an older version or another tool may hold raw UTF-8: every
+    # file is read as UTF-8, so a reader under another locale reads the same text.
+    cpu = "Intel\u00ae Xeon\u00ae Platinum"
+    store = RunStore(tmp_path, "r", fingerprint=FP)
+    store.write_env({"cpu": cpu})
+    store.add(rec("r", "a", provenance={"cpu": cpu}))
+    store.close()
+    monkeypatch.setattr(results, "atomic_write", lambda *a: pytest.fail("a file was written by a reader"))
+    env = load_env(store.run_dir)
+    assert env is not None and env["cpu"] == cpu
+    assert [r["provenance"]["cpu"] for r in load_records(store.run_dir)] == [cpu]
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.json").write_text(json.dumps([rec("old", "b", provenance={"cpu": cpu})], ensure_ascii=False),
+                                      encoding="utf-8")
+    (old / "env.json").write_text(json.dumps({"cpu": cpu}, ensure_ascii=False), encoding="utf-8")
+    assert [r["provenance"]["cpu"] for r in load_records(old)] == [cpu]
+    assert load_env(old) == {"cpu": cpu}
