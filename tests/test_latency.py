@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 from collections.abc import Iterator
@@ -97,6 +98,30 @@ def test_each_round_is_sync_clock_mark_work_mark_sync_clock() -> None:
     first_mark = dev.log.index("mark_start")
     timed = dev.log[first_mark - 2 :]
     assert timed == ["sync", "clock", "mark_start", "work", "mark_stop", "sync", "clock"] * 3
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda:1", "mps"])
+def test_every_device_type_goes_through_the_same_synchronized_rounds(
+    monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    """No device has a branch of its own: a clock read without the sync before it (say, only on CUDA) would leave
+    queued GPU work outside the interval. Checked without a GPU: the fake device's sync, clock and marks stand in
+    for CUDA's, and ``on_device`` (which makes ``cuda:1`` the current device) is replaced by a recorder."""
+    entered: list[torch.device] = []
+
+    @contextlib.contextmanager
+    def current(d: torch.device) -> Iterator[None]:
+        entered.append(d)
+        yield
+
+    monkeypatch.setattr(latency, "on_device", current)
+    dev = FakeDevice()
+    cfg = TimingConfig(warmup_rounds=2, warmup_s=0, budget_s=0, min_rounds=3, max_rounds=3)
+    Timer(torch.device(device), cfg, clock=dev.clock, sync=dev.sync, marks=dev.marks).measure(dev.fn, "a")
+    warm_up = ["sync", "clock"] + ["sync", "clock", "work", "sync", "clock"] * 2  # start, then 2 rounds
+    rounds = ["sync", "clock", "mark_start", "work", "mark_stop", "sync", "clock"] * 3
+    assert dev.log == warm_up + rounds
+    assert entered == [torch.device(device)]  # warm-up and rounds both run with the case's device current
 
 
 def test_warm_up_happens_once_per_shape() -> None:
@@ -469,6 +494,36 @@ def test_measure_records_what_the_process_got_over_the_rounds() -> None:
     assert res.contention is not None and res.contention.threads == torch.get_num_threads()
 
 
+def test_the_contention_window_watches_the_timers_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On CUDA the window's device picks the GPU whose other processes and throttling it watches; here it is
+    # only recorded (a window on a CPU device watches no GPU).
+    seen: list[tuple[Any, int]] = []
+
+    class SpyWindow(latency.Window):
+        def __init__(self, device: Any, threads: int) -> None:
+            seen.append((device, threads))
+            super().__init__(device, threads)
+
+    monkeypatch.setattr(latency, "Window", SpyWindow)
+    dev = FakeDevice()
+    make(TimingConfig(warmup_rounds=1, warmup_s=0, min_rounds=2, max_rounds=2), dev).measure(dev.fn, "k")
+    assert seen == [(torch.device("cpu"), torch.get_num_threads())]
+
+
+def test_cuda_devices_get_event_marks_on_that_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Which marks a device gets, checked without a GPU: CudaEventMarks itself needs one (CUDA events), so a
+    # stand-in takes its place and records the device it is built for. On cuda:1 the events must be recorded on
+    # cuda:1's stream: marks built for no device would record on the current device's (cuda:0) idle stream.
+    class StandIn(NoMarks):
+        def __init__(self, device: torch.device) -> None:
+            self.device = device
+
+    monkeypatch.setattr(latency, "CudaEventMarks", StandIn)
+    marks = default_marks(torch.device("cuda", 1))
+    assert isinstance(marks, StandIn) and marks.device == torch.device("cuda", 1)
+    assert type(default_marks(torch.device("cpu"))) is NoMarks
+
+
 def test_settings_mark_cuda_events_only_on_cuda() -> None:
     # Building the dict needs no GPU: it only looks at the device's type.
     assert settings(torch.device("cpu")) == numerics_settings()
@@ -671,6 +726,8 @@ def test_fidelity_on_a_fake_clock(monkeypatch: pytest.MonkeyPatch, budget_s: flo
             fn()
 
     result = fidelity(dev.fn, timer, "f", runner=runner)
+    # Our rounds are the timer's own measurement of key "f": warmed up once under that key, kept for later calls.
+    assert result.ours.warmup_rounds == 1 and timer.is_warm("f")
     assert drove == [4] and result.ours.samples_ms == [step * 1e3] * 4
     assert result.torch_timer_ms_median == step * 1e3 and result.torch_timer_runs == torch_runs
     assert result.bare_loop_ms == [step * 1e3] * 4
