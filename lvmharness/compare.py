@@ -8,7 +8,8 @@ The rule, the direction and whether a value is measured on the machine come from
     point ratio against the same threshold (which can show a regression, never claim an improvement);
   * ``relative`` (memory in bytes): worse by more than ``mem_tolerance`` is a regression, better an improvement;
   * ``points`` (top-1/top-5 in %): worse by more than ``acc_tolerance`` points is a regression;
-  * status: ok → oom/error is a regression (oom/error → ok an improvement).
+  * status: ok → oom/error/skipped is a regression, and so is anything → error (oom/error → ok an
+    improvement).
 A measured value (timed or memory) decides nothing when the pair cannot show a change of the code: either record
 was taken on a busy machine (``values["contended"]``: "inconclusive") or the two come from different machines
 (top-level ``fingerprint``: "cross-machine", unless ``cross_machine``). Counted values compare everywhere.
@@ -140,7 +141,10 @@ def _samples(case: str, key: keys.Key, b: dict[str, Any], n: dict[str, Any], rul
     bs, ns = b["values"].get(key.samples), n["values"].get(key.samples)
     bv, nv = b["values"][key.name], n["values"][key.name]
     worse, better = ("slower", "faster") if key.better == "lower" else ("lower", "higher")
-    if bs and ns and len(bs) >= 3 and len(ns) >= 3 and None not in bs and None not in ns:
+    # The interval needs three finite rounds a side, and positive ones: it is a ratio of medians (a round of 0 ms
+    # is a clock too coarse for the case, and would divide by zero).
+    if bs and ns and len(bs) >= 3 and len(ns) >= 3 and None not in bs and None not in ns and min(bs) > 0 \
+            and min(ns) > 0:
         ratio, lo, hi = median_ratio_ci(bs, ns, rules)
         ci = f"x{ratio:.3f}, {rules.confidence:.0%} CI [{lo:.3f}, {hi:.3f}], threshold {rules.latency_threshold:.0%}"
         if key.better == "higher":  # orient so that a ratio above 1 is always worse
@@ -151,7 +155,7 @@ def _samples(case: str, key: keys.Key, b: dict[str, Any], n: dict[str, Any], rul
             return Finding(case, key.name, bv, nv, "improvement", f"{better}: {ci}")
         return Finding(case, key.name, bv, nv, "noise", "within noise/threshold: " + ci)
     ratio = nv / bv if bv else math.inf
-    detail = f"x{ratio:.3f} (no raw samples: compared the point values against the threshold)"
+    detail = f"x{ratio:.3f} (no usable raw samples: compared the point values against the threshold)"
     oriented = ratio if key.better == "lower" else (1 / ratio if ratio else math.inf)
     if oriented > 1 + rules.latency_threshold:
         return Finding(case, key.name, bv, nv, "regression", detail)
@@ -235,7 +239,9 @@ def compare_records(base: list[dict[str, Any]], new: list[dict[str, Any]], rules
             continue
         bs, ns = b["status"], n["status"]
         if bs != ns:
-            verdict = "regression" if bs == "ok" else ("improvement" if ns == "ok" else "noise")
+            # A case that stopped working is a regression, and so is one that now crashes where it used to end in
+            # an out-of-memory or a skip: an error is never a result. Back to ok is an improvement.
+            verdict = "regression" if bs == "ok" or ns == "error" else ("improvement" if ns == "ok" else "noise")
             result.findings.append(Finding(case, "status", bs, ns, verdict, n.get("error") or ""))
             continue
         if bs != "ok":
@@ -286,25 +292,23 @@ def baseline_records(
 # --- lvm compare ---------------------------------------------------------------------------------------------------
 
 
-def _tolerance(option: str) -> Any:
-    def parse(text: str) -> float:
-        try:
-            return check_tolerance(option, float(text))
-        except (ValueError, CompareError) as exc:
-            raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}") from exc
-
-    return parse
+def _tolerance(text: str) -> float:
+    """argparse type of the threshold options (argparse itself names the option in its error)."""
+    try:
+        return check_tolerance("value", float(text))
+    except (ValueError, CompareError) as exc:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}") from exc
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("base")
     p.add_argument("new")
     p.add_argument("--metric", action="append", help="only these metrics (repeatable), e.g. --metric flops")
-    p.add_argument("--latency-threshold", type=_tolerance("--latency-threshold"), default=0.10,
+    p.add_argument("--latency-threshold", type=_tolerance, default=0.10,
                    help="relative slowdown that counts, a fraction (default 0.10)")
-    p.add_argument("--mem-tolerance", type=_tolerance("--mem-tolerance"), default=0.05,
+    p.add_argument("--mem-tolerance", type=_tolerance, default=0.05,
                    help="relative memory growth allowed, a fraction (default 0.05)")
-    p.add_argument("--acc-tolerance", type=_tolerance("--acc-tolerance"), default=0.5,
+    p.add_argument("--acc-tolerance", type=_tolerance, default=0.5,
                    help="top-1/top-5 drop allowed, in points (default 0.5)")
     p.add_argument("--cross-machine", action="store_true",
                    help="also decide latency/memory of records measured on different machines (fingerprints)")

@@ -358,7 +358,7 @@ def test_three_samples_a_side_are_enough_for_the_interval() -> None:
     assert (finding.base, finding.new) == (10.0, 20.0)
     two = compare_records([rec(latency_ms_p50=10.0, samples=[9.9, 10.1])], [rec(latency_ms_p50=20.0,
                                                                                samples=[19.8, 20.2])]).findings
-    assert "no raw samples" in two[0].detail  # two rounds are too few for a bootstrap: the point ratio decides
+    assert "no usable raw samples" in two[0].detail  # two rounds are too few for a bootstrap: the point ratio decides
 
 
 def test_an_improvement_says_faster_and_carries_the_values() -> None:
@@ -446,7 +446,7 @@ def test_without_samples_the_point_ratio_at_the_threshold(base_p50: float, new_p
                                                           detail: str) -> None:
     finding = one_finding(lat(base_p50), lat(new_p50), Rules(latency_threshold=0.25))
     assert finding.verdict == verdict
-    assert finding.detail == f"{detail} (no raw samples: compared the point values against the threshold)"
+    assert finding.detail == f"{detail} (no usable raw samples: compared the point values against the threshold)"
 
 
 @pytest.mark.parametrize(
@@ -465,7 +465,7 @@ def test_the_interval_needs_three_finite_rounds_on_each_side(base_raw: list[Any]
                                                              new_raw: list[Any] | None) -> None:
     finding = one_finding(lat(10.0, base_raw), lat(20.0, new_raw))
     assert finding.verdict == "regression"
-    assert finding.detail == "x2.000 (no raw samples: compared the point values against the threshold)"
+    assert finding.detail == "x2.000 (no usable raw samples: compared the point values against the threshold)"
 
 
 def _reference_interval(base: list[float], new: list[float], confidence: float, resamples: int,
@@ -590,7 +590,7 @@ def test_a_higher_is_better_timed_value_is_oriented(new_raw: list[float], verdic
 def test_a_higher_is_better_point_value_is_oriented(new: float, verdict: str, ratio: str) -> None:
     finding = _samples("c", FPS, fps(10.0), fps(new), Rules(latency_threshold=0.2))
     assert (finding.verdict, finding.detail) == (
-        verdict, f"{ratio} (no raw samples: compared the point values against the threshold)")
+        verdict, f"{ratio} (no usable raw samples: compared the point values against the threshold)")
 
 
 @pytest.mark.parametrize(
@@ -658,7 +658,13 @@ def test_a_changed_count_says_so() -> None:
     [
         ("ok", "oom", "regression", "CUDA out of memory"),  # the detail is NEW's error
         ("oom", "ok", "improvement", ""),
-        ("oom", "error", "noise", "CUDA out of memory"),  # failed either way
+        # A crash is never a result: a case that used to end in an out-of-memory (or a skip) and now raises has
+        # broken; the other way round it works better than before without working yet.
+        ("oom", "error", "regression", "CUDA out of memory"),
+        ("skipped", "error", "regression", "CUDA out of memory"),
+        ("error", "oom", "noise", "CUDA out of memory"),
+        ("oom", "skipped", "noise", "CUDA out of memory"),
+        ("error", "ok", "improvement", ""),
     ],
 )
 def test_a_status_change_and_its_detail(base_status: str, new_status: str, verdict: str, detail: str) -> None:
@@ -778,7 +784,7 @@ TABLE_LINES = [
     "REGRESSION   flops[a]             macs            10       11       "
     "deterministic value changed (update the baseline if intended",
     "noise        latency[a]           latency_ms_p50  10       10.5     "
-    "x1.050 (no raw samples: compared the point values against th",
+    "x1.050 (no usable raw samples: compared the point values aga",
     "missing      latency[gone]        (case)          present           not in NEW",
     "added        latency[new]         (case)                   present  only in NEW",
     "REGRESSION   memory_inference[a]  rss_peak_bytes  100      112      +12.0% (tolerance 5%)",
@@ -924,3 +930,17 @@ def test_the_baseline_is_the_counted_subset_sorted_by_case() -> None:
     # Other metrics on request; the input is not modified.
     assert [r["case_id"] for r in baseline_records(recs, metrics=("latency",))] == ["latency[x]"]
     assert recs[0]["run_id"] == "r" and "created_utc" in recs[0] and recs[0]["values"]["gmacs"] == 1e-8
+
+
+@pytest.mark.parametrize("zero_side", ["base", "new"])
+def test_rounds_of_zero_ms_fall_back_to_the_point_values_instead_of_dividing_by_zero(zero_side: str) -> None:
+    # A clock too coarse for the case reads 0 ms rounds; a ratio of medians of such rounds divides by zero (base) or
+    # is 0 (new, which oriented for a higher-is-better key divides again). The point values decide instead:
+    # base p50 0 -> an infinite ratio, a regression; new p50 0 -> x0.000, noise (never a claimed improvement).
+    zeros, tens = [0.0, 0.0, 0.0], [10.0, 10.0, 10.0]
+    base = lat(0.0, zeros) if zero_side == "base" else lat(10.0, tens)
+    new = lat(10.0, tens) if zero_side == "base" else lat(0.0, zeros)
+    finding = one_finding(base, new)
+    expected = ("regression", "xinf") if zero_side == "base" else ("noise", "x0.000")
+    assert (finding.verdict, finding.detail) == (
+        expected[0], f"{expected[1]} (no usable raw samples: compared the point values against the threshold)")
