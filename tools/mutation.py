@@ -96,7 +96,9 @@ def _prepare(name: str, target: str, tests: list[str]) -> Path:
 
 
 def _mutmut(work: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1"}
+    # One thread: mutmut forks its test process per mutant, and a child forked after the parent ran multi-threaded
+    # torch (OpenMP) hangs in its first parallel region; each hang would count as a killed mutant ("timeout").
+    env = {**os.environ, "NO_COLOR": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=work, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
