@@ -43,9 +43,13 @@ class CompareError(ValueError):
     """A comparison that cannot be trusted to mean anything: bad rules, an unknown metric, nothing compared."""
 
 
-def check_tolerance(name: str, value: float) -> float:
+def _is_tolerance(value: Any) -> bool:
     """A threshold or tolerance must be a finite number >= 0 (nan would make every test false: a silent pass)."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def check_tolerance(name: str, value: float) -> float:
+    if not _is_tolerance(value):
         raise CompareError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 
@@ -295,9 +299,12 @@ def baseline_records(
 def _tolerance(text: str) -> float:
     """argparse type of the threshold options (argparse itself names the option in its error)."""
     try:
-        return check_tolerance("value", float(text))
-    except (ValueError, CompareError) as exc:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}") from exc
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not _is_tolerance(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -944,3 +944,9 @@ def test_rounds_of_zero_ms_fall_back_to_the_point_values_instead_of_dividing_by_
     expected = ("regression", "xinf") if zero_side == "base" else ("noise", "x0.000")
     assert (finding.verdict, finding.detail) == (
         expected[0], f"{expected[1]} (no usable raw samples: compared the point values against the threshold)")
+
+
+def test_sub_millisecond_rounds_still_get_the_interval() -> None:
+    # Rounds of 0.2 ms and 0.5 ms are positive, so the bootstrap decides: every resampled ratio is 0.5 / 0.2 = 2.5.
+    finding = one_finding(lat(0.2, [0.2, 0.2, 0.2]), lat(0.5, [0.5, 0.5, 0.5]))
+    assert (finding.verdict, finding.detail) == ("regression", "slower: x2.500, 95% CI [2.500, 2.500], threshold 10%")
