@@ -950,3 +950,12 @@ def test_sub_millisecond_rounds_still_get_the_interval() -> None:
     # Rounds of 0.2 ms and 0.5 ms are positive, so the bootstrap decides: every resampled ratio is 0.5 / 0.2 = 2.5.
     finding = one_finding(lat(0.2, [0.2, 0.2, 0.2]), lat(0.5, [0.5, 0.5, 0.5]))
     assert (finding.verdict, finding.detail) == ("regression", "slower: x2.500, 95% CI [2.500, 2.500], threshold 10%")
+
+
+def test_the_process_baseline_is_reported_not_gated() -> None:
+    # rss_baseline_bytes is the interpreter and torch before any model; rss_peak_bytes already contains it. A new
+    # torch that doubles it changes the environment, not the model: only the peak (+1%, within 5%) is judged.
+    base = rec(metric="memory_inference", rss_baseline_bytes=100, rss_peak_bytes=1000)
+    new = rec(metric="memory_inference", rss_baseline_bytes=200, rss_peak_bytes=1010)
+    findings = compare_records([base], [new]).findings
+    assert [(f.key, f.verdict) for f in findings] == [("rss_peak_bytes", "noise")]
