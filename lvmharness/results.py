@@ -629,7 +629,9 @@ def _load_list(p: Path) -> list[dict[str, Any]]:
         raise ResultsFileError(f"{p}: not valid JSON ({exc})") from exc
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise ResultsFileError(f"{p}: expected a JSON list of record objects")
-    return data
+    # Python's json reads NaN and Infinity, which other JSON tools reject: non-finite numbers become null, as when
+    # the store writes them.
+    return [_json_safe(r) for r in data]
 
 
 def load_records(path: Path | str) -> list[dict[str, Any]]:
