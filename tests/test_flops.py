@@ -211,7 +211,8 @@ def test_an_op_without_formula_fails_loudly_naming_it() -> None:
      ("aten._convert_indices_from_coo_to_csr", False), ("aten.cummax", False), ("aten.softmax", False),
      # the other spellings: an overload packet's str, fvcore's "aten::", an overload, a bare name
      ("addmm.default", True), ("aten.addmm.default", True), ("aten::mm.out", True), ("bmm", True),
-     ("aten::native_layer_norm", False), ("gelu.default", False)],
+     ("aten::native_layer_norm", False), ("gelu.default", False),
+     ("aten", False)],  # a bare namespace names no op (and must not raise)
 )
 def test_which_ops_carry_macs(op: str, expected: bool) -> None:
     assert flops.carries_macs(op) is expected
@@ -290,6 +291,12 @@ def test_a_training_step_count_leaves_no_gradients_behind() -> None:
     counts = flops.forward_backward_macs(net, torch.randn(5, 4))
     # forward 5*4*6 + 5*6*2 = 180; backward: both weight gradients (180) and the second layer's input gradient (60)
     assert counts.macs == 180 + 180 + 5 * 6 * 2
+    # per layer: forward (addmm) then the gradients (mm); the first layer has no input gradient to compute
+    assert counts.by_module == {
+        "": {"aten.addmm": 180, "aten.mm": 180 + 60},
+        "0": {"aten.addmm": 5 * 4 * 6, "aten.mm": 5 * 4 * 6},
+        "2": {"aten.addmm": 5 * 6 * 2, "aten.mm": 2 * 5 * 6 * 2},
+    }
     assert all(p.grad is None for p in net.parameters())  # freed, not zero-filled: no memory held by a count
 
 
@@ -329,16 +336,18 @@ class Outer(nn.Module):
 
 
 def test_macs_per_module_subtree_leave_out_modules_outside_the_model() -> None:
-    net, stray = Outer(), nn.Linear(5, 5)
+    net, before, after = Outer(), nn.Linear(5, 5), nn.Sequential(nn.Linear(5, 5))
     x = torch.randn(7, 5)
 
     def run() -> None:
-        stray(x)  # runs first, is not part of the model: in the total, in no module row
+        # modules that are not part of the model, run before and after it: in the total, in no module row
+        before(x)
         net(x)
+        after(x)
 
     counts = count_run(net, run)
     # batch 7: stem 7*5*4 = 140 (addmm), inner.fc 7*4*3 = 84 (mm, no bias), inner.fc2 7*3*2 = 42 (addmm),
-    # the model's own product (7 x 2) @ (2 x 6) = 84 (mm); the stray layer 7*5*5 = 175 (addmm).
+    # the model's own product (7 x 2) @ (2 x 6) = 84 (mm); each stray layer 7*5*5 = 175 (addmm).
     assert counts.by_module == {
         "": {"aten.addmm": 140 + 42, "aten.mm": 84 + 84},
         "stem": {"aten.addmm": 140},
@@ -346,8 +355,8 @@ def test_macs_per_module_subtree_leave_out_modules_outside_the_model() -> None:
         "inner.fc": {"aten.mm": 84},
         "inner.fc2": {"aten.addmm": 42},
     }
-    assert counts.by_op == {"aten.addmm": 140 + 42 + 175, "aten.mm": 84 + 84}
-    assert counts.macs == 140 + 84 + 42 + 84 + 175
+    assert counts.by_op == {"aten.addmm": 140 + 42 + 2 * 175, "aten.mm": 84 + 84}
+    assert counts.macs == 140 + 84 + 42 + 84 + 2 * 175
     # exact integers (JSON shows them as such), not halves of FLOPs as floats
     assert all(type(v) is int for ops in (counts.by_op, *counts.by_module.values()) for v in ops.values())
 
@@ -562,10 +571,15 @@ def test_analyze_on_a_real_device_feeds_a_standard_normal_batch(monkeypatch: pyt
 
     monkeypatch.setattr(lvmharness.models, "create_model", lambda spec, img_size, device: Probe().to(device))
     report = analyze("smoke_vit", img_size=16, batch_size=4, device="cpu", backward=False)
-    assert report.macs == 4 * 3 * 2
-    assert seen[0].shape == (4, 3, 16, 16)
+    assert (report.macs, report.device) == (4 * 3 * 2, "cpu")
+    analyze("smoke_vit", img_size=16, batch_size=4, device="cpu", backward=False)
+    first, second = seen
+    assert first.shape == (4, 3, 16, 16)
+    # a fresh draw each time (uninitialised memory would repeat whatever the freed block held)
+    assert not torch.equal(first, second)
     # 3,072 draws of N(0, 1): mean within 0.1 and std within 10 % (each > 5 standard errors away)
-    assert abs(seen[0].mean().item()) < 0.1 and 0.9 < seen[0].std().item() < 1.1
+    for x in (first, second):
+        assert abs(x.mean().item()) < 0.1 and 0.9 < x.std().item() < 1.1
 
 
 def test_batch_size_must_be_positive_and_the_error_says_so() -> None:
