@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lvmharness.commands.args import int_at_least
 from lvmharness.results import new_run_id, run_id_arg
 
 SWEEP_DIR = ".sweep"  # inside --out: shard folders and submitit's logs, kept after the merge
@@ -153,27 +154,20 @@ def sweep(args: argparse.Namespace) -> int:
     return 0 if all(o.status == "ok" for o in outcomes) else 1
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["slurm", "local"], default="slurm",
                    help="slurm: one job array on the cluster; local: processes on this machine (tests, CI)")
-    p.add_argument("--shards", type=_positive, required=True, help="number of shards (array tasks)")
+    p.add_argument("--shards", type=int_at_least(1), required=True, help="number of shards (array tasks)")
     p.add_argument("--out", default="results", metavar="DIR",
                    help="results folder: the merged run lands in DIR/<run-id>, shards and logs in DIR/.sweep")
     p.add_argument("--run-id", type=run_id_arg, default=None, help="run id (default: UTC time + random suffix)")
     p.add_argument("--partition", default=None, help="Slurm partition")
-    p.add_argument("--gpus-per-shard", type=int, default=0, metavar="G", help="GPUs per array task (Slurm)")
-    p.add_argument("--cpus-per-shard", type=_positive, default=None, metavar="C", help="CPUs per array task (Slurm)")
-    p.add_argument("--time", type=_positive, default=60, metavar="MIN", help="time limit per shard in minutes")
+    p.add_argument("--gpus-per-shard", type=int_at_least(0), default=0, metavar="G",
+                   help="GPUs per array task (Slurm)")
+    p.add_argument("--cpus-per-shard", type=int_at_least(1), default=None, metavar="C",
+                   help="CPUs per array task (Slurm)")
+    p.add_argument("--time", type=int_at_least(1), default=60, metavar="MIN", help="time limit per shard in minutes")
     p.add_argument("--poll-s", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS",
                    help="what each shard passes to pytest, e.g. -- benches/ --lvm-profile smoke")

@@ -160,6 +160,11 @@ def test_each_subcommand_help_shows_its_own_options(capsys: pytest.CaptureFixtur
         (["flops", "smoke_vit", "--scaling", "32,x"], "--scaling: 'x' is not an integer"),
         (["flops", "smoke_vit", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
         (["graph", "smoke_vit", "--img-size", "0", "-o", "g.json"], "--img-size: must be an integer >= 1"),
+        (["memory", "smoke_vit", "--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
+        (["memory", "smoke_vit", "--img-size", "x"], "--img-size: expected an integer, got 'x'"),
+        (["sweep", "--shards", "0"], "--shards: must be an integer >= 1, got 0"),
+        (["sweep", "--shards", "2", "--gpus-per-shard", "-1"], "--gpus-per-shard: must be an integer >= 0, got -1"),
+        (["sweep", "--shards", "2", "--time", "0"], "--time: must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_numbers_are_one_argparse_error(argv: list[str], message: str,

@@ -11,18 +11,9 @@ import json
 import re
 from typing import Any
 
+from lvmharness.commands.args import int_at_least
 from lvmharness.measure.prediction import MODES, OPTIMIZERS
 from lvmharness.results import DTYPE_NAMES
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _budget(text: str) -> str | int:
@@ -39,8 +30,8 @@ def _budget(text: str) -> str | int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="alias or timm name")
-    p.add_argument("--img-size", type=_positive_int, default=None, help="square input side (default: the model's)")
-    p.add_argument("--batch-size", type=_positive_int, default=1)
+    p.add_argument("--img-size", type=int_at_least(1), default=None, help="square input side (default: the model's)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=1)
     p.add_argument("--mode", choices=MODES, default="train",
                    help="train: the step after the first (forward, CE loss, backward, optimizer step, zero_grad); "
                         "inference: eval() forward under no_grad (default: train)")
