@@ -154,7 +154,6 @@ def sweep(args: argparse.Namespace) -> int:
     return 0 if all(o.status == "ok" for o in outcomes) else 1
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["slurm", "local"], default="slurm",
                    help="slurm: one job array on the cluster; local: processes on this machine (tests, CI)")

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".mutation"
 COPY = ("lvmharness", "tests", "benches", "conftest.py", "pytest.ini")
+IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 # module -> (file to mutate, pytest arguments selecting its own fast tests)
 MODULES: dict[str, tuple[str, list[str]]] = {
@@ -72,10 +73,9 @@ def _config(target: str, tests: list[str]) -> str:
 
 def _refresh_tests(work: Path, target: str, tests: list[str]) -> None:
     """New and changed tests into an existing scratch copy (the mutated code must be unchanged for --again)."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for sub in ("tests", "mutants/tests"):
         shutil.rmtree(work / sub, ignore_errors=True)
-        shutil.copytree(ROOT / "tests", work / sub, ignore=ignore)
+        shutil.copytree(ROOT / "tests", work / sub, ignore=IGNORE)
     for place in (work, work / "mutants"):
         (place / "pyproject.toml").write_text(_config(target, tests))
 
@@ -84,11 +84,10 @@ def _prepare(name: str, target: str, tests: list[str]) -> Path:
     work = SCRATCH / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for item in COPY:
         src = ROOT / item
         if src.is_dir():
-            shutil.copytree(src, work / item, ignore=ignore)
+            shutil.copytree(src, work / item, ignore=IGNORE)
         elif src.exists():
             shutil.copy2(src, work / item)
     (work / "pyproject.toml").write_text(_config(target, tests))
@@ -117,7 +116,10 @@ def run_module(name: str, timeout_s: float, again: bool = False) -> tuple[int, i
     work = SCRATCH / name
     retry: list[str] = []
     if again:
-        if (ROOT / target).read_bytes() != (work / target).read_bytes():
+        if not (work / target).is_file():
+            print(f"{name}: no earlier run to continue; running every mutant")
+            again = False
+        elif (ROOT / target).read_bytes() != (work / target).read_bytes():
             print(f"{name}: {target} changed since the last run; running every mutant again")
             again = False
         else:
@@ -126,13 +128,11 @@ def run_module(name: str, timeout_s: float, again: bool = False) -> tuple[int, i
     if not again:
         work = _prepare(name, target, tests)
     try:
-        children = os.environ.get("MUTATION_CHILDREN", "2")
-        if again and not retry:
-            proc = subprocess.CompletedProcess([], 0, "", "")
-        else:
+        if not again or retry:  # --again with no survivors left: nothing to run
+            children = os.environ.get("MUTATION_CHILDREN", "2")
             proc = _mutmut(work, "run", "--max-children", children, *retry, timeout=timeout_s)
-        if proc.returncode:
-            print(f"{name}: mutmut run failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+            if proc.returncode:
+                print(f"{name}: mutmut run failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     except subprocess.TimeoutExpired:
         print(f"{name}: stopped after {timeout_s:.0f} s; the score covers the mutants checked so far")
     status = _status(work)
