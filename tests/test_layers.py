@@ -123,6 +123,27 @@ def test_attribution_of_a_hand_made_trace() -> None:
     assert st.total_ops == 15 + 7 + 2 + 31 + 3 + 4
 
 
+def test_cuda_twins_of_the_ranges_are_not_steps() -> None:
+    # What kineto returns for a profiled training step on CUDA: besides the CPU ranges, a device-side copy
+    # (``gpu_user_annotation``: device type CUDA, same name, GPU clock, no CPU parent) of every record_function
+    # range that launched kernels directly, here the step range (the loss kernels) and a module range. Two steps
+    # were profiled, so two step ranges must come back, each with its own op.
+    cuda_type = torch.autograd.DeviceType.CUDA
+    events: list[FakeEvent] = []
+    for i, t0 in enumerate((0.0, 1000.0)):
+        step = _ev(f"lvm.step#{i}", t0, t0 + 900, 10)
+        mod = _ev("lvm.module::", t0 + 1, t0 + 500, 5, step)
+        op = _ev("aten::mm", t0 + 2, t0 + 400, 7 + i, mod, seq=10 + i)
+        loss = _ev("aten::nll_loss", t0 + 600, t0 + 700, 3, step, seq=20 + i)
+        twins = [FakeEvent(e.name, e.start + 50, e.end + 50, 0.0, None, device_type=cuda_type) for e in (step, mod)]
+        events += [step, mod, op, loss, *twins]
+    steps = attribute(events)
+    assert len(steps) == 2
+    assert [st.fwd[""] for st in steps] == [7, 8]
+    assert [st.outside_fwd for st in steps] == [3, 3]
+    assert [st.step_python for st in steps] == [10, 10]
+
+
 # --- FLOPs and bytes per op -------------------------------------------------------------------------------------------
 
 
@@ -282,6 +303,24 @@ def test_compiled_model_is_refused() -> None:
     p = Prepared(nn.Linear(4, 4), CPU, ExecOptions(compile=True))
     with pytest.raises(LayerTimingError, match="eager"):
         measure_layers(p, torch.randn(2, 4))
+
+
+def test_layers_on_mps_are_refused_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # The profiler gives MPS ops only their CPU self time (encoding into a command buffer that returns before the
+    # GPU runs): refused before any model is built there, as a user error (exit 2, one line).
+    import lvmharness.devices
+    import lvmharness.models
+
+    monkeypatch.setattr(lvmharness.devices, "_mps_available", lambda: True)
+
+    def no_build(*a: Any, **k: Any) -> None:
+        raise AssertionError("a model was built on MPS before the refusal")
+
+    monkeypatch.setattr(lvmharness.models, "create_model", no_build)
+    assert main(["layers", "smoke_vit", "--device", "mps", "--no-roofline"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not available on MPS" in err[0] and "--device cpu or cuda" in err[0]
 
 
 # --- the CLI --------------------------------------------------------------------------------------------------------

@@ -164,6 +164,11 @@ class Lvm:
             if prepared.options.compile:
                 rec.skip("time per layer needs eager execution; torch.compile fuses the modules away")
                 return
+            if loaded.device.type == "mps":
+                from lvmharness.measure.layers import MPS_REFUSAL
+
+                rec.skip(MPS_REFUSAL)
+                return
             peaks = {"flops_per_s": self.session.peak(loaded.device, loaded.dtype)["flops_per_s"],
                      "bytes_per_s": self.session.bandwidth(loaded.device)["bytes_per_s"]}
             x = prepared.make_input(case.batch_size or 1, case.img_size)

@@ -65,6 +65,18 @@ class LayerTimingError(ValueError):
     """A per-layer measurement that cannot be made as asked (compiled model, unknown mode, zero steps)."""
 
 
+# Why MPS is refused: the profiler has no MPS device clock, so an op's time there would be the CPU self time of
+# encoding the op into Metal's command buffer, which returns before the GPU runs it (an asynchronous backend), not
+# the op's time. Refused until torch.profiler reports MPS kernel time.
+MPS_REFUSAL = ("time per layer is not available on MPS: the profiler has no MPS device clock, so op times there "
+               "would be CPU encoding times, not kernel times; use --device cpu or cuda")
+
+
+def refuse_mps(device: torch.device) -> None:
+    if device.type == "mps":
+        raise LayerTimingError(MPS_REFUSAL)
+
+
 # --- which module issued what: hooks that open a profiler range per module call ---------------------------------
 
 
@@ -221,9 +233,18 @@ def _op_time_us(e: Any, cuda: bool) -> float:
     return float(e.self_device_time_total if cuda else e.self_cpu_time_total)
 
 
+def _on_cpu(e: Any) -> bool:
+    """A CPU-side event (``device_type`` DeviceType.CPU; a hand-made event without one counts as CPU)."""
+    return getattr(e.device_type, "name", "CPU") == "CPU"
+
+
 def attribute(events: Sequence[Any], *, cuda: bool = False) -> list[StepTimes]:
     """Sum each op's self time onto the module that issued it, per ``lvm.step#i`` range (in step order)."""
-    steps = sorted((e for e in events if e.name.startswith(STEP_RANGE)), key=lambda e: e.time_range.start)
+    # With CUDA activity kineto adds a device-side twin of a ``record_function`` range (``gpu_user_annotation``,
+    # device type CUDA, same name) whenever kernels launch directly under it, as the loss kernels do under the step
+    # range; torch's own table code drops them (torch/autograd/profiler_util.py). Only the CPU ranges are steps.
+    steps = sorted((e for e in events if e.name.startswith(STEP_RANGE) and _on_cpu(e)),
+                   key=lambda e: e.time_range.start)
     out = [StepTimes() for _ in steps]
     bounds = [(e.time_range.start, e.time_range.end) for e in steps]
 
@@ -263,7 +284,7 @@ def attribute(events: Sequence[Any], *, cuda: bool = False) -> list[StepTimes]:
 
     ordered = sorted(events, key=lambda e: e.time_range.start)
     for e in ordered:
-        if e.name.startswith((MODULE_RANGE, STEP_RANGE)) or getattr(e.device_type, "name", "CPU") != "CPU":
+        if e.name.startswith((MODULE_RANGE, STEP_RANGE)) or not _on_cpu(e):
             continue
         kind, path, _ = classify(e)
         if kind == "fwd" and path is not None and e.sequence_nr >= 0:
@@ -271,7 +292,7 @@ def attribute(events: Sequence[Any], *, cuda: bool = False) -> list[StepTimes]:
 
     for e in ordered:
         i = step_of(e)
-        if i is None or getattr(e.device_type, "name", "CPU") != "CPU":
+        if i is None or not _on_cpu(e):
             continue
         st = out[i]
         if e.name.startswith(STEP_RANGE):
@@ -381,6 +402,7 @@ def measure_layers(
     step is timed here first, without profiler or hooks. ``peaks``: ``{"flops_per_s", "bytes_per_s"}`` measured
     on this device, for the roofline (leaves get no roofline without them).
     """
+    refuse_mps(prepared.device)
     if mode not in MODES:
         raise LayerTimingError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if steps < 1 or warmup < 0:
@@ -642,6 +664,7 @@ def measure_from_spec(
     spec = resolve(model)
     size = img_size or spec.default_img_size
     dev = resolve_device(device)
+    refuse_mps(dev)  # before building the model there
     net = create_model(spec, img_size=size, device=dev)
     prepared = Prepared(net, dev, ExecOptions(dtype))
     x = prepared.make_input(batch_size, size)
