@@ -126,12 +126,25 @@ def _target_device(cfg: StepConfig) -> torch.device:
     return resolve_device(cfg.device)
 
 
-def _make_optimizer(cfg: StepConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def optimizer_foreach(device: torch.device) -> bool:
+    """Whether torch's default picks the multi-tensor (``foreach``) optimizer kernels for real parameters on
+    ``device``: ``_default_to_fused_or_foreach`` in torch/optim/optimizer.py says yes when every parameter is a
+    plain Tensor or nn.Parameter on a device of ``_get_foreach_kernels_supported_devices()`` (cuda, xpu, ... not
+    cpu). Fake parameters are ``FakeTensor``, which fails that type test, so left to the default a prediction for
+    CUDA would model the single-tensor AdamW while the real step runs ``_multi_tensor_adamw``, which holds
+    weights-sized temporaries (torch/optim/adamw.py). Both sides pass this choice explicitly."""
+    from torch.optim import optimizer as torch_optimizer
+
+    return device.type in torch_optimizer._get_foreach_kernels_supported_devices()
+
+
+def _make_optimizer(cfg: StepConfig, model: torch.nn.Module, device: torch.device) -> torch.optim.Optimizer:
     import torch
 
+    foreach = optimizer_foreach(device)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), **ADAMW_ARGS)  # type: ignore[arg-type]
-    return torch.optim.SGD(model.parameters(), **SGD_ARGS)  # type: ignore[arg-type]
+        return torch.optim.AdamW(model.parameters(), foreach=foreach, **ADAMW_ARGS)  # type: ignore[arg-type]
+    return torch.optim.SGD(model.parameters(), foreach=foreach, **SGD_ARGS)  # type: ignore[arg-type]
 
 
 def _build_inputs(cfg: StepConfig, size: int, device: torch.device, dtype: torch.dtype,
@@ -185,7 +198,7 @@ def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: to
     opt: torch.optim.Optimizer | None = None
     if cfg.mode == "train":
         model.train()
-        opt = _make_optimizer(cfg, model)
+        opt = _make_optimizer(cfg, model, device)
         # The first step: it creates the optimizer state the measured step starts with.
         with autocast():
             loss = F.cross_entropy(model(x).float(), y)
@@ -234,8 +247,11 @@ def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: to
         with saved_for_backward(model, saved), autocast():
             out = model(x)
         del out
+    extra: dict[str, Any] = {}
+    if opt is not None:  # which optimizer kernels ran: the multi-tensor path holds more temporaries
+        extra["optimizer_foreach"] = bool(opt.defaults.get("foreach"))
     return StepMemory(peak_bytes=total, breakdown=cats, peak_phase=peak_phase, phase_peaks=phase_peaks,
-                      saved_for_backward=saved, params=sum(p.numel() for p in model.parameters()))
+                      saved_for_backward=saved, params=sum(p.numel() for p in model.parameters()), extra=extra)
 
 
 def _meta_model(cfg: StepConfig, size: int) -> torch.nn.Module:
