@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Timeouts only guard against a hang (a shared CI machine may be slow); no test here asserts a speed.
 def run_pytest(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    # These tests check CPU records: the device is pinned, never left to "auto" (CUDA on a GPU machine).
+    device = () if "--lvm-device" in args else ("--lvm-device", "cpu")
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "benches/", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", "benches/", "-p", "no:cacheprovider", *device, *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
     )
 

@@ -3,9 +3,19 @@ would (torch's own switches forced the way CUDA sets them) and checks the harnes
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
+import torch
 from torch.optim import optimizer as torch_optimizer
 
+from lvmharness.bench import parallel
+from lvmharness.bench.config import LvmConfig
+from lvmharness.bench.session import LvmSession
 from lvmharness.measure.prediction import StepConfig, measure_step, predict_step
 
 
@@ -41,3 +51,74 @@ def test_foreach_adamw_costs_more_than_single_tensor_in_the_prediction(monkeypat
     foreach = predict_step(cfg)
     assert single.extra["optimizer_foreach"] is False and foreach.extra["optimizer_foreach"] is True
     assert foreach.peak_bytes > single.peak_bytes
+
+
+# --- xdist: pin and refuse only for lvm cases on the device ----------------------------------------------------------
+
+
+def _fake_config(workers: int, args: tuple[str, ...] = ()) -> Any:
+    return SimpleNamespace(
+        option=SimpleNamespace(dist="load", tx=["popen"] * workers),
+        invocation_params=SimpleNamespace(args=args),
+        pluginmanager=SimpleNamespace(hasplugin=lambda name: name == "xdist"),
+        stash=pytest.Stash(),
+    )
+
+
+def _nodes(config: Any, workers: int) -> list[Any]:
+    nodes = [SimpleNamespace(config=config, gateway=SimpleNamespace(id=f"gw{i}"), workerinput={"workerid": f"gw{i}"})
+             for i in range(workers)]
+    for node in nodes:
+        parallel.configure_node(node)
+    return nodes
+
+
+def test_more_workers_than_gpus_is_refused_only_when_lvm_cases_run_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A GPU machine as the controller sees it (one GPU given, index 7), the plugin's devices not named on the
+    # command line: a plain `pytest -n 2` of a project with lvmharness installed (where "auto" would be CUDA).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    monkeypatch.setattr(parallel, "_usable_cores", lambda: [0, 1])
+    config = _fake_config(2)
+    parallel.configure_controller(config, LvmSession.from_options(LvmConfig(devices=("cuda", "cpu"))))
+    nodes = _nodes(config, 2)
+    assert [n.workerinput.get(parallel.CUDA) for n in nodes] == ["7", None]  # the second keeps the controller's view
+    parallel.refuse_collected(config, ["tests/test_x.py::test_a", "tests/test_x.py::test_b[cpu-3]"])  # runs
+    with pytest.raises(pytest.exit.Exception, match="needs one GPU per worker, and this run was given 1"):
+        parallel.refuse_collected(config, ["benches/bench_latency.py::bench_forward_latency[vit-cuda0-bf16-b1-224]"])
+    # CPU cases of the same run are fine: two workers, two cores.
+    parallel.refuse_collected(config, ["benches/bench_latency.py::bench_forward_latency[vit-cpu-fp32-b1-224]"])
+    # Named on the command line, CUDA cases are the point of the run: refused before any worker starts.
+    with pytest.raises(pytest.UsageError, match="needs one GPU per worker"):
+        parallel.configure_controller(_fake_config(2, ("--lvm-device", "cuda")),
+                                      LvmSession.from_options(LvmConfig(devices=("cuda",))))
+
+
+@pytest.mark.slow
+def test_plain_xdist_run_with_lvmharness_installed_is_not_refused(tmp_path: Path) -> None:
+    # More workers than cores and one (fake) GPU index: neither matters to a session without lvm cases.
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    (tmp_path / "test_plain.py").write_text("def test_one():\n    assert 1 + 1 == 2\n\n\n"
+                                            "def test_two():\n    assert 'a'.upper() == 'A'\n")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "7"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", str(cores + 1), "-q"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout
+
+
+def test_pinning_after_the_cuda_runtime_enumerated_the_gpus_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.cuda.is_available() before the worker pins leaves torch uninitialised, yet the runtime keeps the device
+    # list it enumerated: after setting CUDA_VISIBLE_DEVICES=5 it still reports both GPUs. Simulated here by the
+    # count the runtime answers; the cuda-marked test below does it for real in a fresh process.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    monkeypatch.setattr(parallel, "_runtime_device_count", lambda: 2)
+    worker = SimpleNamespace(workerinput={"workerid": "gw1", parallel.CUDA: "5", parallel.CUDA_GIVEN: "3,5"},
+                             option=SimpleNamespace(), addinivalue_line=lambda *a: None)
+    with pytest.raises(pytest.UsageError, match="still sees 2 GPUs"):
+        parallel.configure_worker(worker, LvmSession.from_options(LvmConfig(devices=("cuda",))))  # type: ignore[arg-type]
+    monkeypatch.setattr(parallel, "_runtime_device_count", lambda: 1)  # pinned in time: one GPU seen
+    facts = parallel.configure_worker(worker, LvmSession.from_options(LvmConfig(devices=("cuda",))))  # type: ignore[arg-type]
+    assert facts["cuda_visible_devices"] == "5"

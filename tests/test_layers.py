@@ -370,6 +370,7 @@ def test_bench_layers_option_writes_a_layer_times_record(tmp_path: Path) -> None
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "benches/bench_latency.py", "--lvm-profile", "smoke", "--lvm-models",
          "smoke_vit", "--lvm-batch-sizes", "1", "--lvm-img-sizes", "32", "--lvm-budget-s", "0.2", "--lvm-layers",
+         "--lvm-device", "cpu",
          "--lvm-out", str(tmp_path), "--lvm-run-id", "run", "-p", "no:cacheprovider", "-q"],
         cwd=root, capture_output=True, text=True, timeout=300,
     )

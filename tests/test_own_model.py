@@ -19,7 +19,8 @@ EXAMPLE = ROOT / "examples" / "own-model"
 
 def pytest_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # Timeout only guards against a hang on a slow shared machine; nothing here asserts a speed.
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=folder,
+    device = () if "--lvm-device" in args else ("--lvm-device", "cpu")  # "auto" is CUDA on a GPU machine
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *device, *args], cwd=folder,
                           capture_output=True, text=True, timeout=900)
 
 

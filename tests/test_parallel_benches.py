@@ -25,7 +25,9 @@ from lvmharness.results import load_records
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-SLICE = ("--lvm-profile", "smoke", "--lvm-models", "smoke_resnet,smoke_vit", "-k", "forward_latency or macs")
+# The device is pinned: "auto" is CUDA on a GPU machine, and these ids are the CPU's.
+SLICE = ("--lvm-profile", "smoke", "--lvm-models", "smoke_resnet,smoke_vit", "--lvm-device", "cpu",
+         "-k", "forward_latency or macs")
 # The slice's cases, written out by hand from the smoke profile: smoke_resnet is native at 64 px, smoke_vit at
 # 32 px, batches 1 and 2; MAC counting runs once per (model, size) on meta, and its scaling record once per model.
 SLICE_IDS = {
@@ -164,7 +166,7 @@ def test_a_shard_with_a_failing_case_is_reported_with_its_log_and_everything_is_
     # smoke_vit cannot take 36 px (not a multiple of its patch 8): that case errors, in whichever shard has it.
     proc = lvm("sweep", "--executor", "local", "--shards", "2", "--out", str(tmp_path), "--run-id", "sw2", "--",
                "benches/", "--lvm-profile", "smoke", "--lvm-models", "smoke_resnet,smoke_vit", "--lvm-img-sizes",
-               "36,32", "--lvm-batch-sizes", "1", "-k", "forward")
+               "36,32", "--lvm-batch-sizes", "1", "--lvm-device", "cpu", "-k", "forward")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     (line,) = [ln for ln in proc.stdout.splitlines() if "finished, some benches failed" in ln]
     log = Path(line.split("; log: ")[1].split()[0])
@@ -223,7 +225,8 @@ def test_each_xdist_worker_gets_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the controller's view again
 
     with pytest.raises(pytest.UsageError, match="needs one GPU per worker, and this run was given 2"):
-        parallel.configure_controller(fake_config(3), LvmSession.from_options(LvmConfig(devices=("cuda",))))
+        parallel.configure_controller(fake_config(3, ("--lvm-device", "cuda")),
+                                      LvmSession.from_options(LvmConfig(devices=("cuda",))))
     with pytest.raises(pytest.UsageError, match="use --lvm-device cuda"):
         parallel.configure_controller(fake_config(2), LvmSession.from_options(LvmConfig(devices=("cuda:1",))))
 

@@ -27,8 +27,8 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("smoke")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "benches/bench_latency.py", "benches/bench_flops.py",
-         "benches/bench_memory.py", "-k", "smoke_vit", "--lvm-profile", "smoke", "--lvm-trace", "--lvm-out",
-         str(out), "--lvm-run-id", "run", "-p", "no:cacheprovider", "-q"],
+         "benches/bench_memory.py", "-k", "smoke_vit", "--lvm-profile", "smoke", "--lvm-device", "cpu", "--lvm-trace",
+         "--lvm-out", str(out), "--lvm-run-id", "run", "-p", "no:cacheprovider", "-q"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

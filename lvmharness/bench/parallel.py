@@ -8,8 +8,10 @@ because pytest-benchmark switches itself off under xdist and our records must no
   once there (what ``--dist loadgroup`` does with an ``xdist_group(<model>)`` mark, which each case also carries).
 - CUDA (``--lvm-device cuda`` or ``auto`` on a GPU machine): worker *i* sees only the *i*-th GPU the run was given
   (``CUDA_VISIBLE_DEVICES`` set in the worker before CUDA initialises); the physical index is in every record's
-  provenance (``parallel.cuda_visible_devices``). More workers than GPUs is refused: two workers timing on one GPU
-  measure each other.
+  provenance (``parallel.cuda_visible_devices``); the pin is checked (a worker whose CUDA runtime enumerated the
+  GPUs before it is refused). More workers than GPUs is refused when lvm cases run on CUDA (two workers timing on
+  one GPU measure each other): at once when ``--lvm-device`` is named, else once the workers have collected, so a
+  session without lvm cases (``pytest tests/ -n 4`` with lvmharness merely installed) runs untouched.
 - CPU: timed numbers on shared cores measure contention. Each worker gets its own slice of the cores this run
   may use (``os.sched_setaffinity``) and as many torch threads as its slice holds (``torch.set_num_threads``),
   both recorded; more workers than cores is refused.
@@ -40,6 +42,12 @@ CUDA = "lvm_cuda_visible_devices"  # this worker's GPU ("3"), or None when the r
 CUDA_GIVEN = "lvm_cuda_given"  # the GPUs the run was given, before pinning ("0,1,2,3" or "all:4")
 CPUS = "lvm_cpus"  # this worker's cores, or None when the run does not use the CPU for timing
 WORKERS = "lvm_workers"
+
+
+def _explicit_devices(config: pytest.Config) -> bool:
+    """Whether the user named ``--lvm-device`` on the command line (then lvm cases are the point of the run)."""
+    args = getattr(getattr(config, "invocation_params", None), "args", ()) or ()
+    return any(a == "--lvm-device" or a.startswith("--lvm-device=") for a in args)
 
 
 def _xdist_workers(config: pytest.Config) -> int:
@@ -84,9 +92,10 @@ def _usable_cores() -> list[int]:
 class ControllerPlan:
     run_id: str
     workers: int
-    gpus: list[str] | None  # one per worker, or None
+    gpus: list[str | None] | None  # one per worker (None past the last GPU), or None
     cpu_slices: list[list[int]] | None  # one per worker, or None
     group_devices: tuple[str, ...] | None  # device tokens of case ids, when cases are grouped by model
+    refuse: dict[str, str] = dataclasses.field(default_factory=dict)  # device kind -> why its lvm cases cannot run
 
 
 PLAN_KEY = pytest.StashKey[ControllerPlan]()
@@ -104,7 +113,10 @@ def configure_controller(config: pytest.Config, session: LvmSession) -> None:
     group = config.option.dist == "load" and not any(
         a == "--dist" or a.startswith("--dist=") for a in config.invocation_params.args
     )
-    gpus = cpu_slices = None
+    gpus: list[str | None] | None = None
+    cpu_slices: list[list[int]] | None = None
+    refuse: dict[str, str] = {}
+    explicit = _explicit_devices(config)
     if _uses(session, "cuda"):
         for spec in session.options.devices:
             if re.fullmatch(r"cuda:[1-9]\d*", spec):
@@ -114,24 +126,30 @@ def configure_controller(config: pytest.Config, session: LvmSession) -> None:
                 )
         given = _cuda_given()
         if workers > len(given):
-            raise pytest.UsageError(
+            refuse["cuda"] = (
                 f"-n {workers} with CUDA needs one GPU per worker, and this run was given {len(given)} "
                 f"({','.join(given) or 'none'}); use -n {max(len(given), 1)} or fewer: two workers timing on one GPU "
                 "measure each other"
             )
-        gpus = given[:workers]
+            if explicit:
+                raise pytest.UsageError(refuse["cuda"])
+        # Workers past the last GPU keep the controller's view; they may run tests, never lvm CUDA cases.
+        gpus = [*given[:workers], *[None] * (workers - len(given))]
     if _uses(session, "cpu"):
         cores = _usable_cores()
         if workers > len(cores):
-            raise pytest.UsageError(
+            refuse["cpu"] = (
                 f"-n {workers} on {len(cores)} usable core(s): timed CPU benches would share cores and measure each "
                 f"other; use -n {len(cores)} or fewer (each worker then gets cores of its own and as many torch "
                 "threads)"
             )
-        per = len(cores) // workers
-        cpu_slices = [cores[i * per:(i + 1) * per] for i in range(workers)]
+            if explicit:
+                raise pytest.UsageError(refuse["cpu"])
+        else:
+            per = len(cores) // workers
+            cpu_slices = [cores[i * per:(i + 1) * per] for i in range(workers)]
     devices = tuple(sorted({d.replace(":", "") for d in session.devices} | {"meta"}))
-    config.stash[PLAN_KEY] = ControllerPlan(run_id, workers, gpus, cpu_slices, devices if group else None)
+    config.stash[PLAN_KEY] = ControllerPlan(run_id, workers, gpus, cpu_slices, devices if group else None, refuse)
 
 
 def configure_node(node: Any) -> None:
@@ -145,7 +163,8 @@ def configure_node(node: Any) -> None:
     node.workerinput[WORKERS] = controller.workers
     if controller.gpus is not None:
         node.workerinput[CUDA] = controller.gpus[index]
-        node.workerinput[CUDA_GIVEN] = os.environ.get("CUDA_VISIBLE_DEVICES") or f"all:{len(controller.gpus)}"
+        given = sum(g is not None for g in controller.gpus)
+        node.workerinput[CUDA_GIVEN] = os.environ.get("CUDA_VISIBLE_DEVICES") or f"all:{given}"
     if controller.cpu_slices is not None:
         node.workerinput[CPUS] = controller.cpu_slices[index]
 
@@ -165,12 +184,17 @@ def configure_worker(config: pytest.Config, session: LvmSession) -> dict[str, An
 
         from lvmharness.machine import PINNED_FROM_ENV
 
+        late = ("CUDA was initialised in this xdist worker before lvmharness could pin it to its GPU "
+                "(a plugin or conftest touched CUDA at import{}); run without -n or move that code into a fixture")
         if torch.cuda.is_initialized():
-            raise pytest.UsageError(
-                "CUDA was initialised in this xdist worker before lvmharness could pin it to its GPU "
-                "(a plugin or conftest touched CUDA at import); run without -n or move that code into a fixture"
-            )
+            raise pytest.UsageError(late.format(""))
         os.environ["CUDA_VISIBLE_DEVICES"] = wi[CUDA]
+        # An earlier torch.cuda.is_available() leaves torch uninitialised but has the CUDA runtime enumerate the
+        # devices (cudaGetDeviceCount, torch/cuda/__init__.py): the variable set now is then ignored and the
+        # worker still sees every GPU. Ask the runtime how many it sees now: pinned, that is one.
+        seen = _runtime_device_count()
+        if seen > 1 and _given_count(wi[CUDA_GIVEN]) > 1:
+            raise pytest.UsageError(late.format(f", e.g. torch.cuda.is_available(); it still sees {seen} GPUs"))
         os.environ[PINNED_FROM_ENV] = wi[CUDA_GIVEN]
         facts["cuda_visible_devices"] = wi[CUDA]
     if wi.get(CPUS):
@@ -184,6 +208,39 @@ def configure_worker(config: pytest.Config, session: LvmSession) -> dict[str, An
         os.environ["OMP_NUM_THREADS"] = str(len(cpus))
         facts.update(cpu_affinity=cpus, torch_threads=len(cpus))
     return facts
+
+
+def _runtime_device_count() -> int:
+    """The CUDA runtime's device count (cudaGetDeviceCount, uncached: not torch.cuda.device_count())."""
+    import torch
+
+    return int(torch._C._cuda_getDeviceCount()) if torch.cuda._is_compiled() else 0
+
+
+def _given_count(given: str) -> int:
+    """GPUs the run was given, from CUDA_GIVEN ("0,1,2" or "all:4")."""
+    return int(given[4:]) if given.startswith("all:") else len([d for d in given.split(",") if d.strip()])
+
+
+# A case id's device and dtype tokens (``smoke_vit-cuda0-bf16-b1-32``: see ``results.case_label``).
+_CASE_DEVICE = re.compile(r"\[[^\]]*?(?:^|-)(cpu|cuda\d*)-(?:fp32|bf16|fp16|amp_bf16|amp_fp16)(?:-|\])")
+
+
+def refuse_collected(config: pytest.Config, ids: list[str]) -> None:
+    """On the xdist controller, when a worker has collected: refuse the run when lvm cases landed on a device kind
+    this run cannot give each worker one of (more workers than GPUs or cores). The refusal waits for collection,
+    because a session that collects no lvm case there (``pytest tests/ -n 4`` in a project that merely has
+    lvmharness installed) must run as if lvmharness were not there."""
+    controller = config.stash.get(PLAN_KEY, None)
+    if controller is None or not controller.refuse:
+        return
+    kinds = set()
+    for nodeid in ids:
+        m = _CASE_DEVICE.search(nodeid)
+        if m is not None:
+            kinds.add("cuda" if m.group(1).startswith("cuda") else "cpu")
+    for kind in sorted(kinds & set(controller.refuse)):
+        pytest.exit(f"lvmharness: {controller.refuse[kind]}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _case_and_metric(item: pytest.Item) -> tuple[Any, str | None]:

@@ -107,6 +107,12 @@ def pytest_configure_node(node: Any) -> None:
     parallel.configure_node(node)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """pytest-xdist, on the controller: refuse lvm cases on a device this run has too few of for its workers."""
+    parallel.refuse_collected(node.config, ids)
+
+
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """pytest-xdist, on the controller: all cases of a model on one worker unless the user chose --dist."""
