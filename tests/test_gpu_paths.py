@@ -16,6 +16,7 @@ from torch.optim import optimizer as torch_optimizer
 from lvmharness.bench import parallel
 from lvmharness.bench.config import LvmConfig
 from lvmharness.bench.session import LvmSession
+from lvmharness.measure.peak import mac_mix_peak
 from lvmharness.measure.prediction import StepConfig, measure_step, predict_step
 
 
@@ -122,3 +123,51 @@ def test_pinning_after_the_cuda_runtime_enumerated_the_gpus_is_refused(monkeypat
     monkeypatch.setattr(parallel, "_runtime_device_count", lambda: 1)  # pinned in time: one GPU seen
     facts = parallel.configure_worker(worker, LvmSession.from_options(LvmConfig(devices=("cuda",))))  # type: ignore[arg-type]
     assert facts["cuda_visible_devices"] == "5"
+
+
+# --- MFU's denominator: the peak of the kernels that carry the model's MACs -------------------------------------------
+
+# Probe results as an H200 in fp32 would give them by default: GEMMs in true fp32 (matmul TF32 off) near the
+# 67 TFLOP/s fp32 rate of the datasheet, convolutions on TF32 tensor cores (cuDNN TF32 on) several times faster.
+H200_FP32_PROBES: dict[str, Any] = {
+    "flops_per_s": 400e12, "source": "measured", "theoretical_flops_per_s": None,
+    "probes": [{"name": "torch.mm 4096x4096 @ 4096x4096", "flops_per_s": 55e12},
+               {"name": "torch.mm 8192x8192 @ 8192x8192", "flops_per_s": 60e12},
+               {"name": "conv2d 3x3 (64, 256, 56, 56) -> 256", "flops_per_s": 400e12},
+               {"name": "conv2d 1x1 (64, 256, 56, 56) -> 256", "flops_per_s": 300e12}],
+}
+
+
+def test_mfu_denominator_of_a_transformer_is_the_matmul_peak() -> None:
+    # ViT-B/16 at 224 px: 17.58 G MACs (DeiT paper, Table 1: "17.6 GFLOPs", which are MACs), of which the patch
+    # embedding, a 16x16 stride-16 convolution, is 196 patches x 768 out x 768 in (3·16·16) MACs.
+    conv = 196 * 768 * 768
+    by_op = {"aten.convolution": conv, "aten.addmm": 17_580_000_000 - conv - 1_000_000, "aten.bmm": 1_000_000}
+    peak, why = mac_mix_peak(H200_FP32_PROBES, by_op)
+    total = sum(by_op.values())
+    expected = total / (conv / 400e12 + (total - conv) / 60e12)  # weighted harmonic mean, best probe per kind
+    assert peak == pytest.approx(expected)
+    assert peak == pytest.approx(60e12, rel=0.01)  # held against the fp32 GEMM rate, not the TF32 conv rate
+    assert why["peak_flops_per_s_by_kind"] == {"matmul": 60e12, "conv": 400e12}
+    assert why["macs_share_by_kind"]["conv"] == pytest.approx(conv / total)
+
+
+def test_mfu_denominator_of_a_cnn_is_the_conv_peak() -> None:
+    # ResNet-50 at 224 px: 4.09 G MACs (torchvision's model table: 4.09 GFLOPS, i.e. MACs); the classifier is a
+    # 2048 -> 1000 linear layer, 2,048,000 MACs; the rest are convolutions.
+    fc = 2048 * 1000
+    by_op = {"aten.convolution": 4_090_000_000 - fc, "aten.addmm": fc}
+    peak, _ = mac_mix_peak(H200_FP32_PROBES, by_op)
+    expected = 4_090_000_000 / ((4_090_000_000 - fc) / 400e12 + fc / 60e12)
+    assert peak == pytest.approx(expected)
+    assert 395e12 < peak < 400e12
+
+
+def test_mfu_denominator_on_a_cpu_keeps_the_theoretical_bound_and_falls_back_without_a_breakdown() -> None:
+    cpu = {"flops_per_s": 300e9, "source": "theoretical", "theoretical_flops_per_s": 300e9,
+           "probes": [{"name": "torch.mm 1024x1024 @ 1024x1024", "flops_per_s": 90e9},
+                      {"name": "conv2d 3x3 (8, 256, 56, 56) -> 256", "flops_per_s": 120e9}]}
+    assert mac_mix_peak(cpu, {"aten.addmm": 10, "aten.convolution": 10})[0] == pytest.approx(300e9)
+    assert mac_mix_peak(cpu, {})[0] == 300e9
+    no_conv_probe = {**H200_FP32_PROBES, "probes": H200_FP32_PROBES["probes"][:2]}
+    assert mac_mix_peak(no_conv_probe, {"aten.convolution": 5})[0] == 400e12  # nothing to weigh: the device peak

@@ -124,18 +124,20 @@ class Lvm:
 
     def efficiency(self, values: dict[str, Any]) -> dict[str, Any]:
         """MACs/FLOPs of this case, achieved FLOP/s at the median latency and MFU against the measured peak."""
-        from lvmharness.measure.peak import efficiency
+        from lvmharness.measure.peak import efficiency, mac_mix_peak
 
         case = self.case
         report = self.session.flops(case.model, case.img_size, case.batch_size or 1)
         loaded = self.model()
         peak = self.session.peak(loaded.device, loaded.dtype)
+        # The peak of the kernels carrying this model's MACs, at the precision they run (matmul vs conv probes).
+        denominator, mix = mac_mix_peak(peak, report.by_op)
         out: dict[str, Any] = {"macs": report.macs, "flops": report.flops}
-        achieved, notes = efficiency(report.macs, values["latency_ms_p50"], peak["flops_per_s"])
+        achieved, notes = efficiency(report.macs, values["latency_ms_p50"], denominator)
         out.update(achieved)
-        out["peak_flops_per_s"] = peak["flops_per_s"]
+        out["peak_flops_per_s"] = denominator
         out["peak_source"] = peak["source"]
-        out["efficiency_notes"] = notes
+        out["efficiency_notes"] = {**notes, "peak_mix": mix}
         return out
 
     def trace(self, metric: str, fn: Callable[[], Any], values: dict[str, Any]) -> None:

@@ -185,3 +185,51 @@ def efficiency(macs: int, latency_ms: float, peak_flops_per_s: float | None) -> 
                                    "did fewer multiplies than the direct count (Winograd/FFT convolution) or the peak "
                                    "probes did not reach the machine's peak; an MFU above 1 would be meaningless")
     return values, prov
+
+
+# --- the denominator of one model: the peak of the kernels that carry its MACs ------------------------------------
+
+# Which probes stand for which of a model's ops. Convolutions run as cuDNN/oneDNN convolution kernels, everything
+# else that the counter counts (linear/addmm, mm, bmm, attention) as GEMMs. On CUDA the two run at different
+# precisions in fp32 (torch.backends.cuda.matmul.allow_tf32 is False by default, torch.backends.cudnn.allow_tf32
+# True), so one max over both probe kinds would hold an fp32 ViT against the TF32 tensor-core rate.
+KERNEL_KINDS = ("matmul", "conv")
+
+
+def probe_kind(probe_name: str) -> str:
+    return "conv" if probe_name.startswith("conv") else "matmul"
+
+
+def op_kind(op: str) -> str:
+    """Kernel kind of a counted op (``aten.convolution`` -> conv; mm, addmm, bmm, attention -> matmul)."""
+    return "conv" if "conv" in op else "matmul"
+
+
+def mac_mix_peak(peak_provenance: dict[str, Any], macs_by_op: dict[str, int]) -> tuple[float, dict[str, Any]]:
+    """MFU's denominator for one model: the peak of each kernel kind (its best probe; on the CPU at least the
+    theoretical peak, which bounds every kind) weighted by the model's MAC mix. The fastest a model can go is every
+    MAC at its kind's peak, so the time is the sum over kinds of MACs_k / peak_k and the denominator is the weighted
+    harmonic mean: total MACs / Σ (MACs_k / peak_k). Returns (FLOP/s, what it rests on).
+
+    Without probes of a kind the model uses, or without a MAC breakdown, falls back to the device peak as given."""
+    total = sum(macs_by_op.values())
+    per_kind: dict[str, float] = {}
+    for p in peak_provenance.get("probes") or []:
+        kind = probe_kind(str(p["name"]))
+        per_kind[kind] = max(per_kind.get(kind, 0.0), float(p["flops_per_s"]))
+    theo = peak_provenance.get("theoretical_flops_per_s")
+    if theo:
+        per_kind = {k: max(v, float(theo)) for k, v in per_kind.items()}
+    macs_by_kind = {k: 0 for k in KERNEL_KINDS}
+    for op, macs in macs_by_op.items():
+        macs_by_kind[op_kind(op)] += int(macs)
+    used = {k: m for k, m in macs_by_kind.items() if m > 0}
+    if total <= 0 or not used or any(k not in per_kind or per_kind[k] <= 0 for k in used):
+        return float(peak_provenance["flops_per_s"]), {"method": "device peak (no MAC breakdown or probe kind)"}
+    mixed = total / sum(m / per_kind[k] for k, m in used.items())
+    return mixed, {
+        "method": "peak of each kernel kind weighted by the model's MACs (harmonic mean)",
+        "peak_flops_per_s_by_kind": {k: per_kind[k] for k in used},
+        "macs_share_by_kind": {k: m / total for k, m in used.items()},
+        "device_peak_flops_per_s": float(peak_provenance["flops_per_s"]),
+    }
