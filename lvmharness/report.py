@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lvmharness import keys
+from lvmharness import keys, report_busy
 from lvmharness.commands.args import output_folder
 from lvmharness.report_plotly import interactive_html, machine_line
 from lvmharness.results import load_env, load_records
@@ -107,10 +107,20 @@ class _Plots:
         matplotlib.use("Agg")
         self.out = out
         self.files: dict[str, Path] = {}
+        # What each saved figure drew, read back from its artists: every line and marker series (label, x, y,
+        # hollow or not) and every text on it. Tests hold the charts to what they show.
+        self.drawn: dict[str, dict[str, Any]] = {}
 
     def save(self, name: str, fig: Any) -> Path:
         import matplotlib.pyplot as plt
 
+        self.drawn[name] = {
+            "series": [{"label": str(line.get_label()), "x": [float(v) for v in line.get_xdata()],
+                        "y": [float(v) for v in line.get_ydata()], "line": line.get_linestyle() not in ("None", ""),
+                        "hollow": str(line.get_markerfacecolor()) == "none"}
+                       for ax in fig.axes for line in ax.get_lines()],
+            "texts": [t.get_text() for ax in fig.axes for t in ax.texts] + [ax.get_title() for ax in fig.axes],
+        }
         path = self.out / f"{name}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
@@ -136,19 +146,34 @@ def _ok(records: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     return [r for r in records if r["metric"] == metric and r["status"] == "ok"]
 
 
+def _draw_contended(ax: Any, points: list[tuple[float, float]]) -> None:
+    """Contended points hollow and grey, outside every line, with their count on the chart."""
+    if not points:
+        return
+    ax.plot([p[0] for p in points], [p[1] for p in points], linestyle="none", marker="o", markerfacecolor="none",
+            color=report_busy.COLOR, label=f"contended ({len(points)})")
+    ax.text(0.01, 0.01, report_busy.note(len(points)), transform=ax.transAxes, fontsize=7, color="#555555",
+            va="bottom")
+
+
 def plot_latency_vs_batch(records: list[dict[str, Any]], plots: _Plots) -> str | None:
     import matplotlib.pyplot as plt
 
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    busy: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for r in _ok(records, "latency"):
-        series[f"{r['alias']} {r['device']} {r['dtype']} {r['img_size']}px"].append(
+        name = f"{r['alias']} {r['device']} {r['dtype']} {r['img_size']}px"
+        (busy if report_busy.is_contended(r) else series)[name].append(
             (r["batch_size"], r["values"]["latency_ms_p50"]))
-    series = {k: sorted(v) for k, v in series.items() if len({b for b, _ in v}) >= 2}
-    if not series:
+    shown = {k for k in set(series) | set(busy) if len({b for b, _ in series[k] + busy[k]}) >= 2}
+    if not shown:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, pts in sorted(series.items()):
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    for name in sorted(shown):
+        if series[name]:  # the line joins clean points only
+            pts = sorted(series[name])
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    _draw_contended(ax, [p for name in sorted(shown) for p in busy[name]])
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="forward latency p50 (ms)",
            title="Latency vs batch size")
     _plain_log_axes(ax)
@@ -161,20 +186,27 @@ def plot_latency_vs_resolution(records: list[dict[str, Any]], plots: _Plots) -> 
     import matplotlib.pyplot as plt
 
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    busy: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for r in _ok(records, "latency"):
         if r["batch_size"] == 1:
-            series[f"{r['alias']} {r['device']} {r['dtype']}"].append((r["img_size"], r["values"]["latency_ms_p50"]))
-    series = {k: sorted(v) for k, v in series.items() if len({s for s, _ in v}) >= 2}
-    if not series:
+            (busy if report_busy.is_contended(r) else series)[f"{r['alias']} {r['device']} {r['dtype']}"].append(
+                (r["img_size"], r["values"]["latency_ms_p50"]))
+    shown = {k for k in set(series) | set(busy) if len({s for s, _ in series[k] + busy[k]}) >= 2}
+    if not shown:
         return None, {}
     exps: dict[str, float] = {}
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, pts in sorted(series.items()):
-        k = loglog_slope((s * s, ms) for s, ms in pts)
+    for name in sorted(shown):
+        pts = sorted(series[name])
+        if not pts:
+            continue
+        # The exponent is fitted to clean points only, and only where two sizes are clean.
+        k = loglog_slope((s * s, ms) for s, ms in pts) if len({s for s, _ in pts}) >= 2 else None
         if k is not None:
             exps[name] = k
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
                 label=f"{name}: latency ~ pixels^{k:.2f}" if k is not None else name)
+    _draw_contended(ax, [p for name in sorted(shown) for p in busy[name]])
     ax.set(xscale="log", yscale="log", xlabel="input side (px)", ylabel="latency p50 at batch 1 (ms)",
            title="Latency vs resolution (fitted exponent vs pixels)")
     _plain_log_axes(ax)
@@ -323,6 +355,8 @@ def plot_accuracy(records: list[dict[str, Any]], plots: _Plots) -> list[str]:
     static = _static_by_model(records)
     latency = {(r["alias"], r["img_size"]): r["values"]["latency_ms_p50"] for r in _ok(records, "latency")
                if r["batch_size"] == 1}
+    busy_latency = {(r["alias"], r["img_size"]) for r in _ok(records, "latency")
+                    if r["batch_size"] == 1 and report_busy.is_contended(r)}
     acc = {(r["alias"], r["img_size"]): r["values"]["top1"] for r in _ok(records, "train_result")
            if r["values"].get("top1") is not None}
     made = []
@@ -331,16 +365,19 @@ def plot_accuracy(records: list[dict[str, Any]], plots: _Plots) -> list[str]:
         ("accuracy_vs_latency", lambda k: latency.get(k), "latency p50 at batch 1 (ms)"),
     ):
         pts: list[tuple[float, float, str]] = []
+        busy_pts: list[tuple[float, float, str]] = []  # a contended latency: drawn apart, never on the front
         for k, a in acc.items():
             cost = cost_of(k)
             if cost:
-                pts.append((float(cost), float(a), f"{k[0]}@{k[1]}"))
-        if not pts:
+                timed = name == "accuracy_vs_latency" and k in busy_latency
+                (busy_pts if timed else pts).append((float(cost), float(a), f"{k[0]}@{k[1]}"))
+        if not pts and not busy_pts:
             continue
         fig, ax = plt.subplots(figsize=(6, 4.5))
         ax.scatter([p[0] for p in pts], [p[1] for p in pts])
-        for x, y, n in pts:
+        for x, y, n in pts + busy_pts:
             ax.annotate(n, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        _draw_contended(ax, [(x, y) for x, y, _ in busy_pts])
         front = pareto_front(pts)
         ax.plot([p[0] for p in front], [p[1] for p in front], color="tab:red", label="Pareto front")
         ax.set(xlabel=label, ylabel="top-1 (%)", title=f"Accuracy vs {label.split(' ')[0]}")

@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lvmharness import report_busy
+
 LAYER_TYPES = ("attention", "mlp", "conv", "norm", "embedding", "head", "other")
 TYPE_COLORS = {"attention": "#d62728", "mlp": "#1f77b4", "conv": "#2ca02c", "norm": "#9467bd",
                "embedding": "#ff7f0e", "head": "#8c564b", "other": "#7f7f7f"}
@@ -31,16 +33,18 @@ def latency_and_throughput_vs_batch(records: Sequence[dict[str, Any]]) -> Figure
     from plotly.subplots import make_subplots
 
     series: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    busy: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     for r in _ok(records, "latency"):
         v = r["values"]
         if v.get("latency_ms_p50") is not None and v.get("throughput_img_s") is not None:
-            series[_series_name(r, "alias", "device", "dtype", "img_size")].append(
+            (busy if report_busy.is_contended(r) else series)[_series_name(r, "alias", "device", "dtype",
+                                                                           "img_size")].append(
                 (r["batch_size"], v["latency_ms_p50"], v["throughput_img_s"]))
-    series = {k: sorted(pts) for k, pts in series.items() if len({p[0] for p in pts}) >= 2}
-    if not series:
+    shown = sorted(k for k in set(series) | set(busy) if len({p[0] for p in series[k] + busy[k]}) >= 2)
+    if not shown:
         return None
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Latency p50 vs batch size", "Throughput vs batch size"))
-    for i, (name, pts) in enumerate(sorted(series.items())):
+    for i, (name, pts) in enumerate((k, sorted(series[k])) for k in shown if series[k]):
         color = _palette(i)
         xs = [p[0] for p in pts]
         fig.add_scatter(x=xs, y=[p[1] for p in pts], mode="lines+markers", name=name, legendgroup=name,
@@ -49,6 +53,15 @@ def latency_and_throughput_vs_batch(records: Sequence[dict[str, Any]]) -> Figure
         fig.add_scatter(x=xs, y=[p[2] for p in pts], mode="lines+markers", name=name, legendgroup=name,
                         showlegend=False, line={"color": color}, row=1, col=2,
                         hovertemplate="batch %{x}<br>%{y:.1f} img/s<extra>" + html.escape(name) + "</extra>")
+    contended = [(k, p) for k in shown for p in sorted(busy[k])]
+    if contended:
+        for col, at in ((1, 1), (2, 2)):
+            fig.add_scatter(x=[p[0] for _, p in contended], y=[p[at] for _, p in contended], mode="markers",
+                            name=report_busy.note(len(contended)), legendgroup="contended", showlegend=col == 1,
+                            marker={"symbol": "circle-open", "color": report_busy.COLOR, "size": 9},
+                            text=[k for k, _ in contended], row=1, col=col,
+                            hovertemplate="contended: %{text}<br>batch %{x}, %{y:.3g}<extra></extra>")
+        fig.update_layout(title=report_busy.note(len(contended)))
     fig.update_xaxes(type="log", title_text="batch size")
     fig.update_yaxes(type="log", title_text="forward latency p50 (ms)", row=1, col=1)
     fig.update_yaxes(type="log", title_text="images / s", row=1, col=2)
@@ -62,21 +75,32 @@ def latency_vs_resolution(records: Sequence[dict[str, Any]]) -> Figure | None:
     from lvmharness.stats import loglog_slope
 
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    busy: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for r in _ok(records, "latency"):
         if r["batch_size"] == 1 and r["values"].get("latency_ms_p50") is not None:
-            series[_series_name(r, "alias", "device", "dtype")].append((r["img_size"], r["values"]["latency_ms_p50"]))
-    series = {k: sorted(v) for k, v in series.items() if len({s for s, _ in v}) >= 2}
-    if not series:
+            (busy if report_busy.is_contended(r) else series)[_series_name(r, "alias", "device", "dtype")].append(
+                (r["img_size"], r["values"]["latency_ms_p50"]))
+    shown = sorted(k for k in set(series) | set(busy) if len({s for s, _ in series[k] + busy[k]}) >= 2)
+    if not shown:
         return None
     fig = go.Figure()
-    for i, (name, pts) in enumerate(sorted(series.items())):
-        k = loglog_slope((s * s, ms) for s, ms in pts)
+    for i, (name, pts) in enumerate((k, sorted(series[k])) for k in shown if series[k]):
+        # Fitted to clean points only, and only where two sizes are clean.
+        k = loglog_slope((s * s, ms) for s, ms in pts) if len({s for s, _ in pts}) >= 2 else None
         label = f"{name}: ∝ pixels^{k:.2f}" if k is not None else name
         fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines+markers", name=label,
                         line={"color": _palette(i)}, hovertemplate="%{x}px<br>%{y:.3f} ms<extra></extra>")
+    contended = [(k, p) for k in shown for p in sorted(busy[k])]
+    title = "Latency vs resolution (fitted exponent vs pixels)"
+    if contended:
+        fig.add_scatter(x=[p[0] for _, p in contended], y=[p[1] for _, p in contended], mode="markers",
+                        name=report_busy.note(len(contended)), text=[k for k, _ in contended],
+                        marker={"symbol": "circle-open", "color": report_busy.COLOR, "size": 9},
+                        hovertemplate="contended: %{text}<br>%{x}px, %{y:.3f} ms<extra></extra>")
+        title += f"<br><sup>{report_busy.note(len(contended))}</sup>"
     fig.update_xaxes(type="log", title_text="input side (px)")
     fig.update_yaxes(type="log", title_text="latency p50 at batch 1 (ms)")
-    fig.update_layout(title="Latency vs resolution (fitted exponent vs pixels)", showlegend=True)
+    fig.update_layout(title=title, showlegend=True)
     return _layout(fig)
 
 
