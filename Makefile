@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lvm-installed
 ARGS ?=
 
-.PHONY: all install test test-slow bench bench-smoke lint fmt clean browser-deps viz baseline mutation
+.PHONY: all install test test-slow bench bench-smoke lint fmt clean browser-deps viz baseline mutation gpu-check
 
 all: test
 
@@ -24,6 +24,11 @@ test: $(STAMP)
 # The multi-process end-to-end tests (xdist, shards, sweep, torchrun, TensorBoard, max-batch bisection); CI runs both.
 test-slow: $(STAMP)
 	$(PY) -m pytest tests/ -m slow $(ARGS)
+
+# First thing on a machine with an NVIDIA GPU: the CUDA paths end to end, offline, under 9 minutes; logs under
+# gpu-check/<UTC time>/ (docs/gpu-check.md). Without a usable GPU it stops at once, non-zero.
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m pytest benches/ --benchmark-autosave $(ARGS)
