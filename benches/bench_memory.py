@@ -31,6 +31,7 @@ from lvmharness.measure.prediction import (
     predict_step,
     record_values,
 )
+from lvmharness.measure.search_bound import search_upper
 
 SCALING_STEPS = (1, 2, 3, 4)  # multiples of the native size, as for the MACs scaling fit
 
@@ -103,7 +104,10 @@ def bench_max_batch(lvm: Lvm, mode: str) -> None:
         pytest.skip("max batch on cpu needs a cap: pass --lvm-mem-limit (e.g. 2GiB)")
     phase = "inference" if mode == "inference" else "train"
     with lvm.record(f"max_batch_{mode}", phase=phase) as rec:
-        found = max_batch(case)
+        # On CUDA the doubling stops at twice the predicted largest batch for the free memory (or the cap).
+        upper, bound = search_upper(case) if case.device.startswith("cuda") else (4096, {})
+        found = max_batch(case, upper=upper)
+        rec.provenance.update(search_upper=upper, hit_upper_bound=bool(found.get("hit_upper_bound")), **bound)
         rec.values.update(
             max_batch_size=found["max_batch_size"], first_oom_batch=found["first_oom_batch"],
             mem_limit_bytes=case.mem_limit_bytes,

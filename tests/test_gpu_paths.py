@@ -18,6 +18,7 @@ from lvmharness.bench.config import LvmConfig
 from lvmharness.bench.session import LvmSession
 from lvmharness.measure.peak import mac_mix_peak
 from lvmharness.measure.prediction import StepConfig, measure_step, predict_step
+from lvmharness.results import is_oom
 
 
 @pytest.fixture
@@ -171,3 +172,50 @@ def test_mfu_denominator_on_a_cpu_keeps_the_theoretical_bound_and_falls_back_wit
     assert mac_mix_peak(cpu, {})[0] == 300e9
     no_conv_probe = {**H200_FP32_PROBES, "probes": H200_FP32_PROBES["probes"][:2]}
     assert mac_mix_peak(no_conv_probe, {"aten.convolution": 5})[0] == 400e12  # nothing to weigh: the device peak
+
+
+# --- risks: allocation failures of CUDA libraries are out-of-memory results -------------------------------------------
+
+
+@pytest.mark.parametrize(("message", "oom"), [
+    ("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`", True),
+    ("cuDNN error: CUDNN_STATUS_ALLOC_FAILED", True),
+    ("cuDNN error: CUDNN_STATUS_NOT_ENOUGH_WORKSPACE", True),
+    ("cuFFT error: CUFFT_ALLOC_FAILED", True),
+    ("CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( handle, ...)`", False),
+    ("cuDNN error: CUDNN_STATUS_BAD_PARAM", False),
+])
+def test_cuda_library_allocation_failures_are_oom(message: str, oom: bool) -> None:
+    # torch raises these as a plain RuntimeError (not torch.OutOfMemoryError) when the caching allocator left the
+    # library no memory for its handle or workspace: the case ran out of memory, it did not fail.
+    assert is_oom(RuntimeError(message)) is oom
+
+
+# --- risks: a largest-batch search on CUDA stops near what the free memory can hold ----------------------------------
+
+
+def test_max_batch_search_is_bounded_by_the_predicted_batch_for_the_budget() -> None:
+    from lvmharness.measure.memory import MemoryCase
+    from lvmharness.measure.prediction import predict_step
+    from lvmharness.measure.search_bound import HEADROOM, search_upper
+
+    case = MemoryCase("smoke_vit", device="cpu", img_size=32, mode="inference")
+    # A budget of exactly the predicted peak at batch 10: the predicted largest batch is 10, the bound twice that.
+    budget = predict_step(StepConfig("smoke_vit", batch_size=10, img_size=32, mode="inference")).peak_bytes
+    upper, why = search_upper(case, budget)
+    assert why["predicted_max_batch"] == 10 and upper == HEADROOM * 10
+    # Without a budget on a device that has none to read, and for a compiled step, the search keeps its default.
+    assert search_upper(case)[0] == 4096
+    compiled = MemoryCase("smoke_vit", device="cpu", img_size=32, compile_backend="inductor")
+    assert search_upper(compiled, budget)[0] == 4096
+
+
+@pytest.mark.cuda
+def test_cuda_max_batch_search_stops_below_the_default_bound() -> None:
+    from lvmharness.measure.memory import MemoryCase
+    from lvmharness.measure.search_bound import search_upper
+
+    upper, why = search_upper(MemoryCase("vit_small", device="cuda", mode="inference"))
+    # The free memory was read from the device, and the bound is the predicted batch's double (capped at 4096).
+    assert 0 < why["budget_bytes"] <= torch.cuda.mem_get_info(0)[1]
+    assert why["predicted_max_batch"] >= 1 and upper == min(4096, 2 * why["predicted_max_batch"])
