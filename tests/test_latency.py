@@ -274,9 +274,11 @@ def test_forward_latency_takes_only_a_prepared_model() -> None:
 def test_cuda_events_are_recorded_beside_host_time() -> None:
     from lvmharness.models import create_model
 
-    # The last GPU: on a multi-GPU machine that is cuda:N with N != the current device (0), where events recorded
-    # on the current device's stream would bracket an idle stream.
-    dev = torch.device("cuda", torch.cuda.device_count() - 1)
+    # On a multi-GPU machine events recorded on the current device's (cuda:0) stream would bracket an idle stream.
+    # cuda:1 where two GPUs exist (the case this test is for: events on a GPU other than the current one).
+    dev = torch.device("cuda", 1 if torch.cuda.device_count() >= 2 else 0)
+    if dev.index == 1:
+        assert torch.cuda.current_device() == 0
     prepared = Prepared(create_model("smoke_vit", device=dev), dev, ExecOptions())
     timer = Timer(dev, TimingConfig(warmup_rounds=2, warmup_s=0, budget_s=0.05, min_rounds=5))
     values = forward_latency(prepared, ForwardCase(batch_size=4, img_size=32), timer).values()

@@ -121,12 +121,23 @@ def test_bad_cases_and_sizes() -> None:
 
 @pytest.mark.cuda
 def test_cuda_child_initialises_before_it_resets_and_empties_the_cache_after_converting() -> None:
-    # No cap: nothing else initialises CUDA before the statistics are reset (this case used to crash).
-    steps: list[str] = []
-    res = measure_in_process(MemoryCase("smoke_vit", device="cuda", dtype="bf16", img_size=32), log=steps.append)
-    assert steps == ["init", "empty_cache", "reset_peak", "prepared", "empty_cache", "reset_peak", "forward"]
-    info = res.provenance()["cuda_mem_get_info_at_start"]
-    assert 0 < info["free_bytes"] <= info["total_bytes"]
+    # No cap: nothing else initialises CUDA before the statistics are reset (this case used to crash). In a fresh
+    # process, as a memory child runs: in this pytest process earlier tests have already initialised CUDA.
+    import json
+    import sys
+
+    code = ("import json, torch\n"
+            "from lvmharness.measure.memory import MemoryCase, measure_in_process\n"
+            "assert not torch.cuda.is_initialized()\n"
+            "steps = []\n"
+            "res = measure_in_process(MemoryCase('smoke_vit', device='cuda', dtype='bf16', img_size=32), "
+            "log=steps.append)\n"
+            "print(json.dumps({'steps': steps, 'info': res.provenance()['cuda_mem_get_info_at_start']}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["steps"] == ["init", "empty_cache", "reset_peak", "prepared", "empty_cache", "reset_peak", "forward"]
+    assert 0 < out["info"]["free_bytes"] <= out["info"]["total_bytes"]
 
 
 @pytest.mark.cuda
@@ -140,10 +151,16 @@ def test_cuda_bf16_reserved_peak_is_not_inflated_by_the_fp32_build() -> None:
 
 
 @pytest.mark.cuda
-def test_cuda_cap_semantics_are_recorded() -> None:
+def test_cuda_cap_holds_and_its_semantics_are_recorded() -> None:
     res = run_isolated(MemoryCase("smoke_vit", device="cuda", img_size=32, mem_limit_bytes=2**30))
     assert res.status == "ok", res.error
     assert "reserve" in res.provenance()["mem_limit_semantics"]
+    # Over the cap: a ViT-S training step at batch 256 needs its 88 MB of fp32 weights, as much again in gradients,
+    # twice that in AdamW state, and gigabytes of activations (256 x 197 tokens x 384 channels x 4 bytes = 77 MB per
+    # saved tensor, dozens per block): far beyond a 256 MiB cap, which must refuse it as an out-of-memory result.
+    over = run_isolated(MemoryCase("vit_small", device="cuda", batch_size=256, mode="train_step",
+                                   mem_limit_bytes=256 * 2**20))
+    assert over.status == "oom", (over.status, over.error)
 
 
 @pytest.mark.cuda

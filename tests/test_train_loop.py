@@ -206,6 +206,22 @@ def test_amp_fp16_training_runs_fp16_with_a_gradient_scaler(tmp_path: Path) -> N
                       results_dir=str(tmp_path / "r"), max_eval_steps=1)
     run = build_run(cfg, device=torch.device("cuda"))
     assert (run.amp_dtype, run.dtype_name, run.scaler.is_enabled()) == (torch.float16, "amp_fp16", True)
+    # The activations of a training step are fp16: every Linear's output, seen by a forward hook, with the
+    # weights still fp32 (autocast casts per op; the master weights stay fp32).
+    from lvmharness.train.loop import train_step
+
+    seen: list[torch.dtype] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+             for m in run.model.modules() if isinstance(m, nn.Linear)]
+    x = torch.randn(4, 3, run.img_size, run.img_size, device="cuda")
+    y = torch.randint(0, 4, (4,), device="cuda")
+    try:
+        train_step(run.net, x, y, run.optimizer, run.criterion, scaler=run.scaler, amp_dtype=run.amp_dtype)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen and set(seen) == {torch.float16}
+    assert all(p.dtype == torch.float32 for p in run.model.parameters())
     summary = train(cfg)
     assert summary["epochs"] == 1
     resumed = train(TrainConfig(**{**cfg.__dict__, "epochs": 2, "resume": str(tmp_path / "o" / "checkpoint.pt")}))
