@@ -219,3 +219,39 @@ def test_cuda_max_batch_search_stops_below_the_default_bound() -> None:
     # The free memory was read from the device, and the bound is the predicted batch's double (capped at 4096).
     assert 0 < why["budget_bytes"] <= torch.cuda.mem_get_info(0)[1]
     assert why["predicted_max_batch"] >= 1 and upper == min(4096, 2 * why["predicted_max_batch"])
+
+
+# --- risks: a bf16 memory case on CUDA keeps no fp32 segments in its reserved peak ------------------------------------
+
+
+def test_a_16_bit_cuda_memory_case_builds_its_fp32_model_on_the_cpu() -> None:
+    # No CUDA needed: the decision. The cuda-marked test_cuda_bf16_reserved_peak_is_not_inflated_by_the_fp32_build
+    # (tests/test_memory.py) decides whether the reserved peak then holds the bf16 model only.
+    from lvmharness.measure.memory import build_device
+
+    cuda = torch.device("cuda", 0)
+    assert build_device(cuda, "bf16") == torch.device("cpu") and build_device(cuda, "fp16") == torch.device("cpu")
+    assert build_device(cuda, "fp32") == cuda and build_device(cuda, "amp_bf16") == cuda  # fp32 weights
+    assert build_device(torch.device("cpu"), "bf16") == torch.device("cpu")
+
+
+@pytest.mark.cuda
+def test_late_cuda_pin_is_refused_in_a_fresh_worker_process() -> None:
+    # torch.cuda.is_available() before the pin: the runtime has enumerated every GPU, and the pin cannot work.
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 GPUs: with one, a late pin changes nothing")
+    code = ("import torch, pytest\\n"
+            "from types import SimpleNamespace\\n"
+            "from lvmharness.bench import parallel\\n"
+            "from lvmharness.bench.config import LvmConfig\\n"
+            "from lvmharness.bench.session import LvmSession\\n"
+            "torch.cuda.is_available()\\n"
+            "wi = {'workerid': 'gw1', parallel.CUDA: '1', parallel.CUDA_GIVEN: 'all:2'}\\n"
+            "w = SimpleNamespace(workerinput=wi, option=SimpleNamespace(), addinivalue_line=lambda *a: None)\\n"
+            "try:\\n"
+            "    parallel.configure_worker(w, LvmSession.from_options(LvmConfig(devices=('cuda',))))\\n"
+            "except pytest.UsageError as e:\\n"
+            "    print('REFUSED', e)\\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert "REFUSED" in proc.stdout and "still sees" in proc.stdout, proc.stdout + proc.stderr

@@ -22,7 +22,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 MODES = ("inference", "train_step")
 RESULT_TAG = "LVM_RESULT "
@@ -194,7 +197,12 @@ def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = 
     base_alloc = mem.allocated()
 
     # The same preparation as the timed benches: build (fp32), then convert dtype / memory format, maybe compile.
-    prepared = Prepared(create_model(spec, img_size=size, device=device), device, options)
+    # On CUDA in a 16-bit dtype the fp32 build happens on the CPU: converted on the device, each fp32 parameter's
+    # block is freed only after its bf16 copy was carved out of the same cached segments, and segments that still
+    # hold a live bf16 tensor cannot be released by empty_cache(), so the reserved peak would carry fp32 leftovers.
+    build_on = build_device(device, options.dtype)
+    prov["built_on"] = str(build_on)
+    prepared = Prepared(create_model(spec, img_size=size, device=build_on), device, options)
     model = prepared.model
     x = prepared.make_input(case.batch_size, size)
     step("prepared")
@@ -383,6 +391,18 @@ def run_child(
     how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     return MemoryResult("error", f"child process {how} before reporting a result",
                         notes={"stderr_tail": err[-2000:], "child_wall_s": wall})
+
+
+def build_device(device: torch.device, dtype: str) -> torch.device:
+    """Where a memory case builds its fp32 model before ``Prepared`` moves and converts it in one copy per tensor:
+    the CPU for a CUDA case whose weights are not fp32, else the case's device."""
+    import torch
+
+    from lvmharness.execution import check_dtype_mode
+
+    if device.type == "cuda" and check_dtype_mode(dtype, device)[0] != torch.float32:
+        return torch.device("cpu")
+    return device
 
 
 def max_batch(
