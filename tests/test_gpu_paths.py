@@ -255,3 +255,23 @@ def test_late_cuda_pin_is_refused_in_a_fresh_worker_process() -> None:
     env = {k: v for k, v in __import__("os").environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert "REFUSED" in proc.stdout and "still sees" in proc.stdout, proc.stdout + proc.stderr
+
+
+# --- risks: NVML lists host PIDs; in a container this process must not count as another -------------------------------
+
+
+def test_nvml_host_pids_in_a_container_do_not_make_this_process_another() -> None:
+    from lvmharness.measure.contention import others_than_me
+
+    gib = 2**30
+    # Outside a container: our own pid is listed and dropped.
+    assert others_than_me([{"pid": 10, "used_memory_bytes": gib}], 10, gib) == ([], None)
+    # In a container (our pid 7 is 48213 on the host): the one entry is us, not a competitor.
+    alone, note = others_than_me([{"pid": 48213, "used_memory_bytes": gib + 500 * 2**20}], 7, gib)
+    assert alone == [] and note is not None and "48213" in note and "PID namespace" in note
+    # ...and a real competitor next to us is still one: the entry nearest our reserved bytes is us.
+    other = {"pid": 50000, "used_memory_bytes": 20 * gib}
+    rest, _ = others_than_me([{"pid": 48213, "used_memory_bytes": gib + 400 * 2**20}, other], 7, gib)
+    assert rest == [other]
+    # A process that has not initialised CUDA has no context on the device: everything listed is someone else.
+    assert others_than_me([other], 7, None) == ([other], None)

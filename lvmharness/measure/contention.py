@@ -232,6 +232,7 @@ class GpuWatch:
         self.handle: Any = None
         self.error: str | None = None
         self.reasons_seen = 0
+        self.device = device
         try:
             import pynvml  # type: ignore[import-not-found]  # optional: nvidia-ml-py
             import torch
@@ -260,24 +261,52 @@ class GpuWatch:
         if self.handle is None:
             return {"nvml": False, "error": self.error or "pynvml not installed (pip install nvidia-ml-py)"}
         nv = self._nvml
-        me = os.getpid()
-        procs = []
+        listed: list[dict[str, Any]] = []
         try:
             for getter in (nv.nvmlDeviceGetComputeRunningProcesses, nv.nvmlDeviceGetGraphicsRunningProcesses):
                 for p in getter(self.handle):
-                    if p.pid != me:
-                        procs.append({"pid": int(p.pid), "used_memory_bytes": p.usedGpuMemory})
+                    listed.append({"pid": int(p.pid), "used_memory_bytes": p.usedGpuMemory})
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
+        procs, note = others_than_me(listed, os.getpid(), self._own_reserved())
         bits = self.reasons_seen
         return {
             "nvml": True,
             "other_processes": procs,
+            **({"pid_note": note} if note else {}),
             "throttle_reasons_mask": bits,
             "slowdown_reasons": [name for bit, name in GPU_SLOWDOWN_REASONS.items() if bits & bit],
             "other_reasons": [name for bit, name in GPU_OTHER_REASONS.items() if bits & bit],
             "error": self.error,
         }
+
+
+    def _own_reserved(self) -> int | None:
+        try:
+            import torch
+
+            return int(torch.cuda.memory_reserved(self.device)) if torch.cuda.is_initialized() else None
+        except Exception:
+            return None
+
+
+def others_than_me(listed: list[dict[str, Any]], me: int, own_reserved: int | None,
+                   ) -> tuple[list[dict[str, Any]], str | None]:
+    """The processes NVML lists on the device, less this one. NVML reports PIDs of the host's PID namespace; in a
+    container ``os.getpid()`` is another number, and this process (which holds a context on the device while it
+    times) would count as "another process" and flag every record. When ``me`` is not listed but this process has
+    initialised CUDA (``own_reserved`` not None), one entry is this process under its host PID: the one whose used
+    memory is closest to what this process's allocator reserves (the rest is its CUDA context) is dropped, and
+    the note says so."""
+    if any(p["pid"] == me for p in listed):
+        return [p for p in listed if p["pid"] != me], None
+    if not listed or own_reserved is None:
+        return listed, None
+    mine = min(listed, key=lambda p: abs(int(p["used_memory_bytes"] or 0) - own_reserved))
+    note = (f"this process (pid {me}) is not listed under its own pid: a PID namespace (container), NVML reports "
+            f"host PIDs; pid {mine['pid']}, whose used memory is closest to this process's reserved "
+            f"{own_reserved} bytes, was taken as this process")
+    return [p for p in listed if p is not mine], note
 
 
 class Window:
