@@ -275,3 +275,50 @@ def test_nvml_host_pids_in_a_container_do_not_make_this_process_another() -> Non
     assert rest == [other]
     # A process that has not initialised CUDA has no context on the device: everything listed is someone else.
     assert others_than_me([other], 7, None) == ([other], None)
+
+
+# --- risks: a NaN on one DDP rank stops every rank -------------------------------------------------------------------
+
+_RANKS_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from torch import nn
+from lvmharness.train import distributed
+from lvmharness.train.loop import NonFiniteLossError, train_one_epoch
+
+d = distributed.from_env()
+dist.init_process_group("gloo")
+torch.manual_seed(0)
+net = nn.Linear(4, 3)
+batches = [(torch.randn(2, 4), torch.tensor([0, 1])) for _ in range(4)]
+if d.rank == 1:
+    batches[1] = (torch.full((2, 4), float("nan")), torch.tensor([0, 1]))  # rank 1's second batch only
+try:
+    train_one_epoch(net, batches, torch.optim.SGD(net.parameters(), lr=0.1), nn.CrossEntropyLoss(),
+                    device=torch.device("cpu"), epoch=0, dist=d)
+    print(f"RANK {d.rank} FINISHED", flush=True)
+except NonFiniteLossError as exc:
+    print(f"RANK {d.rank} NONFINITE {exc}", flush=True)
+finally:
+    dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow  # one torchrun launch of two processes
+def test_a_nan_on_one_rank_stops_every_rank(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    script = tmp_path / "ranks.py"
+    script.write_text(_RANKS_SCRIPT)
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the ranks hung:\n{out[-3000:]}")
+    # Both ranks stop at the same step with the same error, rank 0 although its own loss stayed finite.
+    assert "RANK 0 NONFINITE" in out and "RANK 1 NONFINITE" in out, out[-3000:]
+    assert out.count("step 2 (non-finite on at least one of 2 ranks") == 2

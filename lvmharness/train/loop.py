@@ -142,10 +142,19 @@ def train_one_epoch(
             data_wait, compute = data_wait + (t1 - t0), compute + (t2 - t1)
             step_ms.append((t2 - t0) * 1e3)
             images += x.shape[0]
-            if not torch.isfinite(loss):  # read after the step's sync: no stall inside the timed window
+            finite = bool(torch.isfinite(loss))  # read after the step's sync: no stall inside the timed window
+            if dist.enabled:
+                # Every rank decides together: a rank stopping alone on its own NaN would leave the others waiting
+                # in the next step's gradient all-reduce (NCCL waits forever). One scalar collective per step,
+                # outside the timed window.
+                (bad,) = distributed.reduce(dist, [0.0 if finite else 1.0], device, op="max")
+                finite = bad == 0.0
+            if not finite:
                 raise NonFiniteLossError(
-                    f"loss became {float(loss)} at epoch {epoch + 1}, step {len(step_ms)}; training stopped and "
-                    "nothing of this epoch was saved. Lower {opt:lr} or check the data."
+                    f"loss became {float(loss)} at epoch {epoch + 1}, step {len(step_ms)}"
+                    + (f" (non-finite on at least one of {dist.world} ranks; this is rank {dist.rank})"
+                       if dist.enabled else "")
+                    + "; training stopped and nothing of this epoch was saved. Lower {opt:lr} or check the data."
                 )
             if on_step is not None:
                 on_step(len(step_ms), loss)
