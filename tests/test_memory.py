@@ -164,6 +164,16 @@ def test_cuda_cap_holds_and_its_semantics_are_recorded() -> None:
 
 
 @pytest.mark.cuda
+def test_cuda_activations_do_not_hold_the_cublas_workspace() -> None:
+    # smoke_vit at 32 px, batch 1: 17 tokens x 64 channels x 4 bytes = 4.4 KB per activation, 4x that in the MLP;
+    # the whole forward's live set is far below 1 MiB, while a cuBLAS workspace is MiBs (32 MiB on Hopper).
+    res = run_isolated(MemoryCase("smoke_vit", device="cuda", img_size=32, batch_size=1))
+    assert res.status == "ok", res.error
+    assert res.provenance()["cublas_workspace_bytes"] >= 0
+    assert 0 < res.values()["mem_activations_peak_bytes"] < 2**20
+
+
+@pytest.mark.cuda
 def test_cuda_allocated_le_reserved_and_training_exceeds_inference() -> None:
     inf = run_isolated(MemoryCase("vit_small", device="cuda", batch_size=32, mode="inference"))
     train = run_isolated(MemoryCase("vit_small", device="cuda", batch_size=32, mode="train_step"))

@@ -233,6 +233,11 @@ def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = 
         prov["compile"] = {"backend": options.compile_backend, "first_call_outside_window": True,
                            "graphs_compiled": prepared.stats.graphs_compiled}
 
+    if mem.cuda:
+        # cuBLAS and cuBLASLt allocate their workspaces through the caching allocator on the first GEMM of a
+        # stream (torch/csrc/cuda/CUDABlas.cpp, getCurrentCUDABlasHandle / getCUDABlasLtWorkspace: MiBs each), and
+        # keep them: made before the baseline, they are not counted as the forward's activations.
+        prov["cublas_workspace_bytes"] = _warm_cublas(device, prepared.compute_dtype)
     # Fresh peak after conversion: the fp32 blocks freed by .to(dtype) are given back before the reset, else the
     # reserved peak would start at "converted model + cached fp32 copy".
     mem.fresh_peak()
@@ -391,6 +396,22 @@ def run_child(
     how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     return MemoryResult("error", f"child process {how} before reporting a result",
                         notes={"stderr_tail": err[-2000:], "child_wall_s": wall})
+
+
+def _warm_cublas(device: torch.device, compute_dtype: torch.dtype) -> int:
+    """Run a GEMM and a GEMM with bias (cuBLASLt) on ``device`` in fp32 and the compute dtype; returns the bytes
+    their libraries kept allocated."""
+    import torch
+
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    for dt in dict.fromkeys((torch.float32, compute_dtype)):
+        a = torch.ones(64, 64, device=device, dtype=dt)
+        torch.nn.functional.linear(a, a, a[0])
+        torch.mm(a, a)
+        del a
+    torch.cuda.synchronize(device)
+    return int(torch.cuda.memory_allocated(device) - before)
 
 
 def build_device(device: torch.device, dtype: str) -> torch.device:
