@@ -17,8 +17,12 @@ The method, with its parameters (``Params``; every default is stated there):
 4. Confirmation, as Hunter/Apache Otava do after E-divisive (Fleming et al., ICPE 2023): each candidate is tested
    on the points between its neighbouring candidates (at most ``window`` a side), each side winsorized at its
    median +- 3 sigma; z = (mean after - mean before) / (sigma x sqrt(1/n_before + 1/n_after)) must reach
-   ``z_threshold`` and the relative change of the medians ``min_magnitude``. The weakest failing candidate is
-   dropped and the rest re-tested with wider windows until all pass.
+   ``z_threshold``, the relative change of the medians ``min_magnitude``, each side must hold at least
+   ``min_after`` points (fewer between two changes, or at the start, is a blip), and the first ``min_after`` points
+   after the change must lie past the midpoint of the two medians, all of them when fewer than 2 x ``min_after``
+   points follow before the next change or the end, most of them otherwise (a level shift, not scattered
+   outliers: "outlier, normal, outlier" moves a three-point median but not every point). The weakest failing
+   candidate is dropped and the rest re-tested with wider windows until all pass.
 5. Labels: ``regression`` / ``improvement`` by the value's direction when at least ``min_after`` points follow
    the change; ``suspicious`` when it is at the end of the series with fewer (a change in the middle with fewer
    points before the next change is a blip, not a change, and is dropped).
@@ -44,7 +48,7 @@ class Params:
     cost: str = "l2"  # the PELT segment cost (ruptures model name) over log(value)/sigma
     penalty_per_log_n: float = 3.0  # PELT penalty = this x ln(n), in the cost's units (sigma^2 for l2)
     z_threshold: float = 5.0  # confirmation: |z| of the winsorized mean shift, in standard errors
-    min_magnitude: float = 0.02  # confirmation: |relative change of the medians| (2 %)
+    min_magnitude: float = 0.01  # confirmation: |relative change of the medians| (1 %)
     min_after: int = 3  # points after a change before it is labelled regression/improvement, not suspicious
     window: int = 30  # points a side used by the confirmation test
     noise_floor: float = 0.001  # sigma never below 0.1 % (a clock's resolution, a perfectly quiet machine)
@@ -106,6 +110,19 @@ def _test(logy: np.ndarray, cp: int, lo: int, hi: int, sigma: float, params: Par
     return z, mag
 
 
+def _level_shift(logy: np.ndarray, cp: int, lo: int, hi: int, params: Params) -> bool:
+    """The level moved: of the first ``min_after`` points after the change, all (when the new segment is short:
+    fewer than 2 x ``min_after`` points) or most lie past the midpoint of the two medians. Two outliers with a
+    normal point between them move the median of a three-point segment, but not every one of its points."""
+    before = float(np.median(logy[max(lo, cp - params.window):cp]))
+    after_all = logy[cp:min(hi, cp + params.window)]
+    mid = (before + float(np.median(after_all))) / 2
+    first = logy[cp:min(hi, cp + params.min_after)]
+    past = int(np.sum(first > mid)) if mid > before else int(np.sum(first < mid))
+    short = hi - cp < 2 * params.min_after
+    return past == first.size if short else 2 * past > first.size
+
+
 def _pelt(z: np.ndarray, params: Params) -> list[int]:
     import ruptures as rpt
 
@@ -142,8 +159,9 @@ def detect_measured(values: Sequence[float], better: str | None, params: Params 
             lo = cps[i - 1] if i else 0
             hi = cps[i + 1] if i + 1 < len(cps) else n
             z, mag = _test(logy, cp, lo, hi, sigma, params)
-            blip = hi < n and hi - cp < params.min_after
-            ok = abs(z) >= params.z_threshold and abs(mag) >= params.min_magnitude and not blip
+            blip = (hi < n and hi - cp < params.min_after) or cp - lo < params.min_after
+            ok = abs(z) >= params.z_threshold and abs(mag) >= params.min_magnitude and not blip \
+                and _level_shift(logy, cp, lo, hi, params)
             results.append((ok, abs(z), z, mag))
         failing = [i for i, r in enumerate(results) if not r[0]]
         if not failing:

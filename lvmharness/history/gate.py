@@ -6,9 +6,9 @@ same machine (fingerprint) as the new record: raw samples concatenated (the boot
 then sees N runs' spread), other measured values their median, counted values the latest. The comparison itself
 is ``lvm compare``'s (the same rules and thresholds).
 
-Exit codes, so CI can tell them apart: 0 no regression, 1 a regression, 2 bad input, 3 no baseline (the branch
-has no uncontended run of any of these cases on this machine), 4 inconclusive (baselines exist but nothing could
-be decided: the new run was measured on a busy machine).
+Exit codes, so CI can tell them apart: 0 no regression, 1 a regression, 2 bad input, 3 no baseline (no history
+folder yet, or the branch has no uncontended run of any of these cases on this machine), 4 inconclusive (baselines
+exist but nothing measured could be decided: the new run was measured on a busy machine).
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ def run_gate(args: argparse.Namespace, spec: str, new_path: str, rules: Any, com
 
     branch, n = parse_spec(spec)
     root = getattr(args, "history", None) or os.environ.get("LVM_HISTORY") or ".lvm-history"
+    if not Path(root).exists():  # a CI cache that missed (the first run on a new runner): nothing to compare with
+        print(f"NO BASELINE: history folder {root} does not exist (yet)", file=sys.stderr)
+        return EXIT_NO_BASELINE
     history = History(Path(root))
     new = load_records(new_path)
     if args.metric:

@@ -34,6 +34,7 @@ def figure(track: Track) -> Any:
 
     fig = go.Figure()
     x = 0
+    ticks: list[tuple[int, str]] = []
     positions: dict[tuple[int, int], int] = {}  # (segment, index among its uncontended points) -> x
     shapes: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
@@ -48,6 +49,7 @@ def figure(track: Track) -> Any:
         k = 0
         for p in seg.points:
             label = f"{p.commit[:12]} run {p.run_id}"
+            ticks.append((x, p.commit[:8]))
             if p.contended:
                 busy_x.append(x)
                 busy_y.append(p.value)
@@ -82,9 +84,12 @@ def figure(track: Track) -> Any:
                        "line": {"color": COLORS[a.label], "width": 2}})
         annotations.append({"x": pos - 0.5, "yref": "paper", "y": 0.92, "text": f"{a.label} {_mag(a)}",
                             "showarrow": False, "xanchor": "right", "font": {"size": 11, "color": COLORS[a.label]}})
+    step = max(1, len(ticks) // 30)  # at most ~30 commit labels under a chart
+    xaxis = {"title": "commit (oldest first)", "tickmode": "array", "tickvals": [t[0] for t in ticks[::step]],
+             "ticktext": [t[1] for t in ticks[::step]], "tickangle": -45}
     fig.update_layout(title={"text": html.escape(track.name), "font": {"size": 13}}, height=320,
                       margin={"l": 60, "r": 20, "t": 40, "b": 40}, template="plotly_white", shapes=shapes,
-                      annotations=annotations, xaxis={"title": "commit (oldest first)"},
+                      annotations=annotations, xaxis=xaxis,
                       yaxis={"title": f"{track.key} [{track.unit}]"}, legend={"font": {"size": 10}})
     return fig
 
