@@ -320,3 +320,19 @@ def test_csv_export_round_trips_through_detect(tmp_path: Path) -> None:
     assert [(a.commit, a.label) for a in alerts] == [("c010", "regression")]
     # only the latency record of run 3 carries the contended flag (the counted case has no timing to disturb)
     assert sum(line.endswith(",true") for line in path.read_text().splitlines()) == 1
+
+
+def test_issue_targets_on_a_small_seeded_bank() -> None:
+    """The targets, on a few series (tools/history_bank.py runs the full bank): no alarm on 20 unchanged series of
+    60 commits at 1-5 % CV, and a 5 % step at 1 % CV (5 sigma) found by the third commit after it (delay <= 3) in
+    each of 10 series, in the right direction, at the right commit."""
+    rng = random.Random(11)
+    for i in range(20):
+        cv = (0.01, 0.02, 0.05)[i % 3]
+        ys = [100 * math.exp(rng.gauss(0, cv)) for _ in range(60)]
+        assert [c for c in detect.detect_measured(ys, "lower") if c.label != "suspicious"] == []
+    for i in range(10):
+        up = i % 2 == 0
+        ys = [100 * math.exp(rng.gauss(0, 0.01)) * ((1.05 if up else 0.95) if k >= 40 else 1) for k in range(44)]
+        found = detect.detect_measured(ys, "lower")
+        assert [(c.index, c.label) for c in found] == [(40, "regression" if up else "improvement")]

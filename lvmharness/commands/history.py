@@ -36,7 +36,7 @@ def _params_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-magnitude", type=float, default=None,
                    help="smallest relative change reported, a fraction (default 0.01)")
     p.add_argument("--z-threshold", type=float, default=None,
-                   help="confirmation threshold in standard errors (default 5)")
+                   help="confirmation threshold in standard errors (default 5.5)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -47,7 +47,7 @@ IMPROVEMENT = "improvement"
 class Params:
     cost: str = "l2"  # the PELT segment cost (ruptures model name) over log(value)/sigma
     penalty_per_log_n: float = 3.0  # PELT penalty = this x ln(n), in the cost's units (sigma^2 for l2)
-    z_threshold: float = 5.0  # confirmation: |z| of the winsorized mean shift, in standard errors
+    z_threshold: float = 5.5  # confirmation: |z| of the winsorized mean shift, in standard errors
     min_magnitude: float = 0.01  # confirmation: |relative change of the medians| (1 %)
     min_after: int = 3  # points after a change before it is labelled regression/improvement, not suspicious
     window: int = 30  # points a side used by the confirmation test
