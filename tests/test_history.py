@@ -133,6 +133,16 @@ def test_fingerprint_change_opens_a_new_segment_and_is_no_change_point(tmp_path:
     assert detect_all(tracks.values()) == []
 
 
+def test_machines_interleaved_in_time_stay_two_series(tmp_path: Path) -> None:
+    """CI runners of two CPU types taking turns: one segment per machine, and machine A's 10 % step at its 8th run
+    (commit 16) is found in A's series alone."""
+    levels = [(10.0 * (1.10 if i >= 16 else 1.0)) if i % 2 == 0 else 7.0 for i in range(28)]
+    hist = _history_of(tmp_path, levels, fps=[FP_A if i % 2 == 0 else FP_B for i in range(28)])
+    lat = {t.key: t for t in tracks_from_history(hist)}["latency_ms_p50"]
+    assert [(s.fingerprint, len(s.points)) for s in lat.segments] == [(FP_A, 14), (FP_B, 14)]
+    assert [(a.fingerprint, a.commit, a.label) for a in detect_all([lat])] == [(FP_A, "c016", "regression")]
+
+
 def test_definition_change_opens_a_new_segment(tmp_path: Path) -> None:
     hist = _history_of(tmp_path, [10.0] * 6)
     run = make_run(tmp_path / "runs", "more-rounds", latency_ms=10.0, rounds=40)  # rounds define the experiment

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as _dt
 import math
 import random
 import subprocess
@@ -47,8 +48,9 @@ def _git_repo(where: Path) -> list[str]:
     git = ["git", "-C", str(where), "-c", "user.name=replay", "-c", "user.email=replay@example.org"]
     subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
     shas = []
+    start = _dt.datetime(2026, 11, 1, 12, tzinfo=_dt.UTC)
     for i in range(COMMITS):
-        env_date = f"2026-11-{1 + i % 28:02d}T12:{i // 28:02d}:00+00:00"
+        env_date = (start + _dt.timedelta(days=i)).isoformat()
         subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", f"commit {i}", "--date", env_date],
                        check=True, env={"GIT_COMMITTER_DATE": env_date, "PATH": "/usr/bin:/bin"})
         shas.append(subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,

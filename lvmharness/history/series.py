@@ -32,6 +32,7 @@ class Point:
     samples: list[float] | None = None
     run_id: str = ""
     time_utc: str = ""
+    seq: int = -1  # position in the track's commit order (all machines together), for drawing
 
 
 @dataclass
@@ -76,10 +77,14 @@ class Track:
         return f"{self.case_id}|{self.key}"
 
     def add(self, fingerprint: str, definition: str, point: Point) -> None:
-        last = self.segments[-1] if self.segments else None
-        if last is None or (last.fingerprint, last.definition) != (fingerprint, definition):
+        """Append a point to its machine's latest segment, or open a new segment when that machine has none yet or
+        the definition changed. Machines interleaved in time (CI runners of two CPU types) stay two series."""
+        point.seq = sum(len(s.points) for s in self.segments)
+        mine = [s for s in self.segments if s.fingerprint == fingerprint]
+        if not mine or mine[-1].definition != definition:
             self.segments.append(Segment(fingerprint, definition))
-        self.segments[-1].points.append(point)
+            mine = [self.segments[-1]]
+        mine[-1].points.append(point)
 
 
 def _tracked(name: str, value: Any) -> keys.Key | None:

@@ -33,21 +33,22 @@ def figure(track: Track) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    x = 0
     ticks: list[tuple[int, str]] = []
     positions: dict[tuple[int, int], int] = {}  # (segment, index among its uncontended points) -> x
     shapes: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for si, seg in enumerate(track.segments):
-        if si:
-            shapes.append({"type": "line", "x0": x - 0.5, "x1": x - 0.5, "yref": "paper", "y0": 0, "y1": 1,
+        if si and seg.points:
+            x0 = seg.points[0].seq - 0.5
+            shapes.append({"type": "line", "x0": x0, "x1": x0, "yref": "paper", "y0": 0, "y1": 1,
                            "line": {"color": "#777", "dash": "dot", "width": 1}})
-            annotations.append({"x": x - 0.5, "yref": "paper", "y": 1.0, "text": f"segment {si}",
+            annotations.append({"x": x0, "yref": "paper", "y": 1.0, "text": f"segment {si}",
                                 "showarrow": False, "xanchor": "left", "font": {"size": 10, "color": "#555"}})
         calm_x, calm_y, calm_text, lo, hi = [], [], [], [], []
         busy_x, busy_y, busy_text = [], [], []
         k = 0
         for p in seg.points:
+            x = p.seq
             label = f"{p.commit[:12]} run {p.run_id}"
             ticks.append((x, p.commit[:8]))
             if p.contended:
@@ -63,7 +64,6 @@ def figure(track: Track) -> Any:
                 ci = median_interval(p.samples) if p.samples else None
                 lo.append(p.value - ci[0] if ci else 0.0)
                 hi.append(ci[1] - p.value if ci else 0.0)
-            x += 1
         color = SEGMENT_COLORS[si % len(SEGMENT_COLORS)]
         fig.add_trace(go.Scatter(
             x=calm_x, y=calm_y, text=calm_text, mode="lines+markers", line={"color": color},
@@ -84,6 +84,7 @@ def figure(track: Track) -> Any:
                        "line": {"color": COLORS[a.label], "width": 2}})
         annotations.append({"x": pos - 0.5, "yref": "paper", "y": 0.92, "text": f"{a.label} {_mag(a)}",
                             "showarrow": False, "xanchor": "right", "font": {"size": 11, "color": COLORS[a.label]}})
+    ticks.sort()
     step = max(1, len(ticks) // 30)  # at most ~30 commit labels under a chart
     xaxis = {"title": "commit (oldest first)", "tickmode": "array", "tickvals": [t[0] for t in ticks[::step]],
              "ticktext": [t[1] for t in ticks[::step]], "tickangle": -45}
