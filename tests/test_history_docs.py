@@ -73,7 +73,7 @@ def test_workflow_commands_run_as_written(tmp_path: Path) -> None:
     # one push through every step: all pass. Each run names its commit in env.json, as a run in a checkout does.
     hist = History(tmp_path / ".lvm-history", create=True)
     for i in range(1, 6):
-        hist.add(make_run(tmp_path / "results", f"ci-{i}", latency_ms=10.0, seed=i, commit=f"c{i:02d}"))
+        hist.add(make_run(tmp_path / "results", f"ci-{i}", latency_ms=10.0, seed=i, commit=f"c{i:02d}"), branch="main")
     make_run(tmp_path / "results", "ci-6", latency_ms=10.0, seed=6, commit="c06")
     for step in push_steps:
         done = run_step(step, tmp_path, "6")
@@ -90,7 +90,7 @@ def test_workflow_commands_run_as_written(tmp_path: Path) -> None:
 
     # Main regresses by 20 % (two pushes filed, the third through every step): the last step fails the job.
     for i in (7, 8):
-        hist.add(make_run(tmp_path / "results", f"ci-{i}", latency_ms=12.0, seed=i, commit=f"c{i:02d}"))
+        hist.add(make_run(tmp_path / "results", f"ci-{i}", latency_ms=12.0, seed=i, commit=f"c{i:02d}"), branch="main")
     make_run(tmp_path / "results", "ci-9", latency_ms=12.0, seed=9, commit="c09")
     results = [run_step(step, tmp_path, "9") for step in push_steps]
     assert [r.returncode for r in results] == [0, 0, 0, 0, 1]
