@@ -70,6 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--branch")
     e.add_argument("--commit", help="bmf/gab: the commit to export (default: the latest)")
     s = sub.add_parser("site", help="one offline HTML page (charts, change points, open regressions) + summary.md")
+    for action in (a, ls, d, pr, m, e, s):  # --history after the action works too (argparse.SUPPRESS: no override)
+        action.add_argument("--history", default=argparse.SUPPRESS, help="history folder (as before the action)")
     s.add_argument("-o", "--output", required=True, help="folder to write index.html and summary.md into")
     s.add_argument("--branch")
     s.add_argument("--case", help="only case ids containing this text")

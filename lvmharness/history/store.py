@@ -149,7 +149,7 @@ class History:
                 raise HistoryError(f"history {self.root} is a file: pass a folder (it is created when missing)")
         elif not (self.root / INDEX_DIR).is_dir():
             raise HistoryError(f"{self.root} is not a history folder (no {INDEX_DIR}/): create one with "
-                               f"`lvm history add RUN --history {self.root}`")
+                               f"`lvm history --history {self.root} add RUN`")
         self._writer: str | None = None
 
     # --- the index ---------------------------------------------------------------------------------------------
