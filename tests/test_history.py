@@ -36,7 +36,8 @@ def _history_of(tmp_path: Path, levels: list[float], *, macs: list[int] | None =
     for i, lat in enumerate(levels):
         run = make_run(tmp_path / "runs", f"r{i:03d}", latency_ms=lat, macs=(macs or [1000] * len(levels))[i],
                        seed=i, contended=i in contended, fingerprint=(fps or [FP_A] * len(levels))[i])
-        hist.add(run, commit=f"c{i:03d}", branch=branch)
+        # repo: a folder outside any git checkout, so "c012" is a name, never an abbreviated SHA of this repository
+        hist.add(run, commit=f"c{i:03d}", branch=branch, repo=tmp_path)
     return hist
 
 
@@ -146,7 +147,7 @@ def test_machines_interleaved_in_time_stay_two_series(tmp_path: Path) -> None:
 def test_definition_change_opens_a_new_segment(tmp_path: Path) -> None:
     hist = _history_of(tmp_path, [10.0] * 6)
     run = make_run(tmp_path / "runs", "more-rounds", latency_ms=10.0, rounds=40)  # rounds define the experiment
-    hist.add(run, commit="c999", branch="main")
+    hist.add(run, commit="c999", branch="main", repo=tmp_path)
     lat = {t.key: t for t in tracks_from_history(hist)}["latency_ms_p50"]
     assert [len(s.points) for s in lat.segments] == [6, 1]
 

@@ -28,7 +28,7 @@ def site(tmp_path: Path) -> Path:
         lat = 10.0 * (1.10 if i >= 8 else 1.0) * (0.7 if i >= 12 else 1.0)
         run = make_run(tmp_path / "runs", f"r{i:02d}", latency_ms=lat, seed=i, contended=i == 4,
                        fingerprint=FP_B if i >= 12 else FP_A)
-        hist.add(run, commit=f"c{i:02d}", branch="main")
+        hist.add(run, commit=f"c{i:02d}", branch="main", repo=tmp_path)
     assert main(["history", "--history", str(hist.root), "site", "-o", str(tmp_path / "site")]) == 0
     return tmp_path / "site"
 
