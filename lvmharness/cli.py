@@ -51,6 +51,8 @@ COMMANDS: tuple[Command, ...] = (
             "measured time per module beside its MACs, achieved FLOP/s and roofline place"),
     Command("memory", "lvmharness.commands.memory",
             "peak memory of a train or inference step predicted on fake tensors; largest batch for a budget"),
+    Command("history", "lvmharness.commands.history",
+            "runs kept by commit and machine: add, list, detect change points, export, a static site"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 

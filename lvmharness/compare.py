@@ -309,7 +309,7 @@ def _tolerance(text: str) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("base")
-    p.add_argument("new")
+    p.add_argument("new", nargs="?")
     p.add_argument("--metric", action="append", help="only these metrics (repeatable), e.g. --metric flops")
     p.add_argument("--latency-threshold", type=_tolerance, default=0.10,
                    help="relative slowdown that counts, a fraction (default 0.10)")
@@ -320,9 +320,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cross-machine", action="store_true",
                    help="also decide latency/memory of records measured on different machines (fingerprints)")
     p.add_argument("--all", action="store_true", help="also list values that did not change")
+    # A baseline pooled from the history (lvmharness.history.gate): `lvm compare NEW --baseline history:main~5`.
+    p.add_argument("--baseline", help="history:BRANCH[~N]: pool the last N uncontended runs of BRANCH on this "
+                   "machine as BASE (then the one positional is NEW); exit 3 no baseline, 4 inconclusive")
+    p.add_argument("--history", help="history folder for --baseline (default $LVM_HISTORY or .lvm-history)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from lvmharness.history import gate
+
+    if args.baseline or gate.is_spec(args.base):  # a history baseline: the gate pools it, then compares as below
+        if args.baseline and args.new is not None:
+            raise CompareError("with --baseline give only NEW (the baseline comes from the history)")
+        spec, new = (args.baseline, args.base) if args.baseline else (args.base, args.new)
+        if new is None:
+            raise CompareError(f"{spec} needs a NEW run folder to compare")
+        rules = Rules(latency_threshold=args.latency_threshold, mem_tolerance=args.mem_tolerance,
+                      acc_tolerance=args.acc_tolerance, cross_machine=args.cross_machine)
+        return gate.run_gate(args, spec, new, rules, compare_records)
+    if args.new is None:
+        raise CompareError("lvm compare needs BASE and NEW (or NEW --baseline history:BRANCH[~N])")
     rules = Rules(latency_threshold=args.latency_threshold, mem_tolerance=args.mem_tolerance,
                   acc_tolerance=args.acc_tolerance, cross_machine=args.cross_machine)
     result = compare_paths(args.base, args.new, rules, args.metric or None)

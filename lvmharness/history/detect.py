@@ -1,0 +1,192 @@
+"""Change points in one segment of a series: PELT candidates confirmed by a two-sample test and a minimum magnitude.
+
+The method, with its parameters (``Params``; every default is stated there):
+
+1. Work on ``log(value)`` of the uncontended points, so a step is a relative change whatever the unit.
+2. Noise scale ``sigma``: the largest of (a) the MAD of first differences x 1.4826 / sqrt(2) (the
+   difference-based estimator: a step or an isolated outlier is one or two large differences, which the median
+   ignores; Hampel 1974 for the 1.4826 consistency factor, Fryzlewicz 2014 "Wild binary segmentation" sec. 3 for
+   its use in change-point detection), (b) the standard error of one commit's median from its raw samples where
+   the series has them (sqrt(pi/2) x 1.4826 x MAD / sqrt(n), the asymptotic variance of the median, e.g. Serfling
+   1980 sec. 2.3), so a short history cannot claim less noise than one run shows, and (c) ``noise_floor``.
+3. Candidates: PELT (Killick, Fearnhead & Eckley 2012, JASA 107(500):1590-1598) over ``log(value) / sigma`` with
+   the L2 cost (a change in mean), ``min_size`` 2, penalty ``penalty_per_log_n`` x ln(n) (in sigma^2: a BIC-like
+   penalty, loose on purpose: the test of step 4 decides); the ``ruptures`` library's implementation (Truong,
+   Oudre & Vayatis 2020, Signal Processing 167:107299). An outlier may draw candidates around itself; step 4
+   removes them (a two-point "segment" is a blip, and each side is winsorized).
+4. Confirmation, as Hunter/Apache Otava do after E-divisive (Fleming et al., ICPE 2023): each candidate is tested
+   on the points between its neighbouring candidates (at most ``window`` a side), each side winsorized at its
+   median +- 3 sigma; z = (mean after - mean before) / (sigma x sqrt(1/n_before + 1/n_after)) must reach
+   ``z_threshold``, the relative change of the medians ``min_magnitude``, each side must hold at least
+   ``min_after`` points (fewer between two changes, or at the start, is a blip), and the first ``min_after`` points
+   after the change must lie past the midpoint of the two medians, all of them when fewer than 2 x ``min_after``
+   points follow before the next change or the end, most of them otherwise (a level shift, not scattered
+   outliers: "outlier, normal, outlier" moves a three-point median but not every point). The weakest failing
+   candidate is dropped and the rest re-tested with wider windows until all pass.
+5. Labels: ``regression`` / ``improvement`` by the value's direction when at least ``min_after`` points follow
+   the change; ``suspicious`` when it is at the end of the series with fewer (a change in the middle with fewer
+   points before the next change is a blip, not a change, and is dropped).
+
+Deterministic values (counted: params, MACs, graph structure) skip all of this: any change is a change point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+SUSPICIOUS = "suspicious"
+REGRESSION = "regression"
+IMPROVEMENT = "improvement"
+
+
+@dataclass(frozen=True)
+class Params:
+    cost: str = "l2"  # the PELT segment cost (ruptures model name) over log(value)/sigma
+    penalty_per_log_n: float = 3.0  # PELT penalty = this x ln(n), in the cost's units (sigma^2 for l2)
+    z_threshold: float = 5.5  # confirmation: |z| of the winsorized mean shift, in standard errors
+    min_magnitude: float = 0.01  # confirmation: |relative change of the medians| (1 %)
+    min_after: int = 3  # points after a change before it is labelled regression/improvement, not suspicious
+    window: int = 30  # points a side used by the confirmation test
+    noise_floor: float = 0.001  # sigma never below 0.1 % (a clock's resolution, a perfectly quiet machine)
+    min_points: int = 4  # fewer uncontended points in a segment: nothing is detected
+
+    def __post_init__(self) -> None:
+        for name in ("penalty_per_log_n", "z_threshold", "min_magnitude", "noise_floor"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.min_after < 1 or self.window < 2 or self.min_points < 3:
+            raise ValueError("min_after must be >= 1, window >= 2, min_points >= 3")
+
+
+@dataclass(frozen=True)
+class Change:
+    index: int  # index (into the values given) of the first point at the new level
+    label: str  # regression | improvement | suspicious
+    magnitude: float  # relative change of the medians, (after - before) / before
+    z: float  # the confirmation statistic (inf for a deterministic value)
+    before: float  # median before (the value's unit)
+    after: float  # median after
+    points_after: int
+
+
+def _mad(x: np.ndarray) -> float:
+    return float(np.median(np.abs(x - np.median(x)))) if x.size else 0.0
+
+
+def noise_sigma(logy: np.ndarray, samples: Sequence[Sequence[float] | None] | None, params: Params) -> float:
+    """The noise scale of ``log(value)`` (see the module docstring, step 2)."""
+    diffs = np.diff(logy)
+    between = 1.4826 * _mad(diffs) / math.sqrt(2) if diffs.size >= 2 else 0.0
+    within = 0.0
+    if samples:
+        ses = []
+        for s in samples:
+            arr = np.asarray([v for v in (s or []) if v is not None and v > 0], dtype=float)
+            if arr.size >= 3:
+                ses.append(math.sqrt(math.pi / 2) * 1.4826 * _mad(np.log(arr)) / math.sqrt(arr.size))
+        within = float(np.median(ses)) if ses else 0.0
+    return max(between, within, params.noise_floor)
+
+
+def _winsorized_mean(x: np.ndarray, sigma: float) -> float:
+    med = float(np.median(x))
+    return float(np.mean(np.clip(x, med - 3 * sigma, med + 3 * sigma)))
+
+
+def _test(logy: np.ndarray, cp: int, lo: int, hi: int, sigma: float, params: Params) -> tuple[float, float]:
+    """(z, relative change of the medians) of a change at ``cp`` tested on logy[lo:hi]."""
+    before = logy[max(lo, cp - params.window):cp]
+    after = logy[cp:min(hi, cp + params.window)]
+    if before.size < 2 or after.size < 1:
+        return 0.0, 0.0
+    d = _winsorized_mean(after, sigma) - _winsorized_mean(before, sigma)
+    z = d / (sigma * math.sqrt(1 / before.size + 1 / after.size))
+    mag = math.exp(float(np.median(after)) - float(np.median(before))) - 1
+    return z, mag
+
+
+def _level_shift(logy: np.ndarray, cp: int, lo: int, hi: int, params: Params) -> bool:
+    """The level moved: of the first ``min_after`` points after the change, all (when the new segment is short:
+    fewer than 2 x ``min_after`` points) or most lie past the midpoint of the two medians. Two outliers with a
+    normal point between them move the median of a three-point segment, but not every one of its points."""
+    before = float(np.median(logy[max(lo, cp - params.window):cp]))
+    after_all = logy[cp:min(hi, cp + params.window)]
+    mid = (before + float(np.median(after_all))) / 2
+    first = logy[cp:min(hi, cp + params.min_after)]
+    past = int(np.sum(first > mid)) if mid > before else int(np.sum(first < mid))
+    short = hi - cp < 2 * params.min_after
+    return past == first.size if short else 2 * past > first.size
+
+
+def _pelt(z: np.ndarray, params: Params) -> list[int]:
+    import ruptures as rpt
+
+    if z.size < 4:
+        return []
+    pen = params.penalty_per_log_n * math.log(z.size)
+    bkps = rpt.Pelt(model=params.cost, min_size=2, jump=1).fit(z.reshape(-1, 1)).predict(pen=pen)
+    return [int(b) for b in bkps[:-1]]  # ruptures ends the list with n
+
+
+def _label(mag: float, better: str | None, points_after: int, params: Params) -> str:
+    if points_after < params.min_after:
+        return SUSPICIOUS
+    if better is None:
+        return REGRESSION if mag != 0 else SUSPICIOUS
+    worse = mag > 0 if better == "lower" else mag < 0
+    return REGRESSION if worse else IMPROVEMENT
+
+
+def detect_measured(values: Sequence[float], better: str | None, params: Params | None = None,
+                    samples: Sequence[Sequence[float] | None] | None = None) -> list[Change]:
+    """Change points of one segment of measured values (uncontended, in commit order, all > 0)."""
+    params = params or Params()
+    y = np.asarray(values, dtype=float)
+    if y.size < params.min_points or not np.all(np.isfinite(y)) or np.any(y <= 0):
+        return []
+    logy = np.log(y)
+    sigma = noise_sigma(logy, samples, params)
+    cps = _pelt(logy / sigma, params)
+    n = y.size
+    while cps:
+        results = []
+        for i, cp in enumerate(cps):
+            lo = cps[i - 1] if i else 0
+            hi = cps[i + 1] if i + 1 < len(cps) else n
+            z, mag = _test(logy, cp, lo, hi, sigma, params)
+            blip = (hi < n and hi - cp < params.min_after) or cp - lo < params.min_after
+            ok = abs(z) >= params.z_threshold and abs(mag) >= params.min_magnitude and not blip \
+                and _level_shift(logy, cp, lo, hi, params)
+            results.append((ok, abs(z), z, mag))
+        failing = [i for i, r in enumerate(results) if not r[0]]
+        if not failing:
+            break
+        weakest = min(failing, key=lambda i: results[i][1])
+        cps.pop(weakest)
+    out = []
+    for i, cp in enumerate(cps):
+        lo = cps[i - 1] if i else 0
+        hi = cps[i + 1] if i + 1 < len(cps) else n
+        z, mag = _test(logy, cp, lo, hi, sigma, params)
+        before = float(np.exp(np.median(logy[max(lo, cp - params.window):cp])))
+        after = float(np.exp(np.median(logy[cp:min(hi, cp + params.window)])))
+        out.append(Change(cp, _label(mag, better, n - cp, params), mag, z, before, after, n - cp))
+    return out
+
+
+def detect_exact(values: Sequence[float | int], better: str | None) -> list[Change]:
+    """Deterministic values: every change of value is a change point (counted, so no noise to test against)."""
+    out = []
+    for i in range(1, len(values)):
+        a, b = values[i - 1], values[i]
+        if a == b:
+            continue
+        mag = (b - a) / abs(a) if a else math.inf
+        label = REGRESSION if better is None or (b > a) == (better == "lower") else IMPROVEMENT
+        out.append(Change(i, label, mag, math.inf, float(a), float(b), len(values) - i))
+    return out

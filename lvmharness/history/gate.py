@@ -1,0 +1,131 @@
+"""``lvm compare NEW --baseline history:BRANCH[~N]``: a PR gate against the pooled history of a branch.
+
+One earlier run is a noisy baseline (one unlucky run fails or passes a PR by chance; github-action-benchmark#267).
+The baseline here pools, per case, the last ``N`` (default 5) uncontended ok runs of the branch measured on the
+same machine (fingerprint) as the new record: raw samples concatenated (the bootstrap interval of ``lvm compare``
+then sees N runs' spread), other measured values their median, counted values the latest. The comparison itself
+is ``lvm compare``'s (the same rules and thresholds).
+
+Exit codes, so CI can tell them apart: 0 no regression, 1 a regression, 2 bad input, 3 no baseline (no history
+folder yet, or the branch has no uncontended run of any of these cases on this machine), 4 inconclusive (baselines
+exist but nothing measured could be decided: the new run was measured on a busy machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lvmharness import keys
+from lvmharness.history.store import History, HistoryError, is_contended
+from lvmharness.stats import median
+
+PREFIX = "history:"
+DEFAULT_POOL = 5
+EXIT_NO_BASELINE = 3
+EXIT_INCONCLUSIVE = 4
+_SPEC = re.compile(r"history:([^~]+)(?:~(\d+))?")
+
+
+def is_spec(text: str | None) -> bool:
+    return bool(text) and str(text).startswith(PREFIX)
+
+
+def parse_spec(spec: str) -> tuple[str, int]:
+    m = _SPEC.fullmatch(spec)
+    if not m or (m.group(2) is not None and int(m.group(2)) < 1):
+        raise HistoryError(f"baseline {spec!r} is not valid: use history:BRANCH or history:BRANCH~N with N >= 1 "
+                           "runs to pool, e.g. history:main~5")
+    return m.group(1), int(m.group(2) or DEFAULT_POOL)
+
+
+def pooled_baseline(history: History, branch: str, n: int, new: Sequence[dict[str, Any]]
+                    ) -> tuple[list[dict[str, Any]], list[str]]:
+    """(one pooled baseline record per case of ``new`` that has history, case ids without a baseline)."""
+    entries = list(reversed(history.entries_of(branch)))  # newest first
+    wanted = {(r["case_id"], fingerprint(r)) for r in new if r.get("status") == "ok"}
+    pools: dict[tuple[str, str], list[dict[str, Any]]] = {w: [] for w in wanted}
+    for e in entries:
+        if all(len(p) >= n for p in pools.values()):
+            break
+        for rec in history.records(e):
+            w = (rec.get("case_id"), fingerprint(rec))
+            if w in pools and len(pools[w]) < n and rec.get("status") == "ok" and not is_contended(rec):
+                pools[w].append(rec)
+    base, missing = [], []
+    for (case, _fp), recs in sorted(pools.items()):
+        if not recs:
+            missing.append(case)
+            continue
+        base.append(_pool(recs, branch, n))
+    return base, missing
+
+
+def fingerprint(record: dict[str, Any]) -> str:
+    """The record's machine as ``lvm compare`` names it (``unknown`` when it carries none)."""
+    fp = record.get("fingerprint")
+    return fp if isinstance(fp, str) and fp else "unknown"
+
+
+def _pool(recs: list[dict[str, Any]], branch: str, n: int) -> dict[str, Any]:
+    latest = recs[0]
+    values: dict[str, Any] = dict(latest["values"])
+    for name in latest["values"]:
+        key = keys.get(name)
+        got = [r["values"].get(name) for r in recs]
+        if key is None or key.rule == "exact" or key.kind in ("bool", "list"):
+            continue
+        nums = [v for v in got if isinstance(v, int | float) and not isinstance(v, bool)]
+        if nums:
+            values[name] = median(nums)
+        if key.samples:
+            pooled = [s for r in recs for s in (r["values"].get(key.samples) or [])]
+            if pooled:
+                values[key.samples] = pooled
+    values["contended"] = False
+    return {**latest, "values": values, "run_id": f"{PREFIX}{branch}~{n}",
+            "provenance": {**latest.get("provenance", {}), "pooled_runs": [r["run_id"] for r in recs]}}
+
+
+def run_gate(args: argparse.Namespace, spec: str, new_path: str, rules: Any, compare_records: Callable[..., Any]
+             ) -> int:
+    """The gate, given ``lvm compare``'s rules and comparison (passed in: this module never imports compare)."""
+    from lvmharness.results import load_records
+
+    branch, n = parse_spec(spec)
+    root = getattr(args, "history", None) or os.environ.get("LVM_HISTORY") or ".lvm-history"
+    if not Path(root).exists():  # a CI cache that missed (the first run on a new runner): nothing to compare with
+        print(f"NO BASELINE: history folder {root} does not exist (yet)", file=sys.stderr)
+        return EXIT_NO_BASELINE
+    history = History(Path(root))
+    new = load_records(new_path)
+    if args.metric:
+        new = [r for r in new if r["metric"] in args.metric]
+    base, missing = pooled_baseline(history, branch, n, new)
+    for case in missing:
+        print(f"no baseline  {case}  (no uncontended run of it on this machine in {branch})")
+    if not base:
+        print(f"NO BASELINE: history {root} has no uncontended run of these cases on this machine in branch "
+              f"{branch!r}", file=sys.stderr)
+        return EXIT_NO_BASELINE
+    result = compare_records(base, new, rules, args.metric or None)
+    result.findings = [f for f in result.findings if f.verdict != "missing"]  # cases not run this time
+    print(result.table(show_all=args.all))
+    counts = result.counts()
+    print("\n" + (", ".join(f"{v} {k}" for k, v in counts.items()) or "no records"))
+    if result.regressions:
+        print(f"FAIL: {len(result.regressions)} regression(s) of {new_path} against {spec}", file=sys.stderr)
+        return 1
+    measured_decided = [f for f in result.findings if f.verdict in ("regression", "improvement", "noise", "same")
+                        and (keys.get(f.key) is None or keys.get(f.key).measured)]  # type: ignore[union-attr]
+    if not result.decided or (not measured_decided and counts.get("inconclusive")):
+        print(f"INCONCLUSIVE: nothing measured could be decided against {spec} "
+              f"({', '.join(f'{v} {k}' for k, v in counts.items())})", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    print(f"OK: no regression of {new_path} against {spec} ({result.decided} values decided)")
+    return 0
