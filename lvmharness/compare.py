@@ -15,7 +15,8 @@ was taken on a busy machine (``values["contended"]``: "inconclusive") or the two
 (top-level ``fingerprint``: "cross-machine", unless ``cross_machine``). Counted values compare everywhere.
 
 The gate cannot pass by mistake: a metric named on the command line that neither side has, a non-finite or
-negative threshold, and a comparison that decided nothing at all are errors (exit 2), not "OK".
+negative threshold, and a comparison that decided nothing at all are errors (exit 2), not "OK"; and a case of BASE
+missing from NEW (a killed or partial run) fails the gate (exit 1) unless ``--allow-missing``.
 A case present on one side only is reported, never a crash; of duplicate case ids the last record wins (a re-run).
 """
 
@@ -320,12 +321,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cross-machine", action="store_true",
                    help="also decide latency/memory of records measured on different machines (fingerprints)")
     p.add_argument("--all", action="store_true", help="also list values that did not change")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="pass even when cases of BASE are missing from NEW (a partial run); default: exit 1")
 
 
 def run(args: argparse.Namespace) -> int:
     rules = Rules(latency_threshold=args.latency_threshold, mem_tolerance=args.mem_tolerance,
                   acc_tolerance=args.acc_tolerance, cross_machine=args.cross_machine)
     result = compare_paths(args.base, args.new, rules, args.metric or None)
+    from lvmharness.results import torn_lines
+
+    for note in (n for r in (args.base, args.new) for n in torn_lines(r)):
+        print(f"lvm compare: {note}", file=sys.stderr)
     print(result.table(show_all=args.all))
     counts = result.counts()
     print("\n" + (", ".join(f"{v} {k}" for k, v in counts.items()) or "no records"))
@@ -336,6 +343,13 @@ def run(args: argparse.Namespace) -> int:
     n = len(result.regressions)
     if n:
         print(f"FAIL: {n} regression(s) of {args.new} against {args.base}", file=sys.stderr)
+        return 1
+    missing = [f.case_id for f in result.findings if f.verdict == "missing"]
+    if missing and not args.allow_missing:
+        shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
+        print(f"FAIL: {len(missing)} case(s) of {args.base} are missing from {args.new} ({shown}): a killed or "
+              "partial run cannot pass the gate; pass --allow-missing to judge only the cases both have",
+              file=sys.stderr)
         return 1
     print(f"OK: no regression of {args.new} against {args.base} ({result.decided} values decided)")
     return 0

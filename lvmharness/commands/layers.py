@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from lvmharness.measure.layers import measure_from_spec
 
     out_dir: Path | None = args.output
+    if out_dir is not None:
+        from lvmharness.outputs import check_output_folder
+
+        check_output_folder(out_dir / "layers", what="layer-times folder")  # checked before the measurement
     doc = measure_from_spec(
         args.model, img_size=args.img_size, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
         mode=args.mode, steps=args.steps, warmup=args.warmup, roofline=not args.no_roofline,
