@@ -48,9 +48,10 @@ def parse_positive_int(text: str, high: int | None = None) -> int:
     value = _ascii_int(text)
     if value is None:
         raise ValueError(f"{shorten(text.strip())!r} is not an integer")
-    if value < 1 or (high is not None and value > high):
-        valid = f"between 1 and {high:,}" if high is not None else "a positive integer"
-        raise ValueError(f"{value} must be {valid}" if len(str(value)) <= 40 else f"must be {valid}")
+    if value < 1:
+        raise ValueError(f"{value} must be a positive integer")
+    if high is not None and value > high:
+        raise ValueError(f"{value} must be a positive integer <= {high:,}")
     return value
 
 
@@ -93,7 +94,8 @@ def parse_seconds(text: str) -> float:
     except ValueError:
         raise ValueError(f"{shorten(text)!r} is not a number of seconds") from None
     if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
-        raise ValueError(f"{shorten(text)!r} must be a finite number of seconds in 0..{MAX_SECONDS:.0f}, e.g. 2.5")
+        raise ValueError(f"{shorten(text)!r} must be a finite number of seconds >= 0 and <= {MAX_SECONDS:.0f} (a "
+                         "week), e.g. 2.5")
     return value
 
 

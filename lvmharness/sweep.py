@@ -190,11 +190,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="results folder: the merged run lands in DIR/<run-id>, shards and logs in DIR/.sweep")
     p.add_argument("--run-id", type=run_id_arg, default=None, help="run id (default: UTC time + random suffix)")
     p.add_argument("--partition", default=None, help="Slurm partition")
-    p.add_argument("--gpus-per-shard", type=int_at_least(0), default=0, metavar="G",
+    p.add_argument("--gpus-per-shard", type=int_at_least(0, 64), default=0, metavar="G",
                    help="GPUs per array task (Slurm)")
-    p.add_argument("--cpus-per-shard", type=int_at_least(1), default=None, metavar="C",
+    p.add_argument("--cpus-per-shard", type=int_at_least(1, 4096), default=None, metavar="C",
                    help="CPUs per array task (Slurm)")
-    p.add_argument("--time", type=int_at_least(1), default=60, metavar="MIN", help="time limit per shard in minutes")
+    p.add_argument("--time", type=int_at_least(1, 525_600), default=60, metavar="MIN",
+                   help="time limit per shard in minutes (at most a year)")
     p.add_argument("--poll-s", type=seconds, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS",
                    help="what each shard passes to pytest, e.g. -- benches/ --lvm-profile smoke")

@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 from lvmharness.commands.args import argument_type
 from lvmharness.matrix import PROFILES
 from lvmharness.parsing import (
+    parse_batch_sizes,
     parse_bytes,
-    parse_int_list,
+    parse_img_sizes,
     parse_list,
     parse_output_file,
     parse_output_folder,
@@ -64,8 +65,12 @@ def _dtypes(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    return tuple(parse_int_list(text))
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    return tuple(parse_batch_sizes(text))
+
+
+def _img_sizes(text: str) -> tuple[int, ...]:
+    return tuple(parse_img_sizes(text))
 
 
 def _steps(text: str) -> int:
@@ -108,9 +113,9 @@ def add_options(group: Any) -> None:
     add_option("--lvm-mem-limit", "mem_limit_bytes", type=argtype(parse_bytes, "memory size"), default=None,
                metavar="SIZE", help="memory cap for each isolated memory case, e.g. 2GiB, 512MiB (enforced in the "
                                     "child)")
-    add_option("--lvm-batch-sizes", "batch_sizes", type=argtype(_sizes, "batch sizes"), default=None,
+    add_option("--lvm-batch-sizes", "batch_sizes", type=argtype(_batch_sizes, "batch sizes"), default=None,
                help="comma list of positive integers, e.g. 1,8,32")
-    add_option("--lvm-img-sizes", "img_sizes", type=argtype(_sizes, "image sizes"), default=None,
+    add_option("--lvm-img-sizes", "img_sizes", type=argtype(_img_sizes, "image sizes"), default=None,
                help="comma list of square input sides in px, e.g. 224,384")
     # The default is a Path, which argparse does not pass through ``type``: an unrelated pytest run in a read-only
     # folder is not refused; the plugin checks the default once it collects an lvm bench.
