@@ -300,7 +300,7 @@ def baseline_records(
 def _tolerance(text: str) -> float:
     """argparse type of the threshold options (argparse itself names the option in its error)."""
     try:
-        value = float(text)
+        value = float(text) if text.isascii() else math.nan  # float() also reads '٥' (Arabic-Indic five)
     except ValueError:
         value = math.nan
     if not _is_tolerance(value):

@@ -55,6 +55,24 @@ def parse_positive_int(text: str, high: int | None = None) -> int:
     return value
 
 
+def parse_int(text: str) -> int:
+    """Any integer written in ASCII digits (ranges are checked where the value is used)."""
+    value = _ascii_int(text)
+    if value is None:
+        raise ValueError(f"expected an integer, got {shorten(text)!r}")
+    return value
+
+
+def parse_float(text: str) -> float:
+    """A number written in ASCII (float() also reads '١.٥'); 'nan' and 'inf' pass, for the caller's range check."""
+    if not text.isascii() or len(text) > 100:
+        raise ValueError(f"expected a number, got {shorten(text)!r}")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"expected a number, got {shorten(text)!r}") from None
+
+
 def parse_int_in(text: str, low: int, high: int | None = None) -> int:
     """An integer in [low, high] (``high`` None: no upper bound); the error says what is valid."""
     value = _ascii_int(text)
@@ -109,7 +127,8 @@ def parse_timeout(text: str) -> float:
 
 def parse_bytes(text: str) -> int:
     """'2GiB', '512MiB', '1.5GB', '1000000' -> bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)  # ASCII: \d also matches '٥'
+
     unit = m.group(2).lower() if m else ""
     if not m or (unit and unit not in _BYTE_UNITS):
         raise ValueError(f"memory size {shorten(text)!r} not understood: use e.g. 2GiB, 512MiB, 1.5GB or a byte count")

@@ -16,7 +16,7 @@ from typing import Any
 
 from lvmharness.data import DATASETS
 from lvmharness.errors import ConfigError, UserError
-from lvmharness.parsing import MAX_BATCH_SIZE, MAX_IMG_SIZE, MAX_SEED
+from lvmharness.parsing import MAX_BATCH_SIZE, MAX_IMG_SIZE, MAX_SEED, parse_float, parse_int
 
 AMP_MODES = ("auto", "bf16", "fp16")
 
@@ -144,6 +144,23 @@ def _base_type(annotation: Any) -> type:
     return typing.cast(type, annotation)
 
 
+def _arg_type(parse: Any, name: str) -> Any:
+    """A ``lvmharness.parsing`` parser as an argparse type (its message instead of 'invalid int value')."""
+
+    def typed(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    typed.__name__ = name
+    return typed
+
+
+# ASCII numbers only (int() and float() also read other scripts' digits); ranges are TrainConfig's.
+_ARG_TYPES: dict[type, Any] = {int: _arg_type(parse_int, "int"), float: _arg_type(parse_float, "float")}
+
+
 def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Pretrain (phase 1) or fine-tune (phase 2) a vision model, "
                                 "timing every epoch. Under torchrun, --batch_size is per process.",
@@ -155,7 +172,7 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
         if kind is bool:
             p.add_argument(f"--{f.name}", action="store_true", help=meta["help"])
             continue
-        kwargs: dict[str, Any] = {"type": kind, "default": f.default, "help": meta["help"]}
+        kwargs: dict[str, Any] = {"type": _ARG_TYPES.get(kind, kind), "default": f.default, "help": meta["help"]}
         if "choices" in meta:
             kwargs["choices"] = meta["choices"]
         if "const" in meta:
