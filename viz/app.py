@@ -410,7 +410,7 @@ def _int_value(name: str, raw: Any, default: int, bounds: tuple[int, int]) -> in
                        allowed=list(bounds))
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise problem
-    if isinstance(raw, str) and not re.fullmatch(r"[0-9]{1,9}", raw.strip()):
+    if isinstance(raw, str) and not re.fullmatch(r"[0-9]{1,9}", raw):
         raise problem  # ASCII digits only: int() also reads '٥٦' (Arabic-Indic) and '1_000'
     value = int(raw)
     if not bounds[0] <= value <= bounds[1]:
