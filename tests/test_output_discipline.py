@@ -374,10 +374,10 @@ def graphs(tmp_path: Path) -> Path:
     return d
 
 
-def _client(graphs: Path, **kwargs: bool) -> FlaskClient:
+def _client(graphs: Path, *, generate: bool = True) -> FlaskClient:
     from viz.app import create_app
 
-    app = create_app(graphs, **kwargs)
+    app = create_app(graphs, generate=generate)
     app.testing = True
     return app.test_client()
 
