@@ -304,7 +304,9 @@ def _tolerance(text: str) -> float:
     except ValueError:
         value = math.nan
     if not _is_tolerance(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+        from lvmharness.parsing import shorten
+
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {shorten(text)!r}")
     return value
 
 

@@ -108,7 +108,7 @@ def parse_img_sizes(text: str) -> list[int]:
 def parse_seconds(text: str) -> float:
     """A finite, non-negative number of seconds ('nan', 'inf' and negative values are errors), at most a week."""
     try:
-        value = float(text)
+        value = parse_float(text)
     except ValueError:
         raise ValueError(f"{shorten(text)!r} is not a number of seconds") from None
     if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:

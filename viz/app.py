@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import threading
 import time
@@ -350,7 +351,7 @@ def _float_value(name: str, raw: Any, bounds: tuple[float, float]) -> float | No
     if raw is None or raw == "":
         return None
     try:
-        value = float(raw)
+        value = float(raw) if str(raw).isascii() else math.nan  # float() also reads '٥' (Arabic-Indic five)
     except ValueError:
         raise ApiError(400, f"{name} must be a number of GiB in {bounds[0]}..{bounds[1]}, got {str(raw)[:40]!r}",
                        allowed=list(bounds)) from None

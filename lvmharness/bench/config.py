@@ -22,10 +22,12 @@ from lvmharness.parsing import (
     parse_batch_sizes,
     parse_bytes,
     parse_img_sizes,
+    parse_int,
     parse_list,
     parse_output_file,
     parse_output_folder,
     parse_seconds,
+    shorten,
 )
 from lvmharness.results import DTYPE_NAMES, run_id_arg
 from lvmharness.shard import Shard, parse_shard
@@ -75,9 +77,9 @@ def _img_sizes(text: str) -> tuple[int, ...]:
 
 def _steps(text: str) -> int:
     try:
-        value = int(text)
+        value = parse_int(text)
     except ValueError:
-        raise ValueError(f"steps must be a whole number in 1..1000, got {text!r}") from None
+        raise ValueError(f"steps must be a whole number in 1..1000, got {shorten(text)!r}") from None
     if not 1 <= value <= 1000:
         raise ValueError(f"steps must be in 1..1000, got {value}")
     return value
