@@ -551,6 +551,8 @@ def test_sigterm_while_saving_a_checkpoint_leaves_no_temporary_file(tmp_path: Pa
 
     def train_killed_while_saving(cfg: object) -> dict[str, object]:
         def save(_: object) -> None:
+            # Without a handler SIGTERM would end this test process (the whole session): fail instead.
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "no SIGTERM handler"
             os.kill(os.getpid(), signal.SIGTERM)  # what Slurm's time limit or `kill` sends
             raise AssertionError("SIGTERM did not stop the run")
 
