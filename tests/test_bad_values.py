@@ -234,7 +234,7 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lvmharness.results import RunStore, make_record, record_identity
 
     root = tmp_path_factory.mktemp("runs")
-    with RunStore(root, "r") as store:
+    with RunStore(root, "r", fingerprint="0123456789abcdef") as store:
         store.add(make_record(run_id="r", values={"macs": 10, "params": 3}, **record_identity(
             metric="flops", model="m", alias="m", family="vit", device="cpu", dtype="fp32", batch_size=1,
             img_size=32)))

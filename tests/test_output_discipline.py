@@ -98,7 +98,7 @@ def test_a_fifo_or_a_device_as_output_file_is_refused_and_left_as_it_is(
         os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
         targets.append((null, stat.S_ISCHR, "is a character device, not a regular file"))
     run = tmp_path / "run"
-    with RunStore(run.parent, run.name) as store:
+    with RunStore(run.parent, run.name, fingerprint="0123456789abcdef") as store:
         store.add(flops_record(store.run_id, "m"))
     for target, is_kind, message in targets:
         for argv in (["graph", "smoke_vit", "-o", str(target)], ["baseline", str(run), "-o", str(target)]):
@@ -142,7 +142,7 @@ def test_unwritable_or_impossible_outputs_are_one_line_before_any_work(
     afile = tmp_path / "afile"
     afile.write_text("keep")
     run = tmp_path / "run"
-    with RunStore(run.parent, run.name) as store:
+    with RunStore(run.parent, run.name, fingerprint="0123456789abcdef") as store:
         store.add(flops_record(store.run_id, "m"))
     # Work started would be a measurement: make any attempt fail loudly instead of taking seconds.
     import lvmharness.measure.latency as latency
@@ -323,7 +323,7 @@ import json
 from lvmharness.results import RunStore, append_durably
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from test_output_discipline import flops_record
-store = RunStore({str(folder)!r}, "killed")
+store = RunStore({str(folder)!r}, "killed", fingerprint="0123456789abcdef")
 for case in {cases!r}:
     store.add(flops_record("killed", case))
 line = json.dumps(flops_record("killed", {torn_case!r}))
@@ -337,7 +337,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 def test_a_killed_run_does_not_pass_the_gate_and_its_torn_line_is_named(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with RunStore(tmp_path, "base") as store:
+    with RunStore(tmp_path, "base", fingerprint="0123456789abcdef") as store:
         for case in ("a", "b", "c"):
             store.add(flops_record("base", case))
     base = store.run_dir
@@ -575,7 +575,7 @@ def test_sigterm_while_saving_a_checkpoint_leaves_no_temporary_file(tmp_path: Pa
 def test_the_summary_names_results_json_only_when_it_was_written(tmp_path: Path) -> None:
     from lvmharness.results import load_records, results_view_current
 
-    with RunStore(tmp_path, "r") as store:
+    with RunStore(tmp_path, "r", fingerprint="0123456789abcdef") as store:
         store.add(flops_record("r", "m"))
     assert results_view_current(store.run_dir, load_records(store.run_dir))
     # The same run where results.json could not be written (the folder stopped taking writes).
