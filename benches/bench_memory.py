@@ -112,4 +112,5 @@ def bench_max_batch(lvm: Lvm, mode: str) -> None:
             max_batch_size=found["max_batch_size"], first_oom_batch=found["first_oom_batch"],
             mem_limit_bytes=case.mem_limit_bytes,
         )
-        rec.provenance.update(probes=found["probes"], search="doubling from 1, then bisection; one child per probe")
+        rec.provenance.update(probes=found["probes"], search="doubling from 1, then bisection; one child per probe",
+                              hit_upper_bound=bool(found.get("hit_upper_bound")))

@@ -15,7 +15,8 @@ was taken on a busy machine (``values["contended"]``: "inconclusive") or the two
 (top-level ``fingerprint``: "cross-machine", unless ``cross_machine``). Counted values compare everywhere.
 
 The gate cannot pass by mistake: a metric named on the command line that neither side has, a non-finite or
-negative threshold, and a comparison that decided nothing at all are errors (exit 2), not "OK".
+negative threshold, and a comparison that decided nothing at all are errors (exit 2), not "OK"; and a case of BASE
+missing from NEW (a killed or partial run) fails the gate (exit 1) unless ``--allow-missing``.
 A case present on one side only is reported, never a crash; of duplicate case ids the last record wins (a re-run).
 """
 
@@ -299,11 +300,13 @@ def baseline_records(
 def _tolerance(text: str) -> float:
     """argparse type of the threshold options (argparse itself names the option in its error)."""
     try:
-        value = float(text)
+        value = float(text) if text.isascii() else math.nan  # float() also reads '٥' (Arabic-Indic five)
     except ValueError:
         value = math.nan
     if not _is_tolerance(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+        from lvmharness.parsing import shorten
+
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {shorten(text)!r}")
     return value
 
 
@@ -324,6 +327,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", help="history:BRANCH[~N]: pool the last N uncontended runs of BRANCH on this "
                    "machine as BASE (then the one positional is NEW); exit 3 no baseline, 4 inconclusive")
     p.add_argument("--history", help="history folder for --baseline (default $LVM_HISTORY or .lvm-history)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="pass even when cases of BASE are missing from NEW (a partial run); default: exit 1")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -343,6 +348,10 @@ def run(args: argparse.Namespace) -> int:
     rules = Rules(latency_threshold=args.latency_threshold, mem_tolerance=args.mem_tolerance,
                   acc_tolerance=args.acc_tolerance, cross_machine=args.cross_machine)
     result = compare_paths(args.base, args.new, rules, args.metric or None)
+    from lvmharness.results import torn_lines
+
+    for note in (n for r in (args.base, args.new) for n in torn_lines(r)):
+        print(f"lvm compare: {note}", file=sys.stderr)
     print(result.table(show_all=args.all))
     counts = result.counts()
     print("\n" + (", ".join(f"{v} {k}" for k, v in counts.items()) or "no records"))
@@ -353,6 +362,13 @@ def run(args: argparse.Namespace) -> int:
     n = len(result.regressions)
     if n:
         print(f"FAIL: {n} regression(s) of {args.new} against {args.base}", file=sys.stderr)
+        return 1
+    missing = [f.case_id for f in result.findings if f.verdict == "missing"]
+    if missing and not args.allow_missing:
+        shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
+        print(f"FAIL: {len(missing)} case(s) of {args.base} are missing from {args.new} ({shown}): a killed or "
+              "partial run cannot pass the gate; pass --allow-missing to judge only the cases both have",
+              file=sys.stderr)
         return 1
     print(f"OK: no regression of {args.new} against {args.base} ({result.decided} values decided)")
     return 0

@@ -42,6 +42,11 @@ _NODE_KEYS = {
 }
 
 
+def _count(value: Any) -> bool:
+    """A count (params, MACs, depth): an integer >= 0; a bool is not one."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def validate_graph(doc: Any) -> None:
     """Raise GraphFormatError naming the first problem; used by every reader (the Flask page included)."""
     if not isinstance(doc, dict):
@@ -56,8 +61,11 @@ def validate_graph(doc: Any) -> None:
         if key not in doc:
             raise GraphFormatError(f"missing key {key!r}")
     totals = doc["totals"]
-    if not isinstance(totals, dict) or not all(isinstance(totals.get(k), int) for k in ("params", "macs")):
-        raise GraphFormatError("'totals' must hold integer 'params' and 'macs'")
+    if not isinstance(totals, dict) or not all(_count(totals.get(k)) for k in ("params", "macs")):
+        raise GraphFormatError("'totals' must hold integer 'params' and 'macs', each >= 0")
+    for key in ("img_size", "batch_size"):
+        if not _count(doc[key]) or doc[key] < 1:
+            raise GraphFormatError(f"{key!r} must be a positive integer, found {str(doc[key])[:40]}")
     stack = [(doc["root"], 0)]
     count = 0
     while stack:
@@ -72,6 +80,9 @@ def validate_graph(doc: Any) -> None:
         for key, typ in _NODE_KEYS.items():
             if not isinstance(n.get(key), typ):
                 raise GraphFormatError(f"node {n.get('path')!r}: {key!r} must be {typ.__name__}")
+            if typ is int and not _count(n[key]):
+                raise GraphFormatError(f"node {n.get('path')!r}: {key!r} must be an integer >= 0 (a count), "
+                                       f"found {str(n[key])[:40]}")
         stack.extend((c, level + 1) for c in n["children"])
 
 
@@ -130,6 +141,8 @@ def read_json_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> Any:
         raise GraphFormatError(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise GraphFormatError(f"not valid JSON: {exc}") from None
+    except ValueError as exc:  # an integer longer than sys.get_int_max_str_digits() (4300 digits by default)
+        raise GraphFormatError(f"a number in it cannot be read ({str(exc)[:120]})") from None
     except RecursionError:
         raise GraphFormatError("JSON nested too deep to parse") from None
 

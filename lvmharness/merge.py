@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lvmharness.commands.args import output_folder
 from lvmharness.results import (
     ENV_DIR,
     RECORDS_DIR,
@@ -135,10 +137,15 @@ def merge_runs(sources: Sequence[Path | str], out: Path | str) -> MergeResult:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders to merge (shards, or runs of several machines)")
-    p.add_argument("-o", "--output", required=True, metavar="DIR", help="the merged run folder (new or empty)")
+    p.add_argument("-o", "--output", type=output_folder, required=True, metavar="DIR",
+                   help="the merged run folder (new or empty)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from lvmharness.results import torn_lines
+
     result = merge_runs(args.runs, args.output)
+    for note in (n for r in args.runs for n in torn_lines(r)):
+        print(f"lvm merge: {note}", file=sys.stderr)
     print(f"merged {result.records} records of {result.sources} run folders into {result.out}")
     return 0

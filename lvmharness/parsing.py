@@ -10,6 +10,16 @@ import math
 import re
 from pathlib import Path
 
+# Ranges of the numbers the front ends take, stated once. They keep every tensor's element count (batch x 3 x side^2
+# <= 2^20 x 3 x 2^26, about 2.1e14) far inside torch's int64 sizes, so a typo is refused where it is typed instead of
+# by a C++ check deep inside torch, after the model was built.
+MAX_BATCH_SIZE = 1 << 20  # images per step (1,048,576)
+MAX_IMG_SIZE = 8192  # px per side of a square input
+MAX_SEED = 2**32 - 1  # numpy's RandomState.seed takes 32 bits (a torch DataLoader worker seeds numpy from it)
+MAX_BYTES = 2**60  # 1 EiB: a memory size or budget beyond it is a typo
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: the longest timeout or time budget worth asking for
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")  # ASCII digits only: int() also takes '٥٦' and '1_000'
+
 _BYTE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -22,81 +32,124 @@ def parse_list(text: str) -> list[str]:
     return items
 
 
-def parse_positive_int(text: str) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ValueError(f"{text.strip()!r} is not an integer") from None
+def shorten(text: str, limit: int = 40) -> str:
+    """``text`` for an error message: a 5,000-digit typo is not echoed back whole."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _ascii_int(text: str) -> int | None:
+    """The integer ``text`` spells in ASCII digits, else None (also for more digits than Python converts)."""
+    if not _INTEGER.fullmatch(text) or len(text.strip()) > 40:
+        return None
+    return int(text)
+
+
+def parse_positive_int(text: str, high: int | None = None) -> int:
+    value = _ascii_int(text)
+    if value is None:
+        raise ValueError(f"{shorten(text.strip())!r} is not an integer")
     if value < 1:
         raise ValueError(f"{value} must be a positive integer")
+    if high is not None and value > high:
+        raise ValueError(f"{value} must be a positive integer <= {high:,}")
     return value
+
+
+def parse_int(text: str) -> int:
+    """Any integer written in ASCII digits (ranges are checked where the value is used)."""
+    value = _ascii_int(text)
+    if value is None:
+        raise ValueError(f"expected an integer, got {shorten(text)!r}")
+    return value
+
+
+def parse_float(text: str) -> float:
+    """A number written in ASCII (float() also reads '١.٥'); 'nan' and 'inf' pass, for the caller's range check."""
+    if not text.isascii() or len(text) > 100:
+        raise ValueError(f"expected a number, got {shorten(text)!r}")
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"expected a number, got {shorten(text)!r}") from None
 
 
 def parse_int_in(text: str, low: int, high: int | None = None) -> int:
     """An integer in [low, high] (``high`` None: no upper bound); the error says what is valid."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"expected an integer, got {text!r}") from None
+    value = _ascii_int(text)
+    if value is None:
+        raise ValueError(f"expected an integer, got {shorten(text)!r}")
     if value < low or (high is not None and value > high):
         valid = f"between {low} and {high:,}" if high is not None else f">= {low}"
-        raise ValueError(f"must be an integer {valid}, got {text}")
+        raise ValueError(f"must be an integer {valid}, got {shorten(text.strip())}")
     return value
 
 
-def parse_int_list(text: str) -> list[int]:
-    """'1, 8,32' -> [1, 8, 32]; every item a positive integer."""
+def parse_int_list(text: str, high: int | None = None) -> list[int]:
+    """'1, 8,32' -> [1, 8, 32]; every item a positive integer (at most ``high``)."""
     out = []
     for item in parse_list(text):
         try:
-            out.append(parse_positive_int(item))
+            out.append(parse_positive_int(item, high))
         except ValueError as exc:
             raise ValueError(f"{exc} (expected a comma list of positive integers, e.g. '1,8,32')") from None
     return out
 
 
+def parse_batch_sizes(text: str) -> list[int]:
+    """A comma list of batch sizes, each in 1..MAX_BATCH_SIZE."""
+    return parse_int_list(text, MAX_BATCH_SIZE)
+
+
+def parse_img_sizes(text: str) -> list[int]:
+    """A comma list of square input sides in px, each in 1..MAX_IMG_SIZE."""
+    return parse_int_list(text, MAX_IMG_SIZE)
+
+
 def parse_seconds(text: str) -> float:
-    """A finite, non-negative number of seconds ('nan', 'inf' and negative values are errors)."""
+    """A finite, non-negative number of seconds ('nan', 'inf' and negative values are errors), at most a week."""
     try:
-        value = float(text)
+        value = parse_float(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{text!r} must be a finite number of seconds >= 0, e.g. 2.5")
+        raise ValueError(f"{shorten(text)!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
+        raise ValueError(f"{shorten(text)!r} must be a finite number of seconds >= 0 and <= {MAX_SECONDS:.0f} (a "
+                         "week), e.g. 2.5")
+    return value
+
+
+def parse_timeout(text: str) -> float:
+    """A time limit: a finite number of seconds > 0 (a limit of 0 would stop everything at once), at most a week."""
+    value = parse_seconds(text)
+    if value <= 0:
+        raise ValueError(f"{shorten(text)!r} must be a number of seconds > 0 (a limit of 0 stops the work at once)")
     return value
 
 
 def parse_bytes(text: str) -> int:
     """'2GiB', '512MiB', '1.5GB', '1000000' -> bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)  # ASCII: \d also matches '٥'
+
     unit = m.group(2).lower() if m else ""
     if not m or (unit and unit not in _BYTE_UNITS):
-        raise ValueError(f"memory size {text!r} not understood: use e.g. 2GiB, 512MiB, 1.5GB or a byte count")
-    value = int(float(m.group(1)) * _BYTE_UNITS[unit or "b"])
+        raise ValueError(f"memory size {shorten(text)!r} not understood: use e.g. 2GiB, 512MiB, 1.5GB or a byte count")
+    number = float(m.group(1)) if m and len(m.group(1)) <= 40 else math.inf
+    if not math.isfinite(number) or number * _BYTE_UNITS[unit or "b"] > MAX_BYTES:
+        raise ValueError(f"memory size {shorten(text)!r} is beyond {MAX_BYTES:,} bytes (1 EiB)")
+    value = int(number * _BYTE_UNITS[unit or "b"])
     if value <= 0:
         raise ValueError(f"memory size {text!r} must be positive")
     return value
 
 
 def parse_output_file(text: str) -> Path:
-    """A file to (over)write: not a folder, and its folder, if it exists, is a folder."""
-    path = Path(text)
-    if path.is_dir():
-        raise ValueError(f"{text} is a folder; give a file name to write, e.g. {path / 'out.json'}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"{parent} is a file, so {text} cannot be created")
-            break
-    return path
+    """A file to (over)write, checked by ``lvmharness.outputs`` (regular file or creatable, writable)."""
+    from lvmharness.outputs import check_output_file
+
+    return check_output_file(text)
 
 
 def parse_output_folder(text: str) -> Path:
-    """A folder to write into (created if missing): not an existing file, nor under one."""
-    path = Path(text)
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise ValueError(f"{p} is a file; give a folder to write into")
-            break
-    return path
+    """A folder to write into (created if missing), checked by ``lvmharness.outputs``."""
+    from lvmharness.outputs import check_output_folder
+
+    return check_output_folder(text)

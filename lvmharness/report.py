@@ -16,6 +16,7 @@ import base64
 import csv
 import html
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -513,7 +514,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     runs = [Path(r) for r in args.runs]
     out = args.output if args.output else (runs[0] if runs[0].is_dir() else runs[0].parent) / "report"
+    from lvmharness.outputs import check_output_folder
+
+    out = check_output_folder(out, what="report folder")  # the default too, before anything is read or written
     records, envs = load_runs(runs)
+    from lvmharness.results import torn_lines
+
+    for note in (n for r in runs for n in torn_lines(r)):
+        print(f"lvm report: {note}", file=sys.stderr)
     files = write_report(records, envs, runs, out)
     print(f"report: {files['html']}\ncsv:    {files['csv']}")
     busy = contended(records)

@@ -182,7 +182,11 @@ def _umask() -> int:
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write through ``write`` so that ``path`` always holds the old or the new complete file, never a torn one:
     a temp file in the same folder, fsync, rename, fsync of the folder. The file gets the mode a plain ``open``
-    would give (0666 less the umask), not mkstemp's 0600."""
+    would give (0666 less the umask), not mkstemp's 0600. A link is followed (the file it names is replaced, the
+    link kept); a folder, device or FIFO at ``path`` is refused, never replaced (``outputs.write_target``)."""
+    from lvmharness.outputs import write_target
+
+    path = write_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -512,6 +516,25 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def torn_lines(path: Path | str) -> list[str]:
+    """What readers skip, in words: one line per writer file (of a run folder, or one ``.jsonl`` file) that ends in
+    an unfinished record. Front ends that read runs (report, merge, compare) print these, so a record cut short
+    (``kill -9`` mid-write, a full disk) is never dropped without a word."""
+    p = Path(path)
+    files = [p] if p.is_file() and p.suffix == ".jsonl" else writer_files(p if p.is_dir() else p.parent)
+    notes = []
+    for f in files:
+        try:
+            data = f.read_bytes()
+        except OSError:
+            continue  # the reader itself reports an unreadable file
+        tail = data[data.rfind(b"\n") + 1:]
+        if tail.strip():
+            notes.append(f"skipped the last line of {f} ({len(tail):,} bytes with no newline): an unfinished record, "
+                         "its write cut short (a killed process, a full disk), so never reported as written")
+    return notes
+
+
 def _check_schema(where: Path, records: list[dict[str, Any]]) -> None:
     """Each record against the JSON Schema: an error names the file, the record, its case id and the field."""
     validate_records(where, records, ResultsFileError)
@@ -557,6 +580,15 @@ def _refresh(path: Path, compute: Callable[[], Any], write: bool = True) -> Any:
             return obj  # a read-only copy of a run: reading must still work
         obj = compute()
     return obj
+
+
+def results_view_current(run_dir: Path, records: list[dict[str, Any]]) -> bool:
+    """Whether ``results.json`` holds exactly ``records`` (False when a read-only folder kept it from being
+    written): a summary names it only then."""
+    try:
+        return (run_dir / RESULTS_FILE).read_text(encoding="utf-8") == _view_text(records)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def refresh_results_view(run_dir: Path, write: bool = True) -> list[dict[str, Any]]:

@@ -54,9 +54,9 @@ class Shard:
 
 
 def parse_shard(text: str) -> Shard:
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    m = re.fullmatch(r"\s*([0-9]{1,9})\s*/\s*([0-9]{1,9})\s*", text)  # ASCII digits: \d also matches '١'
     if not m:
-        raise ShardSpecError(f"shard {text!r} not understood: use K/N, e.g. 1/3 for the first of three shards")
+        raise ShardSpecError(f"shard {text[:40]!r} not understood: use K/N, e.g. 1/3 for the first of three shards")
     k, n = int(m.group(1)), int(m.group(2))
     if n < 1 or not 1 <= k <= n:
         raise ShardSpecError(f"shard {text!r}: K must be between 1 and N (N >= 1), e.g. 1/3, 2/3, 3/3")

@@ -27,13 +27,38 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvmharness.commands.args import int_at_least
+from lvmharness.commands.args import int_at_least, output_folder, seconds
 from lvmharness.results import new_run_id, run_id_arg
 
 SWEEP_DIR = ".sweep"  # inside --out: shard folders and submitit's logs, kept after the merge
 # pytest exit codes (pytest.ExitCode): 0 all passed, 1 some benches failed (their records say why), 5 none collected
 # (a shard that got no case). 2 interrupted, 3 internal error, 4 usage error: the shard did not run as asked.
 FINISHED_CODES = {0: "every bench passed", 1: "finished, some benches failed", 5: "no cases in this shard"}
+# Bounds of --shards. Slurm: one job array, whose size slurm.conf's MaxArraySize limits (default 1001, see
+# slurm.conf(5)); a larger sweep is several sweeps. Local: the shards run at once, each a pytest process that imports
+# torch, so more than a few per core only thrash the machine.
+MAX_SLURM_SHARDS = 1001
+LOCAL_SHARDS_PER_CORE = 4
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_executor(kind: str, shards: int) -> None:
+    """Before anything is created: the executor exists here and the shard count is within its bound."""
+    import shutil
+
+    if kind == "slurm":
+        missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+        if missing:
+            raise ValueError(f"--executor slurm: {' and '.join(missing)} not found on PATH (no Slurm on this "
+                             "machine); run on a Slurm login node, or use --executor local")
+    else:
+        bound = LOCAL_SHARDS_PER_CORE * _cores()
+        if shards > bound:
+            raise ValueError(f"--shards {shards} with --executor local: at most {bound} ({LOCAL_SHARDS_PER_CORE} per "
+                             f"core, {_cores()} cores here), since local shards all run at once")
 
 
 @dataclass(frozen=True)
@@ -113,6 +138,7 @@ def sweep(args: argparse.Namespace) -> int:
     for a in pytest_args:
         if a.startswith(("--lvm-shard", "--lvm-out", "--lvm-run-id")):
             raise ValueError(f"{a.split('=')[0]} is set by lvm sweep for each shard; leave it out of the pytest args")
+    check_executor(args.executor, args.shards)
     run_id = args.run_id or new_run_id()
     out = Path(args.out).resolve()
     work = out / SWEEP_DIR / run_id
@@ -122,7 +148,7 @@ def sweep(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     threads = None
     if args.executor == "local":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = _cores()
         threads = max(1, cores // args.shards)
         if args.shards > cores:
             print(f"lvm sweep: {args.shards} local shards share {cores} cores: timed numbers will contend",
@@ -157,17 +183,20 @@ def sweep(args: argparse.Namespace) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=["slurm", "local"], default="slurm",
                    help="slurm: one job array on the cluster; local: processes on this machine (tests, CI)")
-    p.add_argument("--shards", type=int_at_least(1), required=True, help="number of shards (array tasks)")
-    p.add_argument("--out", default="results", metavar="DIR",
+    p.add_argument("--shards", type=int_at_least(1, MAX_SLURM_SHARDS), required=True,
+                   help=f"number of shards (array tasks), at most {MAX_SLURM_SHARDS} (Slurm's default MaxArraySize); "
+                        f"local: at most {LOCAL_SHARDS_PER_CORE} per core")
+    p.add_argument("--out", type=output_folder, default="results", metavar="DIR",
                    help="results folder: the merged run lands in DIR/<run-id>, shards and logs in DIR/.sweep")
     p.add_argument("--run-id", type=run_id_arg, default=None, help="run id (default: UTC time + random suffix)")
     p.add_argument("--partition", default=None, help="Slurm partition")
-    p.add_argument("--gpus-per-shard", type=int_at_least(0), default=0, metavar="G",
+    p.add_argument("--gpus-per-shard", type=int_at_least(0, 64), default=0, metavar="G",
                    help="GPUs per array task (Slurm)")
-    p.add_argument("--cpus-per-shard", type=int_at_least(1), default=None, metavar="C",
+    p.add_argument("--cpus-per-shard", type=int_at_least(1, 4096), default=None, metavar="C",
                    help="CPUs per array task (Slurm)")
-    p.add_argument("--time", type=int_at_least(1), default=60, metavar="MIN", help="time limit per shard in minutes")
-    p.add_argument("--poll-s", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--time", type=int_at_least(1, 525_600), default=60, metavar="MIN",
+                   help="time limit per shard in minutes (at most a year)")
+    p.add_argument("--poll-s", type=seconds, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS",
                    help="what each shard passes to pytest, e.g. -- benches/ --lvm-profile smoke")
 

@@ -149,22 +149,26 @@ def test_each_subcommand_help_shows_its_own_options(capsys: pytest.CaptureFixtur
     assert all(name in listing for name in ("models", "latency", "compare", "report", "train", "viz"))
 
 
+B = "between 1 and 1,048,576"  # every --batch-size: parsing.MAX_BATCH_SIZE = 2^20
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["latency", "smoke_vit", "--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
-        (["latency", "smoke_vit", "--batch-size=-3"], "--batch-size: must be an integer >= 1, got -3"),
-        (["latency", "smoke_vit", "--img-size", "0"], "--img-size: must be an integer >= 1, got 0"),
+        (["latency", "smoke_vit", "--batch-size", "0"], f"--batch-size: must be an integer {B}, got 0"),
+        (["latency", "smoke_vit", "--batch-size=-3"], f"--batch-size: must be an integer {B}, got -3"),
+        (["latency", "smoke_vit", "--img-size", "0"], "--img-size: must be an integer between 1 and 8,192"),
         (["latency", "smoke_vit", "--budget-s", "nan"], "--budget-s: 'nan' must be a finite number of seconds >= 0"),
         (["flops", "smoke_vit", "--scaling", "0,64"], "--scaling: 0 must be a positive integer"),
         (["flops", "smoke_vit", "--scaling", "32,x"], "--scaling: 'x' is not an integer"),
-        (["flops", "smoke_vit", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
-        (["graph", "smoke_vit", "--img-size", "0", "-o", "g.json"], "--img-size: must be an integer >= 1"),
-        (["memory", "smoke_vit", "--batch-size", "0"], "--batch-size: must be an integer >= 1, got 0"),
+        (["flops", "smoke_vit", "--batch-size", "0"], f"--batch-size: must be an integer {B}"),
+        (["graph", "smoke_vit", "--img-size", "0", "-o", "g.json"], "--img-size: must be an integer between 1"),
+        (["memory", "smoke_vit", "--batch-size", "0"], f"--batch-size: must be an integer {B}, got 0"),
         (["memory", "smoke_vit", "--img-size", "x"], "--img-size: expected an integer, got 'x'"),
-        (["sweep", "--shards", "0"], "--shards: must be an integer >= 1, got 0"),
-        (["sweep", "--shards", "2", "--gpus-per-shard", "-1"], "--gpus-per-shard: must be an integer >= 0, got -1"),
-        (["sweep", "--shards", "2", "--time", "0"], "--time: must be an integer >= 1, got 0"),
+        (["sweep", "--shards", "0"], "--shards: must be an integer between 1 and 1,001, got 0"),
+        (["sweep", "--shards", "2", "--gpus-per-shard", "-1"],
+         "--gpus-per-shard: must be an integer between 0 and 64, got -1"),
+        (["sweep", "--shards", "2", "--time", "0"], "--time: must be an integer between 1 and 525,600, got 0"),
     ],
 )
 def test_bad_numbers_are_one_argparse_error(argv: list[str], message: str,
@@ -195,9 +199,11 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path: Pa
 
 def test_a_batch_that_cannot_fit_is_exit_2_and_writes_nothing(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    # 10^9 images of 3 x 32 x 32 fp32 = 12.3 TB of input alone: the allocator refuses it.
-    argv = ["latency", "smoke_vit", "--device", "cpu", "--batch-size", "1000000000", "--out", str(tmp_path / "r")]
+    # The largest batch and size the command line accepts: 2^20 images of 3 x 4096 x 4096 fp32 = 2^20 x 3 x 2^24 x 4
+    # bytes = 192 TiB of input alone: the allocator refuses it.
+    argv = ["latency", "smoke_resnet", "--device", "cpu", "--batch-size", "1048576", "--img-size", "4096", "--out",
+            str(tmp_path / "r")]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "out of memory at --batch-size 1000000000, 32px on cpu" in err and "Traceback" not in err
+    assert "out of memory at --batch-size 1048576, 4096px on cpu" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()

@@ -874,7 +874,7 @@ def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_the_cli_output_of_a_pass_and_of_a_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     b = _write(tmp_path, "b.json", [rec(metric="flops", macs=10, params=3), rec(case="gone", metric="flops", macs=1)])
     n = _write(tmp_path, "n.json", [rec(metric="flops", macs=10, params=3), rec(case="new", metric="flops", macs=1)])
-    code, out, err = _cli(["compare", b, n], capsys)
+    code, out, err = _cli(["compare", b, n, "--allow-missing"], capsys)
     assert (code, err) == (0, "")
     assert out == (
         # The header is padded to the widest detail, "only in NEW".

@@ -7,14 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lvmharness.commands.args import int_at_least
+
 DEFAULT_GRAPHS = Path("results") / "graphs"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="model_viz.py", description="Serve the lvmharness architecture page.")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--graphs", type=Path, default=DEFAULT_GRAPHS, help="folder of graph JSON files (lvm graph)")
+    p.add_argument("--port", type=int_at_least(1, 65535), default=5000)
+    p.add_argument("--graphs", default=str(DEFAULT_GRAPHS), help="folder of graph JSON files (lvm graph)")
     p.add_argument("--no-generate", action="store_true",
                    help="serve saved graphs only; never build one (no torch import at all)")
     p.add_argument("--allow-measure", action="store_true",
@@ -23,8 +25,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="comma list of custom models to serve, e.g. mypkg.models:build (imported now; the page "
                         "never imports a module named in a request)")
     args = p.parse_args(argv)
-    if not 0 < args.port < 65536:
-        p.error(f"--port must be in 1..65535, got {args.port}")
+    from lvmharness.outputs import OutputPathError, check_output_folder
+
+    try:
+        if not args.no_generate:  # the page saves the graphs it generates there
+            args.graphs = check_output_folder(args.graphs, what="graphs folder")
+        elif not args.graphs.strip():  # Path('') would silently mean the current folder
+            raise OutputPathError("the graphs folder is an empty path; name it, e.g. results/graphs")
+        elif Path(args.graphs).exists() and not Path(args.graphs).is_dir():
+            raise OutputPathError(f"{args.graphs} is a file; give the folder of graph JSON files")
+    except OutputPathError as exc:
+        p.error(f"--graphs: {exc}")
+    args.graphs = Path(args.graphs)
     from .app import create_app  # relative: this package is `viz` in the repository, `lvmharness.viz` installed
 
     if args.allow_measure and args.no_generate:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 import threading
 import time
@@ -81,7 +82,8 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: 
     alias, a registered or published model, a timm name or ``torchvision:NAME``."""
     served = dict(served_models or {})
     root = Path(graphs_dir).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    if generate:  # serving saved graphs only creates nothing
+        root.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, static_folder=None)
     app.config["GRAPHS_DIR"] = root
     lock = threading.Lock()
@@ -156,6 +158,17 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: 
     @app.errorhandler(405)
     def bad_method(_: Exception) -> tuple[Response, int]:
         return jsonify({"error": f"method {request.method} is not allowed here"}), 405
+
+    @app.errorhandler(Exception)
+    def any_error(err: Exception) -> tuple[Response, int]:
+        """Every other failure is JSON too (the page shows the message), never Flask's HTML page."""
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(err, HTTPException):
+            return jsonify({"error": f"{err.name}: {err.description}"}), err.code or 500
+        app.logger.exception("unexpected error on %s", request.path)
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        return jsonify({"error": f"internal error: {type(err).__name__}: {first}"}), 500
 
     @app.after_request
     def headers(resp: Response) -> Response:
@@ -251,7 +264,7 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: 
         name = graph_name(canonical_model(model), img_size, batch, dtype)
         path = root / f"{name}.json"
         if path.exists():
-            return jsonify(with_times(load(graph_path(name)), name))
+            return jsonify(with_times(matching(load(graph_path(name)), name), name))
         if not generate:
             raise ApiError(404, f"no saved graph {name!r} and generation is off")
         with lock:
@@ -259,10 +272,27 @@ def create_app(graphs_dir: Path | str, *, generate: bool = True, allow_measure: 
                 running[name] = {"kind": "graph", "since": time.time()}
                 try:
                     doc = _generate(model, img_size, batch, dtype)
-                    atomic_write_json(path, doc)
+                    try:
+                        atomic_write_json(path, doc)
+                    except OSError as exc:
+                        raise ApiError(503, f"generated the graph of {model} but cannot save it in {root} "
+                                            f"({exc.strerror or type(exc).__name__}); start the page with a "
+                                            "writable --graphs folder") from None
                 finally:
                     running.pop(name, None)
-        return jsonify({**with_times(load(graph_path(name)), name), "generated": True})
+        return jsonify({**with_times(matching(load(graph_path(name)), name), name), "generated": True})
+
+    def matching(doc: dict[str, Any], name: str) -> dict[str, Any]:
+        """A saved file answers a request only if it holds what the request asked for (a file copied or renamed
+        under another graph's name would otherwise be served as that graph)."""
+        held = graph_name(canonical_model(str(doc.get("alias") or doc["model"])), doc["img_size"],
+                          doc["batch_size"], doc["dtype"])
+        if held != name and graph_name(canonical_model(str(doc["model"])), doc["img_size"], doc["batch_size"],
+                                       doc["dtype"]) != name:
+            raise ApiError(409, f"the saved file {name}.json holds {doc['model']} at {doc['img_size']} px, batch "
+                                f"{doc['batch_size']}, {doc['dtype']}, not what was asked for; remove or rename it "
+                                f"(its contents say {held}.json)")
+        return doc
 
     @app.post("/api/measure")
     def measure() -> Response:
@@ -321,7 +351,7 @@ def _float_value(name: str, raw: Any, bounds: tuple[float, float]) -> float | No
     if raw is None or raw == "":
         return None
     try:
-        value = float(raw)
+        value = float(raw) if str(raw).isascii() else math.nan  # float() also reads '٥' (Arabic-Indic five)
     except ValueError:
         raise ApiError(400, f"{name} must be a number of GiB in {bounds[0]}..{bounds[1]}, got {str(raw)[:40]!r}",
                        allowed=list(bounds)) from None
@@ -381,10 +411,9 @@ def _int_value(name: str, raw: Any, default: int, bounds: tuple[int, int]) -> in
                        allowed=list(bounds))
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise problem
-    try:
-        value = int(raw)
-    except ValueError:
-        raise problem from None
+    if isinstance(raw, str) and not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise problem  # ASCII digits only: int() also reads '٥٦' (Arabic-Indic) and '1_000'
+    value = int(raw)
     if not bounds[0] <= value <= bounds[1]:
         raise ApiError(400, f"{name} {value} is outside the allowed range {bounds[0]}..{bounds[1]}",
                        allowed=list(bounds))

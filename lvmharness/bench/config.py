@@ -18,7 +18,17 @@ from typing import Any, TypeVar
 
 from lvmharness.commands.args import argument_type
 from lvmharness.matrix import PROFILES
-from lvmharness.parsing import parse_bytes, parse_int_list, parse_list, parse_seconds
+from lvmharness.parsing import (
+    parse_batch_sizes,
+    parse_bytes,
+    parse_img_sizes,
+    parse_int,
+    parse_list,
+    parse_output_file,
+    parse_output_folder,
+    parse_seconds,
+    shorten,
+)
 from lvmharness.results import DTYPE_NAMES, run_id_arg
 from lvmharness.shard import Shard, parse_shard
 
@@ -57,15 +67,19 @@ def _dtypes(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    return tuple(parse_int_list(text))
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    return tuple(parse_batch_sizes(text))
+
+
+def _img_sizes(text: str) -> tuple[int, ...]:
+    return tuple(parse_img_sizes(text))
 
 
 def _steps(text: str) -> int:
     try:
-        value = int(text)
+        value = parse_int(text)
     except ValueError:
-        raise ValueError(f"steps must be a whole number in 1..1000, got {text!r}") from None
+        raise ValueError(f"steps must be a whole number in 1..1000, got {shorten(text)!r}") from None
     if not 1 <= value <= 1000:
         raise ValueError(f"steps must be in 1..1000, got {value}")
     return value
@@ -101,11 +115,13 @@ def add_options(group: Any) -> None:
     add_option("--lvm-mem-limit", "mem_limit_bytes", type=argtype(parse_bytes, "memory size"), default=None,
                metavar="SIZE", help="memory cap for each isolated memory case, e.g. 2GiB, 512MiB (enforced in the "
                                     "child)")
-    add_option("--lvm-batch-sizes", "batch_sizes", type=argtype(_sizes, "batch sizes"), default=None,
+    add_option("--lvm-batch-sizes", "batch_sizes", type=argtype(_batch_sizes, "batch sizes"), default=None,
                help="comma list of positive integers, e.g. 1,8,32")
-    add_option("--lvm-img-sizes", "img_sizes", type=argtype(_sizes, "image sizes"), default=None,
+    add_option("--lvm-img-sizes", "img_sizes", type=argtype(_img_sizes, "image sizes"), default=None,
                help="comma list of square input sides in px, e.g. 224,384")
-    add_option("--lvm-out", "out", type=Path, default="results",
+    # The default is a Path, which argparse does not pass through ``type``: an unrelated pytest run in a read-only
+    # folder is not refused; the plugin checks the default once it collects an lvm bench.
+    add_option("--lvm-out", "out", type=argtype(parse_output_folder, "output folder"), default=Path("results"),
                help="folder that receives <run-id>/results.json and env.json")
     add_option("--lvm-run-id", "run_id", type=run_id_arg, default=None,
                help="run id (default: UTC time + random suffix)")
@@ -120,7 +136,8 @@ def add_options(group: Any) -> None:
     add_option("--lvm-shard", "shard", type=argtype(parse_shard, "shard"), default=None, metavar="K/N",
                help="run shard K of N: a deterministic, disjoint, cost-balanced share of the selected cases (the N "
                     "shards together run them all)")
-    add_option("--lvm-shard-plan", "shard_plan", type=Path, default=None, metavar="FILE",
+    add_option("--lvm-shard-plan", "shard_plan", type=argtype(parse_output_file, "output file"), default=None,
+               metavar="FILE",
                help="with --lvm-shard: write the plan (each case's expected cost and shard) as JSON")
     add_option("--lvm-budget-s", "budget_s", type=argtype(parse_seconds, "seconds"), default=None,
                help="seconds of measured rounds per case (finite, >= 0; default: the profile's)")

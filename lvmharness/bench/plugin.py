@@ -94,6 +94,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if not any("lvm" in getattr(item, "fixturenames", ()) for item in session.items):
         return
+    from lvmharness.outputs import OutputPathError, check_output_folder
+
+    try:  # the default --lvm-out was not checked while parsing (see config.add_options)
+        check_output_folder(state.options.out)
+    except OutputPathError as exc:
+        raise pytest.UsageError(f"--lvm-out: {exc}") from None
     warning = state.check_machine_load()
     if warning is not None:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -164,7 +170,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = parallel.run_dir(config)
     if session is None or run is None:
         return
-    from lvmharness.results import RESULTS_FILE, load_records
+    from lvmharness.results import RECORDS_DIR, RESULTS_FILE, load_records, results_view_current
 
     records = load_records(run)
     counts: dict[str, int] = {}
@@ -173,7 +179,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     terminalreporter.write_sep("-", "lvmharness")
     terminalreporter.write_line(f"run folder: {run}  ({summary})")
-    terminalreporter.write_line(f"records:    {run / RESULTS_FILE}")
+    if results_view_current(run, records):
+        terminalreporter.write_line(f"records:    {run / RESULTS_FILE}")
+    else:  # the folder stopped taking writes (read-only, full): the records are in the writers' files only
+        terminalreporter.write_line(
+            f"records:    {run / RECORDS_DIR}/*.jsonl ({RESULTS_FILE} could not be written: {run} no longer takes "
+            "writes; lvm report / compare read the records files as they are)", yellow=True, bold=True)
     tb = run / "tb"
     if tb.is_dir():
         from lvmharness.traces import trace_bytes

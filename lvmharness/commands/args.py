@@ -11,7 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from lvmharness.parsing import parse_int_in, parse_int_list, parse_output_file, parse_output_folder, parse_seconds
+from lvmharness.parsing import (
+    MAX_BATCH_SIZE,
+    MAX_IMG_SIZE,
+    parse_img_sizes,
+    parse_int_in,
+    parse_int_list,
+    parse_output_file,
+    parse_output_folder,
+    parse_seconds,
+    parse_timeout,
+)
 
 T = TypeVar("T")
 
@@ -40,7 +50,11 @@ def int_at_least(low: int, high: int | None = None) -> type[int]:
     return argument_type(parse)  # type: ignore[return-value]
 
 
-int_list = argument_type(parse_int_list)  # '224,384': positive integers
-seconds = argument_type(parse_seconds)  # finite, >= 0
+int_list = argument_type(parse_int_list)  # '1,8,32': positive integers
+img_size_list = argument_type(parse_img_sizes, "img_size_list")  # '224,384': sides in 1..MAX_IMG_SIZE px
+seconds = argument_type(parse_seconds)  # finite, >= 0, at most a week
+timeout = argument_type(parse_timeout)  # finite, > 0, at most a week
+batch_size = int_at_least(1, MAX_BATCH_SIZE)  # every --batch-size of the project
+img_size = int_at_least(1, MAX_IMG_SIZE)  # every --img-size of the project (px per side)
 output_file: Callable[[str], Path] = argument_type(parse_output_file, "output_file")
 output_folder: Callable[[str], Path] = argument_type(parse_output_folder, "output_folder")

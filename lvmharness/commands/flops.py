@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
-from lvmharness.commands.args import int_at_least, int_list
+from lvmharness.commands.args import batch_size, img_size, img_size_list, int_at_least
+from lvmharness.graph_format import MAX_GRAPH_DEPTH
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
-    p.add_argument("--img-size", type=int_at_least(1), default=None, help="input side in px (default: the model's)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=1)
-    p.add_argument("--depth", type=int_at_least(0), default=2, help="module depth of the table")
-    p.add_argument("--top", type=int_at_least(1), default=15, help="rows of the table")
+    p.add_argument("--img-size", type=img_size, default=None, help="input side in px (default: the model's)")
+    p.add_argument("--batch-size", type=batch_size, default=1)
+    p.add_argument("--depth", type=int_at_least(0, MAX_GRAPH_DEPTH), default=2, help="module depth of the table")
+    p.add_argument("--top", type=int_at_least(1, 100_000), default=15, help="rows of the table")
     p.add_argument("--verify", action="store_true",
                    help="count again with fvcore on CPU (real weights) and fail on > 0.1%% disagreement")
-    p.add_argument("--scaling", metavar="SIZES", type=int_list,
+    p.add_argument("--scaling", metavar="SIZES", type=img_size_list,
                    help="comma list of input sides in px: fit MACs ~ pixels^k")
     p.add_argument("--json", action="store_true")
 

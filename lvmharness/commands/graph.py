@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from lvmharness.commands.args import int_at_least, output_file
+from lvmharness.commands.args import batch_size, img_size, output_file
 from lvmharness.results import STORAGE_DTYPE_NAMES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
-    p.add_argument("--img-size", type=int_at_least(1), default=None, help="input side in px (default: the model's)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=1)
+    p.add_argument("--img-size", type=img_size, default=None, help="input side in px (default: the model's)")
+    p.add_argument("--batch-size", type=batch_size, default=1)
     p.add_argument("--dtype", default="fp32", choices=STORAGE_DTYPE_NAMES)
     p.add_argument("-o", "--output", type=output_file, required=True, help="graph JSON file to write")
 

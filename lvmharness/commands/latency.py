@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lvmharness.commands.args import int_at_least, output_folder, seconds
+from lvmharness.commands.args import batch_size, img_size, output_folder, seconds
 from lvmharness.results import DTYPE_NAMES
 
 
@@ -16,8 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile (compile time reported apart)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=1)
-    p.add_argument("--img-size", type=int_at_least(1), default=None, help="input side in px (default: the model's)")
+    p.add_argument("--batch-size", type=batch_size, default=1)
+    p.add_argument("--img-size", type=img_size, default=None, help="input side in px (default: the model's)")
     p.add_argument("--budget-s", type=seconds, default=2.0, help="seconds of measured rounds")
     p.add_argument("--out", type=output_folder, default=None, help="also append a record to a new run in this folder")
     p.add_argument("--json", action="store_true")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lvmharness.commands.args import int_at_least, output_folder
+from lvmharness.graph_format import MAX_GRAPH_DEPTH
 from lvmharness.results import DTYPE_NAMES
 
 
@@ -29,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int_at_least(1, 1000), default=5,
                    help="profiled steps; the step with the median total is reported (default 5)")
     p.add_argument("--warmup", type=int_at_least(0, 1000), default=2, help="untimed steps first (default 2)")
-    p.add_argument("--depth", type=int_at_least(0), default=2,
+    p.add_argument("--depth", type=int_at_least(0, MAX_GRAPH_DEPTH), default=2,
                    help="tree depth printed (default 2: ViT blocks, ResNet stages)")
     p.add_argument("--no-roofline", action="store_true",
                    help="skip the compute and copy probes (no roofline; saves a few seconds)")
@@ -42,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from lvmharness.measure.layers import measure_from_spec
 
     out_dir: Path | None = args.output
+    if out_dir is not None:
+        from lvmharness.outputs import check_output_folder
+
+        check_output_folder(out_dir / "layers", what="layer-times folder")  # checked before the measurement
     doc = measure_from_spec(
         args.model, img_size=args.img_size, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
         mode=args.mode, steps=args.steps, warmup=args.warmup, roofline=not args.no_roofline,

@@ -1,7 +1,9 @@
 """``lvm memory MODEL``: the peak memory of one inference or training step, predicted on fake tensors.
 
 Options: ``--measure`` runs the same step for real in a fresh process and adds the measured peak and the error;
-``--budget 24GiB`` (or ``--budget cuda:0``) adds the largest batch whose predicted peak fits.
+``--budget 24GiB`` (or ``--budget cuda:0``) adds the largest batch whose predicted peak fits. The search stops at
+the largest ``--batch-size`` accepted (``parsing.MAX_BATCH_SIZE``); when that batch still fits, the answer is only a
+lower bound: the text says so and the exit status is 1, as with ``--json`` (``budget_search.hit_upper_bound``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from lvmharness.commands.args import int_at_least
+from lvmharness.commands.args import batch_size, img_size, int_at_least, timeout
 from lvmharness.measure.prediction import MODES, OPTIMIZERS
 from lvmharness.results import DTYPE_NAMES
 
@@ -30,8 +32,8 @@ def _budget(text: str) -> str | int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="alias or timm name")
-    p.add_argument("--img-size", type=int_at_least(1), default=None, help="square input side (default: the model's)")
-    p.add_argument("--batch-size", type=int_at_least(1), default=1)
+    p.add_argument("--img-size", type=img_size, default=None, help="square input side (default: the model's)")
+    p.add_argument("--batch-size", type=batch_size, default=1)
     p.add_argument("--mode", choices=MODES, default="train",
                    help="train: the step after the first (forward, CE loss, backward, optimizer step, zero_grad); "
                         "inference: eval() forward under no_grad (default: train)")
@@ -43,9 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also run the step for real in a fresh process and report the error")
     p.add_argument("--budget", type=_budget, default=None, metavar="BYTES|cuda:N",
                    help="largest batch whose predicted peak fits, e.g. 24GiB, or a device's free memory")
-    p.add_argument("--layers", type=int, default=0, metavar="N",
+    p.add_argument("--layers", type=int_at_least(0, 10_000), default=0, metavar="N",
                    help="list the N modules keeping the most activation bytes for backward")
-    p.add_argument("--timeout-s", type=float, default=900.0, help="limit for the --measure child (900)")
+    p.add_argument("--timeout-s", type=timeout, default=900.0,
+                   help="limit for the --measure child in seconds, > 0 (900)")
     p.add_argument("--json", action="store_true")
 
 
@@ -105,10 +108,12 @@ def run(args: argparse.Namespace) -> int:
         out.update(budget_info)
         out["predicted_max_batch"] = found["predicted_max_batch"]
         out["budget_search"] = {k: v for k, v in found.items() if k != "predicted_max_batch"}
+    bounded = bool(out.get("budget_search", {}).get("hit_upper_bound"))
 
+    status = 0 if out.get("measure_status", "ok") == "ok" and not bounded else 1
     if args.json:
         print(json.dumps(out, indent=1))
-        return 0 if out.get("measure_status", "ok") == "ok" else 1
+        return status
     opt = f", {cfg.optimizer}" if cfg.mode == "train" else ""
     print(f"{cfg.model}: {cfg.mode} step, batch {cfg.batch_size}, {cfg.img_size} px, {cfg.dtype}{opt} on {cfg.device}"
           f"  (predicted on fake tensors in {pred.wall_s:.1f} s)")
@@ -130,7 +135,10 @@ def run(args: argparse.Namespace) -> int:
         s = out["budget_search"]
         n = out["predicted_max_batch"]
         line = f"  largest batch for {fmt_bytes(out['budget_bytes'])}: {n}"
-        if n > 0 and "predicted_peak_at_max_bytes" in s:
+        if bounded:
+            line = (f"  largest batch for {fmt_bytes(out['budget_bytes'])}: at least {n:,}: the search stops at "
+                    f"batch {n:,} (the largest --batch-size), which still fits; the true answer is larger")
+        elif n > 0 and "predicted_peak_at_max_bytes" in s:
             line += (f"  (peak {fmt_bytes(s['predicted_peak_at_max_bytes'])}; batch {n + 1}: "
                      f"{fmt_bytes(s['predicted_peak_at_next_bytes'])})")
         print(line)
@@ -141,4 +149,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n  {'module':<40} {'kept for backward':>18}")
         for path, nbytes in list(out["saved_for_backward_bytes"].items())[: args.layers]:
             print(f"  {path or '(model)':<40} {fmt_bytes(nbytes):>18}")
-    return 0 if out.get("measure_status", "ok") == "ok" else 1
+    return status

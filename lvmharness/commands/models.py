@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from lvmharness import models
 
-    if args.timm:
+    if args.timm is not None:
+        if not args.timm.strip():
+            raise ValueError("--timm '' is an empty pattern; give a glob such as 'convnext*' (or '*' for all)")
         import timm
 
         names = [n for n in timm.list_models() if fnmatch.fnmatchcase(n, args.timm)]

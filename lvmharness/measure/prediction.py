@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from lvmharness.parsing import MAX_BATCH_SIZE
+
 if TYPE_CHECKING:
     import torch
 
@@ -393,7 +395,7 @@ def _child_main(arg: str) -> int:
 # --- the largest batch under a budget ----------------------------------------------------------------------------
 
 
-def predicted_max_batch(cfg: StepConfig, budget_bytes: int, *, upper: int = 1 << 16,
+def predicted_max_batch(cfg: StepConfig, budget_bytes: int, *, upper: int = MAX_BATCH_SIZE,
                         predict: Callable[[StepConfig], StepMemory] | None = None) -> dict[str, Any]:
     """Largest batch whose predicted peak is <= ``budget_bytes``.
 
@@ -405,6 +407,10 @@ def predicted_max_batch(cfg: StepConfig, budget_bytes: int, *, upper: int = 1 <<
     is confirmed by fake runs at the answer (must fit) and the answer + 1 (must not). If the confirmation misses
     (the answer lies on an earlier piece), secant steps through the nearest probes and then bisection between a
     fitting and a non-fitting batch finish the search. Every probe is returned.
+
+    The search never goes beyond ``upper`` (by default the largest batch the command line accepts): when ``upper``
+    itself fits, the answer is ``upper`` with ``hit_upper_bound`` True, a lower bound of the true answer, which
+    callers must say.
     """
     if budget_bytes <= 0:
         raise ValueError(f"budget must be positive, got {budget_bytes} bytes")
@@ -437,7 +443,7 @@ def predicted_max_batch(cfg: StepConfig, budget_bytes: int, *, upper: int = 1 <<
             if not fits(guess + 1):
                 hi = guess + 1
                 break
-            lo = guess + 1
+            lo = min(guess + 1, upper)
         else:
             hi = guess if hi is None else min(hi, guess)
         near = sorted(probes, key=lambda b: abs(b - guess))[:2]
@@ -456,8 +462,11 @@ def predicted_max_batch(cfg: StepConfig, budget_bytes: int, *, upper: int = 1 <<
         while hi <= upper and fits(hi):
             lo, hi = hi, hi * 2
         if hi > upper:
-            return {"predicted_max_batch": lo, "budget_bytes": budget_bytes, "fit": fit, "hit_upper_bound": True,
-                    "probes": sorted(probes.items()), "confirmed": False}
+            if fits(upper):
+                return {"predicted_max_batch": upper, "budget_bytes": budget_bytes, "fit": fit,
+                        "hit_upper_bound": True, "upper_bound": upper, "probes": sorted(probes.items()),
+                        "confirmed": False}
+            hi = upper
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if fits(mid):

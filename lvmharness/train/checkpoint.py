@@ -87,6 +87,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 def load_checkpoint(path: Path | str) -> dict[str, Any]:
     """Load an lvmharness training checkpoint (weights_only: no code runs from the file)."""
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint {p} is a folder; name the checkpoint file in it, e.g. {p / CHECKPOINT_NAME}")
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist")
     try:

@@ -3,11 +3,34 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from lvmharness.errors import UserError
 from lvmharness.train.config import build_parser, config_from_args
+
+
+@contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (``kill``, Slurm's time limit, torchrun stopping its workers) as SystemExit(143) while training: the
+    default action ends the process at once, leaving the temporary file of a checkpoint being written behind; an
+    exception runs the cleanups (``results.atomic_write`` removes its temporary file; the last complete checkpoint
+    stays)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
@@ -18,7 +41,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
     from lvmharness.train.loop import NonFiniteLossError
 
     try:
-        summary = train(config_from_args(args))
+        with sigterm_as_exit():
+            summary = train(config_from_args(args))
     except NonFiniteLossError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 3

@@ -16,6 +16,7 @@ from typing import Any
 
 from lvmharness.data import DATASETS
 from lvmharness.errors import ConfigError, UserError
+from lvmharness.parsing import MAX_BATCH_SIZE, MAX_IMG_SIZE, MAX_SEED, parse_float, parse_int
 
 AMP_MODES = ("auto", "bf16", "fp16")
 
@@ -64,12 +65,9 @@ class TrainConfig:
                                 "(separate, untimed pass; the experiment is unchanged)")
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "epochs", "synthetic_size", "synthetic_classes"):
-            _at_least(name, getattr(self, name), 1)
-        for name in ("img_size", "max_steps_per_epoch", "max_eval_steps"):
+        for name, (low, high) in INT_RANGES.items():
             if getattr(self, name) is not None:
-                _at_least(name, getattr(self, name), 1)
-        _at_least("workers", self.workers, 0)
+                _in_range(name, getattr(self, name), low, high)
         if self.phase not in (1, 2):
             raise ConfigError(f"{{opt:phase}} must be 1 (pretrain) or 2 (fine-tune), got {self.phase}", field="phase")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
@@ -86,6 +84,13 @@ class TrainConfig:
                               field="dataset")
         if self.amp is not None and self.amp not in AMP_MODES:
             raise ConfigError(f"{{opt:amp}} {self.amp!r}: valid modes are {', '.join(AMP_MODES)}", field="amp")
+        for name in ("output_dir", "results_dir", "data_dir"):
+            if not str(getattr(self, name)).strip():
+                raise ConfigError(f"{{opt:{name}}} is an empty path; name a folder, e.g. {_default(name)}",
+                                  field=name)
+        for name in ("resume", "init_checkpoint"):
+            if getattr(self, name) is not None and not str(getattr(self, name)).strip():
+                raise ConfigError(f"{{opt:{name}}} is an empty path; name a checkpoint file", field=name)
         if self.run_id is not None:
             from lvmharness.results import validate_run_id
 
@@ -103,9 +108,32 @@ class TrainConfig:
         return self.lr if self.lr is not None else (5e-4 if self.phase == 1 else 1e-4)
 
 
-def _at_least(name: str, value: int, low: int) -> None:
+# The integer settings and their valid ranges (inclusive). The upper bounds keep every number inside what torch and
+# numpy take (tensor sizes in int64, numpy's 32-bit seeds) so a typo is this one line, not a C++ backtrace.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "batch_size": (1, MAX_BATCH_SIZE),
+    "epochs": (1, 1_000_000),
+    "img_size": (1, MAX_IMG_SIZE),
+    "workers": (0, 1024),
+    "max_steps_per_epoch": (1, 2**40),
+    "max_eval_steps": (1, 2**40),
+    "seed": (0, MAX_SEED),
+    "synthetic_size": (1, 2**31 - 1),  # a torch index of the dataset
+    "synthetic_classes": (1, 1_000_000),
+}
+
+
+def _in_range(name: str, value: int, low: int, high: int) -> None:
     if value < low:
         raise ConfigError(f"{{opt:{name}}} must be >= {low}, got {value}", field=name)
+    if value > high:
+        from lvmharness.parsing import shorten
+
+        raise ConfigError(f"{{opt:{name}}} must be <= {high:,}, got {shorten(str(value))}", field=name)
+
+
+def _default(name: str) -> Any:
+    return next(f.default for f in fields(TrainConfig) if f.name == name)
 
 
 def _base_type(annotation: Any) -> type:
@@ -114,6 +142,23 @@ def _base_type(annotation: Any) -> type:
         (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
         return typing.cast(type, inner)
     return typing.cast(type, annotation)
+
+
+def _arg_type(parse: Any, name: str) -> Any:
+    """A ``lvmharness.parsing`` parser as an argparse type (its message instead of 'invalid int value')."""
+
+    def typed(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    typed.__name__ = name
+    return typed
+
+
+# ASCII numbers only (int() and float() also read other scripts' digits); ranges are TrainConfig's.
+_ARG_TYPES: dict[type, Any] = {int: _arg_type(parse_int, "int"), float: _arg_type(parse_float, "float")}
 
 
 def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
@@ -127,7 +172,7 @@ def build_parser(prog: str = "train.py") -> argparse.ArgumentParser:
         if kind is bool:
             p.add_argument(f"--{f.name}", action="store_true", help=meta["help"])
             continue
-        kwargs: dict[str, Any] = {"type": kind, "default": f.default, "help": meta["help"]}
+        kwargs: dict[str, Any] = {"type": _ARG_TYPES.get(kind, kind), "default": f.default, "help": meta["help"]}
         if "choices" in meta:
             kwargs["choices"] = meta["choices"]
         if "const" in meta:

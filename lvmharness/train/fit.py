@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from lvmharness import traces
 from lvmharness.train import checkpoint, distributed
 from lvmharness.train.config import TrainConfig
 from lvmharness.train.loop import EpochStats, NonFiniteLossError, evaluate, train_one_epoch, train_step
-from lvmharness.train.run import TrainRun, build_run, check_output_dir, set_epoch
+from lvmharness.train.run import TrainRun, build_run, check_input_file, check_output_dir, set_epoch
 from lvmharness.train.sinks import Sink, default_sinks
 
 
@@ -100,8 +100,13 @@ def trace_steps(run: TrainRun, *, active: int = 3) -> Path | None:
 def train(cfg: TrainConfig, *, splits: datamod.DataSplits | None = None,
           extra_sinks: Sequence[Sink] = ()) -> dict[str, Any]:
     """``train.py`` as a function: check the outputs can be written, seed, build, optionally trace, fit."""
-    check_output_dir(cfg.output_dir, "output_dir")
-    check_output_dir(cfg.results_dir, "results_dir")
+    # Resolved ('x/../y' is ./y; links followed) and checked before anything is built or written.
+    out, results = check_output_dir(cfg.output_dir, "output_dir"), check_output_dir(cfg.results_dir, "results_dir")
+    if (str(out), str(results)) != (cfg.output_dir, cfg.results_dir):
+        cfg = replace(cfg, output_dir=str(out), results_dir=str(results))
+    for option in ("resume", "init_checkpoint"):
+        if getattr(cfg, option) is not None:
+            check_input_file(getattr(cfg, option), option)
     dist = distributed.from_env()
     device = distributed.init(dist, cfg.device)
     sinks: list[Sink] = []

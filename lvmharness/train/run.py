@@ -4,7 +4,6 @@ the resume. Building touches no global random state and writes nothing; seeding 
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,26 @@ from lvmharness.train.config import TrainConfig
 from lvmharness.train.loop import cosine_with_warmup
 
 
-def check_output_dir(path: Path | str, option: str) -> None:
+def check_output_dir(path: Path | str, option: str) -> Path:
     """Fail before any work when ``path`` cannot become a writable folder (a file in the way, no write access),
     creating nothing."""
+    from lvmharness.outputs import OutputPathError, check_output_folder
+
+    try:
+        return check_output_folder(path, what="folder")
+    except OutputPathError as exc:
+        raise ConfigError(f"{{opt:{option}}}: {exc}", field=option) from None
+
+
+def check_input_file(path: Path | str, option: str) -> None:
+    """A checkpoint or weights file named by ``option`` exists and is a file (a folder gets its own advice)."""
     p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ConfigError(f"{{opt:{option}}} {p} is a file, not a folder: name a folder", field=option)
-    existing = p.absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"{{opt:{option}}} {p}: {existing} is a file, so the folder cannot be created", field=option)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{{opt:{option}}} {p}: {existing} is not writable by this user", field=option)
+    if p.is_dir():
+        hint = p / "checkpoint.pt"
+        raise ConfigError(f"{{opt:{option}}} {p} is a folder; name the file in it"
+                          + (f", e.g. {hint}" if hint.is_file() else ""), field=option)
+    if not p.is_file():
+        raise ConfigError(f"{{opt:{option}}} {p} does not exist", field=option)
 
 
 def resolve_amp(mode: str | None, device: torch.device) -> torch.dtype | None:
