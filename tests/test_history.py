@@ -262,6 +262,20 @@ def test_gate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "branch 'dev' has no runs" in capsys.readouterr().err
 
 
+def test_gate_fails_a_run_missing_cases_of_the_history_unless_allowed(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    hist = _history_of(tmp_path, [10.0] * 3)
+    partial = make_run(tmp_path / "new", "partial", latency_ms=10.0, seed=99)
+    killed = next(partial.glob("records/*.jsonl"))
+    lines = killed.read_text().splitlines()
+    killed.write_text("".join(line + "\n" for line in lines if '"metric":"latency"' not in line.replace(" ", "")))
+    common = ["compare", str(partial), "--baseline", "history:main~3", "--history", str(hist.root)]
+    capsys.readouterr()
+    assert main(common) == 1
+    assert "1 case(s) of history:main~3's newest run are missing" in capsys.readouterr().err
+    assert main([*common, "--allow-missing"]) == 0
+
+
 def test_gate_pools_the_last_n_uncontended_runs(tmp_path: Path) -> None:
     from lvmharness.history.gate import pooled_baseline
 

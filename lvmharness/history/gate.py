@@ -66,6 +66,19 @@ def pooled_baseline(history: History, branch: str, n: int, new: Sequence[dict[st
     return base, missing
 
 
+def absent_cases(history: History, branch: str, new: list[dict[str, Any]], metrics: list[str] | None
+                 ) -> list[str]:
+    """Cases of the branch's newest run on NEW's machines that NEW lacks: a killed or partial run."""
+    machines = {fingerprint(r) for r in new}
+    have = {r.get("case_id") for r in new}
+    for e in reversed(history.entries_of(branch)):
+        recs = [r for r in history.records(e)
+                if fingerprint(r) in machines and (not metrics or r.get("metric") in metrics)]
+        if recs:
+            return sorted({str(r.get("case_id")) for r in recs} - have)
+    return []
+
+
 def fingerprint(record: dict[str, Any]) -> str:
     """The record's machine as ``lvm compare`` names it (``unknown`` when it carries none)."""
     fp = record.get("fingerprint")
@@ -120,6 +133,13 @@ def run_gate(args: argparse.Namespace, spec: str, new_path: str, rules: Any, com
     print("\n" + (", ".join(f"{v} {k}" for k, v in counts.items()) or "no records"))
     if result.regressions:
         print(f"FAIL: {len(result.regressions)} regression(s) of {new_path} against {spec}", file=sys.stderr)
+        return 1
+    absent = absent_cases(history, branch, new, args.metric or None)
+    if absent and not getattr(args, "allow_missing", False):
+        shown = ", ".join(absent[:5]) + (f", ... ({len(absent)} in all)" if len(absent) > 5 else "")
+        print(f"FAIL: {len(absent)} case(s) of {spec}'s newest run are missing from {new_path} ({shown}): a killed "
+              "or partial run cannot pass the gate; pass --allow-missing to judge only the cases both have",
+              file=sys.stderr)
         return 1
     measured_decided = [f for f in result.findings if f.verdict in ("regression", "improvement", "noise", "same")
                         and (keys.get(f.key) is None or keys.get(f.key).measured)]  # type: ignore[union-attr]
