@@ -306,6 +306,8 @@ def to_fake_storage(model: torch.nn.Module, make: Callable[[torch.Tensor], torch
                     originals.append(b)
                     memo[id(b)] = make(b)
                 module._buffers[name] = memo[id(b)]
+        if isinstance(module, torch.nn.RNNBase):
+            module._init_flat_weights()  # what RNNBase._apply does: its list of weights follows the new ones
     return model
 
 
