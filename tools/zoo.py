@@ -116,11 +116,19 @@ def run_case(case: dict[str, Any], memory: bool) -> dict[str, Any]:
     row["flops_s"] = round(time.perf_counter() - started, 2)
     if memory and row["status"] == "counted":
         started = time.perf_counter()
-        try:
-            pred = predict_step(StepConfig(case["model"], batch_size=1, img_size=case["img_size"], mode="train"))
-            row["train_peak_bytes"] = pred.peak_bytes
-        except Exception as exc:
-            row["memory_reason"] = _reason(exc)
+        for batch in (1, 2):
+            # A train step at batch 1 cannot run where a BatchNorm meets a 1x1 map or a flat vector (inception_v3's
+            # auxiliary head, EfficientViT-M's): torch refuses one value per channel. Those get batch 2.
+            try:
+                pred = predict_step(StepConfig(case["model"], batch_size=batch, img_size=case["img_size"],
+                                               mode="train"))
+                row["train_peak_bytes"], row["train_batch"] = pred.peak_bytes, batch
+                row.pop("memory_reason", None)
+                break
+            except Exception as exc:
+                row["memory_reason"] = _reason(exc)
+                if "more than 1 value per channel" not in str(exc):
+                    break
         row["memory_s"] = round(time.perf_counter() - started, 2)
     return row
 
@@ -139,7 +147,7 @@ def _fmt_row(r: dict[str, Any]) -> str:
     else:
         pub = "not in the table"
     if "train_peak_bytes" in r:
-        mem = f"{r['train_peak_bytes'] / 2**20:.1f} MiB"
+        mem = f"{r['train_peak_bytes'] / 2**20:.1f} MiB" + (" (batch 2)" if r.get("train_batch") == 2 else "")
     else:
         mem = f"refused: {r.get('memory_reason', 'not run')}"
     secs = r["flops_s"] + r.get("memory_s", 0.0)
@@ -179,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="one of timm's results/benchmark-infer-*.csv (published params and GMACs)")
     ap.add_argument("--no-memory", action="store_true", help="count FLOPs only")
     ap.add_argument("--table-only", action="store_true", help="rebuild zoo.md from rows.jsonl")
+    ap.add_argument("--redo", default="", metavar="NAMES", help="comma list of models to run again (new rows win)")
     args = ap.parse_args(argv)
     if args.timm_table is not None and not args.timm_table.is_file():
         print(f"zoo: --timm-table {args.timm_table}: no such file", file=sys.stderr)
@@ -190,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in rows_path.read_text().splitlines():
             if line.strip():
                 r = json.loads(line)
-                done[r["model"]] = r
+                done[r["model"]] = r  # a later row of a model (--redo) replaces the earlier one
+    for name in filter(None, args.redo.split(",")):
+        done.pop(name.strip(), None)
     wall: float | None = None
     if not args.table_only:
         warnings.filterwarnings("ignore")
