@@ -356,6 +356,53 @@ def test_eval_params_leave_out_what_does_not_run_in_eval() -> None:
     assert report.summary()["convention"] == "macs,eval_params"
 
 
+class RepBlock(nn.Module):
+    """A 3x3 and a 1x1 branch summed (RepVGG, Ding et al. 2021), fused into one 3x3 conv for inference: the 1x1
+    kernel is the centre of a 3x3 one, and the biases add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k3 = nn.Conv2d(4, 4, 3, padding=1)
+        self.k1 = nn.Conv2d(4, 4, 1)
+        self.fused: nn.Conv2d | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fused(x) if self.fused is not None else self.k3(x) + self.k1(x)
+
+    def reparameterize(self) -> None:
+        fused = nn.Conv2d(4, 4, 3, padding=1)  # on the default device, as timm's blocks create theirs
+        fused.weight.data = self.k3.weight + nn.functional.pad(self.k1.weight, [1, 1, 1, 1])
+        assert self.k3.bias is not None and self.k1.bias is not None and fused.bias is not None
+        fused.bias.data = self.k3.bias + self.k1.bias
+        self.fused = fused
+        del self.k3, self.k1
+
+
+class RepNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 1, bias=False)
+        self.block = RepBlock()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(self.stem(x)).mean((1, 2, 3))[:, None]
+
+
+@register_model("t22_rep", default_img_size=16)
+def rep_net() -> nn.Module:
+    return RepNet()
+
+
+def test_deploy_counts_the_reparameterised_form_on_meta() -> None:
+    train_form = analyze("t22_rep", backward=False)
+    deploy = analyze("t22_rep", backward=False, convention="deploy")
+    pixels = 16 * 16
+    assert train_form.macs == (3 * 4 + 4 * 4 * 9 + 4 * 4) * pixels
+    assert deploy.macs == (3 * 4 + 4 * 4 * 9) * pixels
+    assert deploy.params == 3 * 4 + 4 * 4 * 9 + 4
+    assert deploy.summary()["convention"] == "macs,deploy"
+
+
 def test_deploy_is_refused_for_a_model_without_a_deploy_form(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["flops", "t22_aux", "--convention", "deploy"]) == 2
     assert "no deploy (re-parameterised) form" in capsys.readouterr().err

@@ -394,7 +394,10 @@ def deploy_form(model: torch.nn.Module, name: str) -> torch.nn.Module:
             f"{name} has no deploy (re-parameterised) form: none of its modules defines "
             f"{', '.join(_DEPLOY_METHODS)}; count it without the deploy convention")
     model.eval()
-    with torch.no_grad():
+    where = next((p.device for p in model.parameters()), torch.device("cpu"))
+    # The fused modules are created inside reparameterize(): on the model's device, so that a model on meta
+    # gets meta replacements (timm creates them on the default device and copies the fused kernel into them).
+    with torch.no_grad(), where:
         return reparameterize_model(model, inplace=True)
 
 
