@@ -133,6 +133,26 @@ def run_case(case: dict[str, Any], memory: bool) -> dict[str, Any]:
     return row
 
 
+def fvcore_check(row: dict[str, Any]) -> dict[str, Any]:
+    """The published table's own convention for a timm row: fvcore's default count, on the deploy form where
+    timm has one (CPU, real weights: seconds per model)."""
+    from lvmharness.measure.flops import NoDeployFormError, analyze
+
+    row = dict(row)
+    started = time.perf_counter()
+    try:
+        try:
+            rep = analyze(row["model"], img_size=row["img_size"], backward=False, convention="fvcore,deploy")
+        except NoDeployFormError:
+            rep = analyze(row["model"], img_size=row["img_size"], backward=False, convention="fvcore")
+        row.update(fvcore_convention=rep.convention, fvcore_macs=rep.macs, fvcore_params=rep.params,
+                   fvcore_difference_by_op=rep.convention_detail.get("difference_by_op", {}))
+    except Exception as exc:
+        row["fvcore_reason"] = _reason(exc)
+    row["fvcore_s"] = round(time.perf_counter() - started, 2)
+    return row
+
+
 def _fmt_row(r: dict[str, Any]) -> str:
     if r["status"] != "counted":
         return f"| {r['model']} | {r['img_size']} | refused | {r['reason']} | | | {r['flops_s']} |"
@@ -144,6 +164,13 @@ def _fmt_row(r: dict[str, Any]) -> str:
     elif "published_gmacs" in r:
         pub = (f"table {r['published_params_m']:.2f} M, {r['published_gmacs']:.2f} G "
                f"({(g - r['published_gmacs']) / r['published_gmacs']:+.1%})")
+        if "fvcore_macs" in r:
+            same = (round(r["fvcore_macs"] / 1e9, 2) == round(r["published_gmacs"], 2)
+                    and round(r["fvcore_params"] / 1e6, 2) == round(r["published_params_m"], 2))
+            pub += (f"; {r['fvcore_convention']}: {r['fvcore_params'] / 1e6:.2f} M, {r['fvcore_macs'] / 1e9:.2f} G "
+                    f"{'=' if same else '≠'}")
+        elif "fvcore_reason" in r:
+            pub += f"; fvcore: {r['fvcore_reason']}"
     else:
         pub = "not in the table"
     if "train_peak_bytes" in r:
@@ -187,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="one of timm's results/benchmark-infer-*.csv (published params and GMACs)")
     ap.add_argument("--no-memory", action="store_true", help="count FLOPs only")
     ap.add_argument("--table-only", action="store_true", help="rebuild zoo.md from rows.jsonl")
+    ap.add_argument("--fvcore", action="store_true",
+                    help="also count timm rows found in the table with the table's convention (fvcore[,deploy])")
     ap.add_argument("--redo", default="", metavar="NAMES", help="comma list of models to run again (new rows win)")
     args = ap.parse_args(argv)
     if args.timm_table is not None and not args.timm_table.is_file():
@@ -222,6 +251,17 @@ def main(argv: list[str] | None = None) -> int:
                 f.flush()
                 print(f"[{i + 1}/{len(cases)}] {case['model']}: {row['status']} "
                       f"{row.get('reason', '')} ({row['flops_s'] + row.get('memory_s', 0):.1f} s)", flush=True)
+            if args.fvcore:
+                for r in list(done.values()):
+                    if r["zoo"] == "timm" and r["status"] == "counted" and "published_gmacs" in r and not (
+                            "fvcore_macs" in r or "fvcore_reason" in r):
+                        with contextlib.redirect_stdout(io.StringIO()):
+                            r2 = fvcore_check(r)
+                        done[r["model"]] = r2
+                        f.write(json.dumps(r2) + "\n")
+                        f.flush()
+                        print(f"fvcore {r['model']}: {r2.get('fvcore_macs', r2.get('fvcore_reason'))} "
+                              f"({r2['fvcore_s']} s)", flush=True)
         wall = time.perf_counter() - started
     text = table(list(done.values()), wall)
     (args.out / "zoo.md").write_text(text)
