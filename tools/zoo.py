@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--table-only", action="store_true", help="rebuild zoo.md from rows.jsonl")
     ap.add_argument("--fvcore", action="store_true",
                     help="also count timm rows found in the table with the table's convention (fvcore[,deploy])")
+    ap.add_argument("--fvcore-only", action="store_true", help="with --fvcore: only the fvcore pass over done rows")
     ap.add_argument("--redo", default="", metavar="NAMES", help="comma list of models to run again (new rows win)")
     args = ap.parse_args(argv)
     if args.timm_table is not None and not args.timm_table.is_file():
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             cases += timm_cases(read_timm_table(args.timm_table))
         with rows_path.open("a") as f:
             for i, case in enumerate(cases):
-                if case["model"] in done:
+                if case["model"] in done or args.fvcore_only:
                     continue
                 with contextlib.redirect_stdout(io.StringIO()):
                     row = run_case(case, memory=not args.no_memory)
