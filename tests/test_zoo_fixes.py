@@ -425,3 +425,14 @@ def test_fvcore_convention_reproduces_timms_table_for_mobilenetv3() -> None:
     # fvcore adds one per element for each batch norm (eval) and one per input element for the pooling
     assert fv.macs == default.macs + diff["batch_norm"] + diff["adaptive_avg_pool2d"]
     assert diff["adaptive_avg_pool2d"] == 960 * 7 * 7  # the final pooling over 960 x 7 x 7
+
+
+def test_cli_convention_is_in_the_json_and_a_bad_one_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["flops", "t22_rep", "--convention", "deploy", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["convention"] == "macs,deploy" and out["macs"] == (3 * 4 + 4 * 4 * 9) * 16 * 16
+    assert main(["flops", "t22_rep", "--convention", "gflops"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "valid names are macs, fvcore, deploy, eval_params" in err
