@@ -153,9 +153,16 @@ def fvcore_check(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _table_match(r: dict[str, Any]) -> bool:
+    """The fvcore-convention count rounds to the table's params (M, 2 decimals) and GMACs (2 decimals)."""
+    return (round(r["fvcore_macs"] / 1e9, 2) == round(r["published_gmacs"], 2)
+            and round(r["fvcore_params"] / 1e6, 2) == round(r["published_params_m"], 2))
+
+
 def _fmt_row(r: dict[str, Any]) -> str:
+    name = r["model"] if r["zoo"] == "torchvision" else f"{r['model']} ({r['module']})"
     if r["status"] != "counted":
-        return f"| {r['model']} | {r['img_size']} | refused | {r['reason']} | | | {r['flops_s']} |"
+        return f"| {name} | {r['img_size']} | refused | {r['reason']} | | | {r['flops_s']} |"
     g = r["macs"] / 1e9
     if r["zoo"] == "torchvision":
         ev = f" (eval: {r['params_eval']:,})" if "params_eval" in r else ""
@@ -165,8 +172,7 @@ def _fmt_row(r: dict[str, Any]) -> str:
         pub = (f"table {r['published_params_m']:.2f} M, {r['published_gmacs']:.2f} G "
                f"({(g - r['published_gmacs']) / r['published_gmacs']:+.1%})")
         if "fvcore_macs" in r:
-            same = (round(r["fvcore_macs"] / 1e9, 2) == round(r["published_gmacs"], 2)
-                    and round(r["fvcore_params"] / 1e6, 2) == round(r["published_params_m"], 2))
+            same = _table_match(r)
             pub += (f"; {r['fvcore_convention']}: {r['fvcore_params'] / 1e6:.2f} M, {r['fvcore_macs'] / 1e9:.2f} G "
                     f"{'=' if same else '≠'}")
         elif "fvcore_reason" in r:
@@ -178,7 +184,7 @@ def _fmt_row(r: dict[str, Any]) -> str:
     else:
         mem = f"refused: {r.get('memory_reason', 'not run')}"
     secs = r["flops_s"] + r.get("memory_s", 0.0)
-    return f"| {r['model']} | {r['img_size']} | {r['params']:,} | {g:.3f} | {pub} | {mem} | {secs:.1f} |"
+    return f"| {name} | {r['img_size']} | {r['params']:,} | {g:.3f} | {pub} | {mem} | {secs:.1f} |"
 
 
 def table(rows: list[dict[str, Any]], wall_s: float | None) -> str:
@@ -196,7 +202,11 @@ def table(rows: list[dict[str, Any]], wall_s: float | None) -> str:
             out.write(f"params = num_params: {ok_p} of {len(part)}; GMACs = _ops within 0.0005: {ok_g} of "
                       f"{len(part)}\n\n")
         else:
-            out.write(f"modules: {len(part)}; refused: {len(part) - len(counted)}\n\n")
+            checked = [r for r in counted if "fvcore_macs" in r]
+            in_table = [r for r in counted if "published_gmacs" in r]
+            out.write(f"modules: {len(part)}; refused: {len(part) - len(counted)}; in the published table: "
+                      f"{len(in_table)}; counted in the table's convention: {len(checked)}, equal to the table "
+                      f"after its rounding: {sum(_table_match(r) for r in checked)}\n\n")
         out.write("| model | px | params | GMACs | published | train peak, batch 1 | s |\n")
         out.write("|---|---|---|---|---|---|---|\n")
         for r in part:
