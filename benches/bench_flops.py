@@ -33,7 +33,7 @@ def bench_macs(lvm: Lvm) -> None:
         rec.values.update(graph_modules=graph["totals"]["modules"], graph_structure_id=structure_id(graph))
         rec.provenance.update(
             counter=report.counter, counted_on=report.device, uncounted_ops=report.uncounted_ops,
-            macs_by_op=report.by_op, verified_by=report.verified_by,
+            macs_by_op=report.by_op, verified_by=report.verified_by, convention=report.convention,
         )
 
 

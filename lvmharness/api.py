@@ -191,7 +191,8 @@ def count_flops(model: nn.Module | str, *, img_size: int | None = None, batch_si
         values.update(macs_fwd_bwd=macs_fwd_bwd, flops_fwd_bwd=2 * macs_fwd_bwd)
     return FlopCount(
         **names, device=device, dtype="fp32", batch_size=batch_size, img_size=size,
-        values=values, provenance={"counter": counter, "counted_on": device, "macs_by_op": by_op},
+        values=values, provenance={"counter": counter, "counted_on": device, "macs_by_op": by_op,
+                                   "convention": "macs"},
         params=params, macs=macs, flops=2 * macs, macs_fwd_bwd=macs_fwd_bwd,
     )
 

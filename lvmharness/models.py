@@ -9,10 +9,12 @@ is exercised by ``tests/test_models.py``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import functools
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -149,12 +151,80 @@ def _resolve_entry_point(entry: metadata.EntryPoint) -> ModelSpec:
     return ModelSpec(entry.name, target, base.family, base.default_img_size, note="entry point")
 
 
+@contextlib.contextmanager
+def _state_on(device: torch.device) -> Iterator[None]:
+    """Parameters and buffers go to ``device`` as a constructor registers them; everything else it computes stays
+    on the CPU, where values exist.
+
+    Under ``with torch.device("meta")`` a constructor's own arithmetic runs on meta too, and a constructor that
+    reads a value back (torchvision's ``BlockParams.from_init_params`` calls ``.tolist()`` on a ``torch.arange``
+    for RegNets) cannot. Here each tensor is still created on the CPU (``torch.empty``: no initialisation) and
+    moved as it is registered, so the initialisation that follows runs on meta, and a tensor registered twice
+    (tied weights) is moved once and stays one tensor.
+    """
+    register_parameter = nn.Module.register_parameter
+    register_buffer = nn.Module.register_buffer
+
+    def moved(t: torch.Tensor) -> torch.Tensor:
+        return t if t.device == device else t.to(device)
+
+    def param(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        value = param
+        register_parameter(self, name, value)
+        if value is not None and value.device != device:
+            kind = type(value)
+            extra = dict(value.__dict__)
+            new = kind(moved(value.data), requires_grad=value.requires_grad)
+            new.__dict__.update(extra)
+            self._parameters[name] = new
+
+    def buffer(self: nn.Module, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
+        register_buffer(self, name, None if tensor is None else moved(tensor), persistent)
+
+    nn.Module.register_parameter = param  # type: ignore[method-assign]
+    nn.Module.register_buffer = buffer  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
+        nn.Module.register_buffer = register_buffer  # type: ignore[method-assign]
+
+
+def _is_meta_readback(exc: BaseException) -> bool:
+    """A constructor that read a value back from a tensor it made under the meta device context."""
+    text = str(exc)  # also when a factory's error wraps it (ModelSourceError repeats the message)
+    return "meta" in text and (
+        "Cannot copy out of meta tensor" in text or "item()" in text or "data-dependent" in text
+        or "cannot be called on meta tensors" in text)
+
+
+def build_on(device: str | torch.device, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` with its parameters and buffers on ``device``.
+
+    The constructor runs under ``torch.device(device)``; on ``meta`` a constructor that needs the values of the
+    tensors it computes (see :func:`_state_on`) is built again with only its state on meta: building on meta
+    never changes what a constructor computes, it only refuses to allocate the weights.
+    """
+    dev = torch.device(device)
+    if dev.type != "meta":
+        with dev:
+            return build()
+    try:
+        with dev:
+            return build()
+    except Exception as exc:  # whatever the constructor (or a factory wrapping it) raised: retried only for this
+        if not _is_meta_readback(exc):
+            raise
+    with _state_on(dev):
+        return build()
+
+
 def _build(spec: ModelSpec, img_size: int | None, num_classes: int | None, **extra: Any) -> nn.Module:
     if spec.source == "torchvision":
         if extra:
             raise ModelError(f"{spec.timm_name}: lvmharness builds torchvision models without weights; "
                              f"{', '.join(extra)} is for timm models")
-        return sources.build_torchvision(spec.timm_name, num_classes)
+        return sources.build_torchvision(spec.timm_name, num_classes, img_size)
     if spec.source == "factory":
         if extra:
             raise ModelError(f"{spec.timm_name}: {', '.join(extra)} is for timm models; a factory builds its own "
@@ -175,8 +245,7 @@ def _takes_img_size(spec: ModelSpec) -> bool:
     if "img_size" in spec.kwargs:
         return True
     try:
-        with torch.device("meta"):
-            timm.create_model(spec.timm_name, img_size=spec.default_img_size, **spec.kwargs)
+        build_on("meta", lambda: timm.create_model(spec.timm_name, img_size=spec.default_img_size, **spec.kwargs))
     except TypeError as exc:
         if "img_size" in str(exc):
             return False
@@ -228,6 +297,8 @@ class SizeRule:
 def _size_rule(model: nn.Module, default_reduction: int = 32) -> SizeRule:
     patch_embed = getattr(model, "patch_embed", None)
     patch_size = getattr(patch_embed, "patch_size", None)
+    if patch_size is None and isinstance(getattr(model, "patch_size", None), int):
+        patch_size = model.patch_size  # torchvision's VisionTransformer keeps it on the model
     if patch_size is not None:
         patch = int(patch_size[0]) if isinstance(patch_size, tuple | list) else int(patch_size)
         grids: list[int] = []
@@ -268,12 +339,20 @@ def _check_cached(spec: ModelSpec, img_size: int) -> None:
             spec.alias, img_size, f"it is outside the supported range {MIN_IMG_SIZE}..{MAX_IMG_SIZE}",
             [], "",
         )
-    with torch.device("meta"):
-        model = _build(spec, img_size, None)
+    build_error: str | None = None
+    try:
+        model = build_on("meta", lambda: _build(spec, img_size, None))
+    except (AssertionError, ValueError, RuntimeError) as exc:
+        # A constructor that bakes the size in may refuse it (torchvision's ViT asserts the side divides by the
+        # patch); the structure's rule then comes from the model at its own size.
+        if img_size == spec.default_img_size:
+            raise
+        build_error = f"the model cannot be built for this size ({type(exc).__name__}: {exc})"
+        model = build_on("meta", lambda: _build(spec, spec.default_img_size, None))
     # timm CNNs are 32-stride unless their feature_info says otherwise; a model from elsewhere is judged by the
     # meta-device forward below alone.
     rule = _size_rule(model, 32 if spec.source == "timm" else MIN_IMG_SIZE)
-    reason = rule.check(img_size)
+    reason = rule.check(img_size) or build_error
     if reason is None:
         model.eval()
         try:
@@ -282,9 +361,10 @@ def _check_cached(spec: ModelSpec, img_size: int) -> None:
         except Exception as exc:  # any failure of the model itself at this size
             reason = f"the model cannot run at this size ({type(exc).__name__}: {exc})"
     if reason is not None:
-        raise InvalidInputSizeError(
-            spec.alias, img_size, reason, rule.valid_sizes(img_size), _variant_hint(spec, img_size)
-        )
+        # The rule's sizes are offered only when the rule itself rejected this size: when the model failed at a
+        # size the rule allows, the rule's neighbours are unproven (and would list the very size just rejected).
+        valid = rule.valid_sizes(img_size) if rule.check(img_size) is not None else []
+        raise InvalidInputSizeError(spec.alias, img_size, reason, valid, _variant_hint(spec, img_size))
 
 
 def check_img_size(model: str | ModelSpec, img_size: int) -> None:
@@ -312,8 +392,7 @@ def create_model(
     if check_size:
         check_img_size(spec, size)
     extra: dict[str, Any] = {"pretrained": True} if pretrained else {}
-    with torch.device(device):
-        net = _build(spec, size, num_classes, **extra)
+    net = build_on(device, lambda: _build(spec, size, num_classes, **extra))
     if dtype is not None:
         net = net.to(dtype=dtype)
     return net

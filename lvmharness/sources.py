@@ -113,12 +113,27 @@ def check_torchvision(source: str) -> str:
     return name
 
 
-def build_torchvision(source: str, num_classes: int | None) -> nn.Module:
+def torchvision_takes_image_size(name: str) -> bool:
+    """Whether torchvision's builder for ``name`` bakes the input side into the model (its ViTs: the position
+    table has one entry per patch), i.e. forwards an ``image_size`` keyword to a class that takes one."""
+    import torchvision.models
+
+    builder = torchvision.models.get_model_builder(name)
+    module = inspect.getmodule(builder)
+    if module is None:
+        return False
+    classes = [obj for obj in vars(module).values() if inspect.isclass(obj) and obj.__module__ == module.__name__]
+    return any("image_size" in inspect.signature(cls.__init__).parameters for cls in classes)
+
+
+def build_torchvision(source: str, num_classes: int | None, img_size: int | None = None) -> nn.Module:
     import torchvision.models
 
     name = check_torchvision(source)
     kwargs: dict[str, Any] = {"weights": None}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    if img_size is not None and torchvision_takes_image_size(name):
+        kwargs["image_size"] = img_size
     model: nn.Module = torchvision.models.get_model(name, **kwargs)
     return model

@@ -600,6 +600,7 @@ def test_report_summary_and_flops_are_twice_the_macs() -> None:
         "gmacs_per_image": 1.5,  # 3e9 MACs / 2 images / 1e9
         "counter": flops.PRIMARY_COUNTER, "device": "meta", "uncounted_ops": {"aten.addr": 1},
         "macs_by_op": {"aten.mm": 3_000_000_000}, "verified_by": {"macs": 3_000_000_000},
+        "convention": "macs",  # the default: multiply-adds only (see flops.CONVENTIONS)
     }
     no_step = flops.FlopReport("m", "a", 32, 1, 10, 5, None, {}, {})
     assert (no_step.flops, no_step.flops_fwd_bwd) == (10, None)

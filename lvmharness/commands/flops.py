@@ -19,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="count again with fvcore on CPU (real weights) and fail on > 0.1%% disagreement")
     p.add_argument("--scaling", metavar="SIZES", type=img_size_list,
                    help="comma list of input sides in px: fit MACs ~ pixels^k")
+    p.add_argument("--convention", default="macs", metavar="NAMES",
+                   help="what is counted, comma-separated: macs (default: multiply-adds, all params) or fvcore "
+                        "(fvcore's default handles, timm's published tables), plus deploy (timm's "
+                        "re-parameterised form) and/or eval_params (params of modules that run in eval)")
     p.add_argument("--json", action="store_true")
 
 
@@ -26,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from lvmharness.measure.flops import analyze, module_table, scaling_exponent
 
     sizes: list[int] = args.scaling or []
-    report = analyze(args.model, img_size=args.img_size, batch_size=args.batch_size, verify=args.verify)
+    report = analyze(args.model, img_size=args.img_size, batch_size=args.batch_size, verify=args.verify,
+                     convention=args.convention)
     scaling: dict[str, object] | None = None
     if sizes:
         per_size = [analyze(args.model, img_size=s, batch_size=1, backward=False).macs for s in sizes]
@@ -39,13 +44,22 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=1))
         return 0
     b = report.batch_size
-    print(f"{report.model} at {report.img_size}px, batch {b}  (counted on {report.device}; MACs = multiply-accumulates,"
-          f" FLOPs = 2 x MACs)")
+    if "fvcore" in report.convention:
+        print(f"{report.model} at {report.img_size}px, batch {b}  (fvcore's default count on cpu: multiply-adds plus "
+              "norm, pooling and upsampling elements, as timm's published tables; FLOPs = 2 x that)")
+    else:
+        print(f"{report.model} at {report.img_size}px, batch {b}  (counted on {report.device}; MACs = "
+              "multiply-accumulates, FLOPs = 2 x MACs)")
+    if report.convention != "macs":
+        print(f"  convention          {report.convention}")
     print(f"  params              {report.params:>16,}  ({report.params / 1e6:.3f} M)")
     print(f"  forward MACs        {report.macs:>16,}  ({report.macs / b / 1e9:.3f} GMACs per image)")
     print(f"  forward FLOPs       {report.flops:>16,}  ({report.flops / b / 1e9:.3f} GFLOPs per image)")
     if report.macs_fwd_bwd is not None:
         print(f"  fwd+bwd MACs        {report.macs_fwd_bwd:>16,}  ({report.macs_fwd_bwd / report.macs:.2f} x forward)")
+    if "difference_by_op" in report.convention_detail:
+        print(f"  multiply-adds       {report.convention_detail['multiply_adds']:>16,}  (fvcore adds: "
+              + ", ".join(f"{k} {v:,}" for k, v in report.convention_detail["difference_by_op"].items()) + ")")
     if report.verified_by:
         print(f"  second counter      {report.verified_by['macs']:>16,}  ({report.verified_by['counter']}, "
               f"{report.verified_by['rel_diff']:.4%} apart)")

@@ -109,7 +109,71 @@ def _addbmm(bias: Any, b1: Any, b2: Any, *args: Any, out_shape: Any = None, **kw
     return int(bmm_flop(b1, b2))
 
 
+# --- recurrent layers. A fused RNN kernel (oneDNN's ``mkldnn_rnn_layer`` on CPU, ``_cudnn_rnn`` on CUDA,
+# ``miopen_rnn`` on ROCm) runs the whole sequence in one op. Every step multiplies the step's input by W_ih
+# (gates*H x I) and the hidden state by W_hh (gates*H x H) -- and, for an LSTM with ``proj_size``, the new hidden
+# state by W_hr (P x H) -- so the MACs are (time steps x batch) x the elements of every 2-D weight matrix; the
+# gates' sigmoid/tanh and products are elementwise, not MACs. Backward computes the gradients of the inputs, the
+# hidden states and the weights: two matmuls the size of each forward one, 2 x forward (as for linear layers).
+
+
+def _rnn_tokens(inp: Any) -> int:
+    """Time steps x batch: (T, B, I) or (B, T, I) padded, or (sum of batch sizes, I) packed."""
+    return int(inp[0] * inp[1]) if len(inp) == 3 else int(inp[0])
+
+
+def _matrix_elements(shapes: Any) -> int:
+    return sum(int(s[0] * s[1]) for s in shapes if isinstance(s, tuple | list | torch.Size) and len(s) == 2)
+
+
+def _mkldnn_rnn_layer(inp: Any, w_ih: Any, w_hh: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return 2 * _rnn_tokens(inp) * _matrix_elements([w_ih, w_hh])
+
+
+def _mkldnn_rnn_layer_backward(inp: Any, w_ih: Any, w_hh: Any, *args: Any, out_shape: Any = None,
+                               **kwargs: Any) -> int:
+    return 2 * _mkldnn_rnn_layer(inp, w_ih, w_hh)
+
+
+def _fused_rnn(inp: Any, weights: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """``_cudnn_rnn`` / ``miopen_rnn``: ``weights`` lists every layer's and direction's matrices (and biases)."""
+    return 2 * _rnn_tokens(inp) * _matrix_elements(weights)
+
+
+def _fused_rnn_backward(inp: Any, weights: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return 2 * _fused_rnn(inp, weights)
+
+
+def _rnn_module_op(inp: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """``aten.lstm/gru/rnn_tanh/rnn_relu`` when a backend takes them whole: ``.input`` overloads pass
+    (input, hx, params, ...), ``.data`` overloads (data, batch_sizes, hx, params, ...); the params list is the
+    one holding 2-D matrices (the hidden states are 3-D)."""
+    weights = next((a for a in args if isinstance(a, list | tuple) and _matrix_elements(a)), [])
+    return 2 * _rnn_tokens(inp) * _matrix_elements(weights)
+
+
+def _no_macs(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """Recurrent-cell kernels given gates computed by separate (counted) matmuls, and weight flattening: the
+    sigmoid/tanh/products of the gates, or a copy, carry no multiply-adds."""
+    return 0
+
+
 EXTRA_FORMULAS: dict[Any, Callable[..., int]] = {
+    aten.mkldnn_rnn_layer: _mkldnn_rnn_layer,
+    aten.mkldnn_rnn_layer_backward: _mkldnn_rnn_layer_backward,
+    aten._cudnn_rnn: _fused_rnn,
+    aten._cudnn_rnn_backward: _fused_rnn_backward,
+    aten.miopen_rnn: _fused_rnn,
+    aten.miopen_rnn_backward: _fused_rnn_backward,
+    aten.lstm: _rnn_module_op,
+    aten.gru: _rnn_module_op,
+    aten.rnn_tanh: _rnn_module_op,
+    aten.rnn_relu: _rnn_module_op,
+    aten._thnn_fused_lstm_cell: _no_macs,
+    aten._thnn_fused_lstm_cell_backward_impl: _no_macs,
+    aten._thnn_fused_gru_cell: _no_macs,
+    aten._thnn_fused_gru_cell_backward: _no_macs,
+    aten._cudnn_rnn_flatten_weight: _no_macs,
     aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
     aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward,
     aten._scaled_dot_product_flash_attention_backward: _sdpa_backward,
@@ -132,6 +196,7 @@ _MAC_OP = re.compile(
     r"\w*convolution\w*|(cudnn_|mkldnn_|miopen_|slow_|thnn_)?conv(\d?d|_tbc|_transpose\dd|_depthwise\dd)(_\w+)?"
     r"|\w*mm(_\w+)?|matmul\w*|(mkldnn_)?linear\w*|einsum|tensordot|(add)?mv|v?dot"
     r"|\w*attention\w*|transformer_encoder_layer_fwd|\w*cdist\w*|addr|ger|outer|kron|chain_matmul|bilinear"
+    r"|\w*lstm\w*|\w*gru\w*|\w*rnn\w*"  # recurrent layers: a fused kernel runs a whole sequence of matmuls
     r")"
 )
 
@@ -200,7 +265,17 @@ def forward_macs(model: torch.nn.Module, x: torch.Tensor, *, strict: bool = True
         with torch.no_grad():
             model(x)
 
-    return count_run(model, run, strict=strict)
+    # FlopCounterMode's module tracker hooks the backward of every module input that requires grad; under
+    # no_grad a view of a parameter (a class token expanded to the batch: PiT, CaiT) requires grad and has no
+    # grad_fn, and the hook fails. Gradients play no part in a forward's MACs: count with them switched off.
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        return count_run(model, run, strict=strict)
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def forward_backward_macs(model: torch.nn.Module, x: torch.Tensor, *, strict: bool = True) -> OpCounts:
@@ -261,6 +336,115 @@ def fvcore_macs(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, dict[str,
     return total, missing
 
 
+# --- counting conventions ---------------------------------------------------------------------------------------
+#
+# Published numbers differ by convention, not by error; each one is named, recorded, and can be asked for:
+#   macs         multiply-adds of conv/linear/matmul/attention/recurrent ops (the default; the papers' "FLOPs",
+#                torchvision's "GFLOPS" column) and every parameter the model holds;
+#   fvcore       fvcore's ``FlopCountAnalysis`` with its default handles, as timm's published benchmark tables
+#                count (``infer_gmacs`` in timm's results/benchmark-infer-*.csv): the multiply-adds plus one per
+#                element for batch norm in eval, 5 per element for affine group/layer norm, 1 per input element for
+#                adaptive average pooling, 1 or 4 per output element for upsampling and grid sampling (fvcore's
+#                ``_DEFAULT_SUPPORTED_OPS``), plus this module's handle for scaled-dot-product attention, which
+#                fvcore lacks and timm's table includes (vit_base_patch16_224: 17.58 G). Counted on the CPU with
+#                real tensors (fvcore traces with the JIT); the difference from ``macs`` is broken down by op;
+#   deploy       the model re-parameterised for inference first (``timm.utils.reparameterize_model``: RepVGG,
+#                MobileOne, FastViT, LeViT fuse branches and norms into one conv), as timm's table counts those;
+#                refused for a model with no such form;
+#   eval_params  parameters of the modules that run in an eval forward only (torchvision's googlenet and
+#                inception_v3 ``num_params`` leave out the auxiliary classifiers that ``weights=None`` builds).
+# ``fvcore`` and ``macs`` are alternatives; ``deploy`` and ``eval_params`` combine with either
+# (``fvcore,deploy`` is timm's table for the re-parameterisable families).
+
+CONVENTIONS = ("macs", "fvcore", "deploy", "eval_params")
+DEFAULT_CONVENTION = "macs"
+
+
+def parse_convention(text: str) -> tuple[str, ...]:
+    """``"fvcore,deploy"`` -> ("fvcore", "deploy"), in a canonical order; unknown or contradictory -> UserError."""
+    from lvmharness.errors import ConfigError
+
+    names = [t.strip().replace("-", "_") for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in CONVENTIONS]
+    if not names or unknown:
+        raise ConfigError(f"counting convention {text!r}: valid names are {', '.join(CONVENTIONS)} "
+                          "(comma-separated, e.g. fvcore,deploy)", field="convention")
+    if "macs" in names and "fvcore" in names:
+        raise ConfigError(f"counting convention {text!r}: macs and fvcore are alternatives; choose one",
+                          field="convention")
+    chosen = set(names)
+    if "fvcore" not in chosen:
+        chosen.add("macs")
+    return tuple(c for c in CONVENTIONS if c in chosen)
+
+
+class NoDeployFormError(FlopCountError):
+    pass
+
+
+_DEPLOY_METHODS = ("fuse", "reparameterize", "switch_to_deploy")
+
+
+def deploy_form(model: torch.nn.Module, name: str) -> torch.nn.Module:
+    """timm's inference form (branches and norms fused), or NoDeployFormError when the model has none."""
+    from timm.utils.model import reparameterize_model
+
+    if not any(hasattr(m, meth) for m in model.modules() for meth in _DEPLOY_METHODS):
+        raise NoDeployFormError(
+            f"{name} has no deploy (re-parameterised) form: none of its modules defines "
+            f"{', '.join(_DEPLOY_METHODS)}; count it without the deploy convention")
+    model.eval()
+    where = next((p.device for p in model.parameters()), torch.device("cpu"))
+    # The fused modules are created inside reparameterize(): on the model's device, so that a model on meta
+    # gets meta replacements (timm creates them on the default device and copies the fused kernel into them).
+    with torch.no_grad(), where:
+        return reparameterize_model(model, inplace=True)
+
+
+def eval_param_count(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Parameters (each once) of the modules that run in one eval forward of ``x``."""
+    ran: list[torch.nn.Module] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, _args: ran.append(mod)) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    seen: dict[int, int] = {}
+    for mod in ran:
+        for p in mod.parameters(recurse=False):
+            seen[id(p)] = p.numel()
+    return sum(seen.values())
+
+
+# fvcore's handles for the ops that carry multiply-adds (the rest of its defaults count other work).
+_FVCORE_MAC_OPS = ("addmm", "bmm", "conv", "einsum", "matmul", "mm", "linear", "scaled_dot_product_attention")
+
+
+def fvcore_default_count(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """(total, by op) of fvcore's FlopCountAnalysis with its default handles plus an sdpa handle; CPU tensors."""
+    from fvcore.nn import FlopCountAnalysis
+
+    model.eval()
+    fca = FlopCountAnalysis(model, (x,))
+    fca.set_op_handle("aten::scaled_dot_product_attention", _fvcore_sdpa)
+    fca.unsupported_ops_warnings(False)
+    fca.uncalled_modules_warnings(False)
+    fca.tracer_warnings("none")
+    return int(fca.total()), {str(k): int(v) for k, v in fca.by_operator().items() if v}
+
+
+def fvcore_breakdown(fvcore_by_op: dict[str, int], macs: int) -> dict[str, int]:
+    """How fvcore's default count differs from the multiply-adds: its count of each non-MAC op, and
+    ``multiply_adds_counted_differently`` (fvcore's MAC-op total minus ours; 0 when both see the same ops)."""
+    mac_ops = sum(v for k, v in fvcore_by_op.items() if k in _FVCORE_MAC_OPS)
+    out = {k: v for k, v in sorted(fvcore_by_op.items()) if k not in _FVCORE_MAC_OPS}
+    out["multiply_adds_counted_differently"] = mac_ops - macs
+    return out
+
+
 # --- the analysis users call ------------------------------------------------------------------------------------
 
 
@@ -279,6 +463,8 @@ class FlopReport:
     device: str = "meta"
     uncounted_ops: dict[str, int] = field(default_factory=dict)
     verified_by: dict[str, Any] | None = None
+    convention: str = DEFAULT_CONVENTION  # see CONVENTIONS; names what ``macs`` and ``params`` count
+    convention_detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flops(self) -> int:
@@ -305,6 +491,8 @@ class FlopReport:
             "uncounted_ops": self.uncounted_ops,
             "macs_by_op": self.by_op,
             "verified_by": self.verified_by,
+            "convention": self.convention,
+            **({"convention_detail": self.convention_detail} if self.convention_detail else {}),
         }
 
 
@@ -337,28 +525,50 @@ def analyze(
     backward: bool = True,
     verify: bool = False,
     device: str = "meta",
+    convention: str = DEFAULT_CONVENTION,
 ) -> FlopReport:
     """Params and MACs (forward, and forward+backward) of a registry/timm model, on ``meta`` by default:
-    no weights or activations are allocated, so even ViT-H answers in seconds and little memory."""
+    no weights or activations are allocated, so even ViT-H answers in seconds and little memory.
+
+    ``convention`` (see :data:`CONVENTIONS`) names what is counted; the default is the multiply-adds."""
     from lvmharness.models import count_params, create_model, resolve
 
+    conv = parse_convention(convention)
     spec = resolve(model)
     size = img_size or spec.default_img_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     net = create_model(spec, img_size=size, device=device)
+    if "deploy" in conv:
+        net = deploy_form(net, model)
     x = torch.empty(batch_size, 3, size, size, device=device)
     if device != "meta":
         x.normal_()
     fwd = forward_macs(net, x)
     bwd = forward_backward_macs(net, x).macs if backward else None
+    params = count_params(net)
+    detail: dict[str, Any] = {}
+    if "eval_params" in conv:
+        detail["params_all"] = params
+        params = eval_param_count(net, x)
     report = FlopReport(
-        model=spec.timm_name, alias=model, img_size=size, batch_size=batch_size, params=count_params(net),
+        model=spec.timm_name, alias=model, img_size=size, batch_size=batch_size, params=params,
         macs=fwd.macs, macs_fwd_bwd=bwd, by_op=fwd.by_op, by_module=fwd.by_module, device=device,
-        uncounted_ops=fwd.uncounted_ops,
+        uncounted_ops=fwd.uncounted_ops, convention=",".join(conv),
     )
     if verify:
         report.verified_by = verify_with_fvcore(model, size, batch_size, fwd.macs)
+    if "fvcore" in conv:
+        # fvcore traces real tensors: the same model (and deploy form) again on the CPU.
+        cpu_net = create_model(spec, img_size=size, device="cpu")
+        if "deploy" in conv:
+            cpu_net = deploy_form(cpu_net, model)
+        total, by_op = fvcore_default_count(cpu_net, torch.randn(batch_size, 3, size, size))
+        detail.update(multiply_adds=fwd.macs, fvcore_by_op=by_op,
+                      difference_by_op=fvcore_breakdown(by_op, fwd.macs))
+        report.macs, report.macs_fwd_bwd, report.counter = total, None, "fvcore.nn.FlopCountAnalysis default handles"
+        report.by_op = by_op
+    report.convention_detail = detail
     return report
 
 

@@ -178,6 +178,34 @@ def _parameters_reached(loss: torch.Tensor) -> set[int]:
     return reached
 
 
+def _step_loss(cfg: StepConfig, out: Any, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the model's logits against ``y``, the one loss of the train step.
+
+    A model returning several logits in train mode (torchvision's googlenet and inception_v3: the main and the
+    auxiliary classifiers) gets the sum of their losses, so every head takes part in the backward as in training;
+    a head-less model (timm ``num_classes=0``: pooled features) is trained against labels within its output
+    width, so the step described is one that runs. The labels are brought into that width in place (same tensor,
+    same bytes): the prediction and the measurement see the same labels.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from lvmharness.errors import ConfigError
+
+    outs = list(out) if isinstance(out, tuple | list) else [out]
+    shapes = [tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__ for o in outs]
+    if not outs or any(not isinstance(o, torch.Tensor) or o.ndim != 2 or o.shape[1] < 1 for o in outs):
+        raise ConfigError(f"{cfg.model}: a train step needs (batch, classes) logits for its cross-entropy loss, but "
+                          f"the model returns {shapes}; predict --mode inference, or build it with a classifier head")
+    width = min(int(o.shape[1]) for o in outs)
+    if width < NUM_LABELS:
+        y.remainder_(width)
+    loss = F.cross_entropy(outs[0].float(), y)
+    for extra in outs[1:]:
+        loss = loss + F.cross_entropy(extra.float(), y)
+    return loss
+
+
 def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                  device: torch.device, *, accountant: str, per_layer: bool = False,
                  before_step: Callable[[], None] | None = None, prime_first_step: bool = False) -> StepMemory:
@@ -187,7 +215,6 @@ def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: to
     ``accountant="memtracker"``): that is what makes the two numbers the same quantity.
     """
     import torch
-    import torch.nn.functional as F
 
     from lvmharness.execution import autocast as amp_context
     from lvmharness.measure.accounting import LiveTensorBytes, MemTrackerAccount, saved_for_backward
@@ -203,7 +230,7 @@ def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: to
         opt = _make_optimizer(cfg, model, device)
         # The first step: it creates the optimizer state the measured step starts with.
         with autocast():
-            loss = F.cross_entropy(model(x).float(), y)
+            loss = _step_loss(cfg, model(x), y)
         if prime_first_step:
             # Fake tensors carry no values, so the first step's backward only decides which parameters get a
             # gradient (and so optimizer state): the autograd graph already says that. Zero gradients for exactly
@@ -232,7 +259,7 @@ def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: to
     else:
         assert opt is not None
         with acct.phase("forward"), autocast():
-            loss = F.cross_entropy(model(x).float(), y)
+            loss = _step_loss(cfg, model(x), y)
         with acct.phase("backward"):
             loss.backward()
             del loss
@@ -271,6 +298,37 @@ def _cast(model: torch.nn.Module, cfg: StepConfig, dtype: torch.dtype) -> torch.
     return model
 
 
+def to_fake_storage(model: torch.nn.Module, make: Callable[[torch.Tensor], torch.Tensor]) -> torch.nn.Module:
+    """Replace every parameter and buffer by ``make(tensor)``, once per tensor.
+
+    ``Module._apply`` converts per module and per attribute: a submodule shared by several parents
+    (CoaT's shared convolutional position encoding) is converted once per parent, and the second swap fails;
+    a tensor held by two modules (tied input and output embeddings) becomes two tensors, so its bytes, its
+    gradient and its optimizer state would be counted twice. Here the conversion is memoised by tensor identity:
+    what the model shares stays shared, exactly as on the real device.
+    """
+    import torch
+
+    memo: dict[int, torch.Tensor] = {}
+    originals: list[torch.Tensor] = []  # alive until the end, so no id in ``memo`` is reused meanwhile
+    for module in model.modules():  # each module once, however many parents hold it
+        for name, p in module._parameters.items():
+            if p is not None:
+                if id(p) not in memo:
+                    originals.append(p)
+                    memo[id(p)] = torch.nn.Parameter(make(p.detach()), requires_grad=p.requires_grad)
+                module._parameters[name] = memo[id(p)]  # type: ignore[assignment]
+        for name, b in module._buffers.items():
+            if b is not None:
+                if id(b) not in memo:
+                    originals.append(b)
+                    memo[id(b)] = make(b)
+                module._buffers[name] = memo[id(b)]
+        if isinstance(module, torch.nn.RNNBase):
+            module._init_flat_weights()  # what RNNBase._apply does: its list of weights follows the new ones
+    return model
+
+
 @contextlib.contextmanager
 def _fake_case(cfg: StepConfig) -> Iterator[tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.device, int]]:
     """(model, input, labels, device, img_size) on fake tensors, inside the FakeTensorMode that made them."""
@@ -288,7 +346,8 @@ def _fake_case(cfg: StepConfig) -> Iterator[tuple[torch.nn.Module, torch.Tensor,
     # that keep plain tensor attributes computed at build time are converted on first use: allow_non_fake_inputs.
     meta = _cast(_meta_model(cfg, size), cfg, param_dtype)
     with FakeTensorMode(allow_non_fake_inputs=True):
-        model = meta._apply(lambda t: torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device=device))
+        model = to_fake_storage(meta, lambda t: torch.empty_strided(t.size(), t.stride(), dtype=t.dtype,
+                                                                     device=device))
         x, y = _build_inputs(cfg, size, device, param_dtype)
         yield model, x, y, device, size
 
