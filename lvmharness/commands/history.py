@@ -15,27 +15,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from lvmharness.commands.args import argument_type, int_at_least, output_file, output_folder
+from lvmharness.parsing import parse_float, shorten
 
 DEFAULT_HISTORY = ".lvm-history"
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
+MAX_KEEP_LAST = 1_000_000  # runs per branch and machine: more is a typo
+MAX_Z = 1000.0  # standard errors: a confirmation threshold beyond it never fires
+
+
+def _positive_number(high: float) -> Callable[[str], float]:
+    """A finite number in (0, high]: the detector's relative magnitude and its z threshold."""
+
+    def parse(text: str) -> float:
+        value = parse_float(text)
+        if not (math.isfinite(value) and 0 < value <= high):
+            raise ValueError(f"must be a finite number > 0 and <= {high:g}, got {shorten(text)!r}")
+        return value
+
+    return argument_type(parse, "number")
 
 
 def _params_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-magnitude", type=float, default=None,
+    p.add_argument("--min-magnitude", type=_positive_number(10.0), default=None,
                    help="smallest relative change reported, a fraction (default 0.01)")
-    p.add_argument("--z-threshold", type=float, default=None,
+    p.add_argument("--z-threshold", type=_positive_number(MAX_Z), default=None,
                    help="confirmation threshold in standard errors (default 5.5)")
 
 
@@ -59,20 +70,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--no-fail", action="store_true", help="exit 0 even with open regressions")
     _params_arguments(d)
     pr = sub.add_parser("prune", help="delete old runs (per branch and machine)")
-    pr.add_argument("--keep-last", type=_positive, help="keep the newest N runs of each branch and machine")
+    pr.add_argument("--keep-last", type=int_at_least(0, MAX_KEEP_LAST),
+                    help="keep the newest N runs of each branch and machine")
     pr.add_argument("--before", help="delete runs whose commit time is before this ISO date")
     pr.add_argument("--branch")
     m = sub.add_parser("merge", help="add the runs of other history folders (other machines, shards)")
     m.add_argument("sources", nargs="+")
     e = sub.add_parser("export", help="Bencher Metric Format, github-action-benchmark JSON, or CSV")
     e.add_argument("--format", required=True, choices=("bmf", "gab-smaller", "gab-bigger", "csv"))
-    e.add_argument("-o", "--output", required=True)
+    e.add_argument("-o", "--output", required=True, type=output_file)
     e.add_argument("--branch")
     e.add_argument("--commit", help="bmf/gab: the commit to export (default: the latest)")
     s = sub.add_parser("site", help="one offline HTML page (charts, change points, open regressions) + summary.md")
     for action in (a, ls, d, pr, m, e, s):  # --history after the action works too (argparse.SUPPRESS: no override)
         action.add_argument("--history", default=argparse.SUPPRESS, help="history folder (as before the action)")
-    s.add_argument("-o", "--output", required=True, help="folder to write index.html and summary.md into")
+    s.add_argument("-o", "--output", required=True, type=output_folder,
+                   help="folder to write index.html and summary.md into")
     s.add_argument("--branch")
     s.add_argument("--case", help="only case ids containing this text")
     _params_arguments(s)
@@ -81,7 +94,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _history(args: argparse.Namespace, *, create: bool = False):  # type: ignore[no-untyped-def]
     from lvmharness.history.store import History
 
-    return History(args.history or os.environ.get("LVM_HISTORY") or DEFAULT_HISTORY, create=create)
+    root = args.history or os.environ.get("LVM_HISTORY") or DEFAULT_HISTORY
+    if create or args.action == "prune":  # actions that write: the folder is checked before any work
+        from lvmharness.outputs import check_output_folder
+
+        check_output_folder(root, what="history folder")
+    return History(root, create=create)
 
 
 def _params(args: argparse.Namespace):  # type: ignore[no-untyped-def]
