@@ -51,6 +51,8 @@ COMMANDS: tuple[Command, ...] = (
             "measured time per module beside its MACs, achieved FLOP/s and roofline place"),
     Command("memory", "lvmharness.commands.memory",
             "peak memory of a train or inference step predicted on fake tensors; largest batch for a budget"),
+    Command("accuracy", "lvmharness.commands.accuracy",
+            "train the model ladder on Fashion-MNIST: top-1 vs params, GMACs, latency, training time"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 
@@ -60,6 +62,7 @@ USER_ERRORS = (
     ("builtins", "ValueError"),  # includes ResultsFileError, ModelError, GraphFormatError
     ("lvmharness.devices", "DeviceUnavailableError"),
     ("lvmharness.measure.flops", "FlopCountError"),
+    ("lvmharness.errors", "UserError"),
 )
 
 
