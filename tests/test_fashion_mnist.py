@@ -244,13 +244,13 @@ def test_a_teacher_that_does_not_fit_is_one_line_and_nothing_written(
 def test_the_same_seed_gives_the_same_top1_on_a_rerun(tmp_path: Path) -> None:
     from lvmharness.train.accuracy import Budget, run_ladder
 
-    write_fashion_mnist(tmp_path / "data", train=120, test=60)
-    budget = Budget(train_images=None, epochs=1, batch_size=16, lr=3e-3)
+    write_fashion_mnist(tmp_path / "data", train=40, test=20)
+    budget = Budget(train_images=None, epochs=1, batch_size=8, lr=3e-3)
 
     def once(run_id: str, seed: int) -> tuple[float, float, float]:
         res = run_ladder(["ladder_resnet_tiny"], budget=budget, results_dir=tmp_path / "res",
                          work_dir=tmp_path / "work", run_id=run_id, data_dir=tmp_path / "data", seed=seed,
-                         max_steps_per_epoch=3, latency_budget_s=0.0, quiet=True, progress=lambda _: None)
+                         max_steps_per_epoch=2, latency_budget_s=0.0, quiet=True, progress=lambda _: None)
         (r,) = res.results
         loss = torch.load(r.checkpoint, weights_only=True)["history"][-1]["loss"]
         return r.top1, r.top5, loss
