@@ -268,7 +268,8 @@ def test_lvm_accuracy_prints_the_table_distills_and_fine_tunes(tmp_path: Path,
     write_fashion_mnist(tmp_path / "data", train=60, test=30)
     rc = lvm(["accuracy", "--models", "ladder_resnet_tiny,ladder_deit_tiny", "--data-dir", str(tmp_path / "data"),
               "--out", str(tmp_path / "res"), "--work-dir", str(tmp_path / "work"), "--run-id", "q", "--epochs", "1",
-              "--batch-size", "10", "--max-steps-per-epoch", "1", "--distill", "--finetune", "ladder_resnet_tiny"])
+              "--batch-size", "10", "--max-steps-per-epoch", "1", "--distill", "--finetune", "ladder_resnet_tiny",
+              "--finetune-epochs", "1", "--latency-budget-s", "0"])
     out = capsys.readouterr().out
     assert rc == 0, out
     header = next(line for line in out.splitlines() if line.startswith("model"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lvmharness.commands.args import int_at_least, output_folder
+from lvmharness.commands.args import int_at_least, output_folder, seconds
 from lvmharness.ladder import LADDER_ALIASES
 
 # The library's setting names -> this command's options.
@@ -41,6 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int_at_least(1), default=None, help="override the configuration's batch")
     p.add_argument("--train-images", type=int_at_least(10), default=None,
                    help="override the configuration's training subset (class-balanced)")
+    p.add_argument("--finetune-epochs", type=int_at_least(1), default=None,
+                   help="epochs of each phase-2 run (default: the configuration's, 10)")
+    p.add_argument("--latency-budget-s", type=seconds, default=1.0,
+                   help="seconds of timed rounds for each trained model's batch-1 latency")
     p.add_argument("--max-steps-per-epoch", type=int_at_least(1), default=None, help=argparse.SUPPRESS)
     p.add_argument("--distill", action="store_true",
                    help="also train the ladder's DeiT with its best CNN as teacher (DeiT hard distillation)")
@@ -69,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     budget = BUDGETS[args.config]
     if args.epochs is not None:
         budget = replace(budget, epochs=args.epochs)
+    if args.finetune_epochs is not None:
+        budget = replace(budget, finetune_epochs=args.finetune_epochs)
     if args.batch_size is not None:
         budget = replace(budget, batch_size=args.batch_size)
     if args.train_images is not None:
@@ -83,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         res = run_ladder(args.models, budget=budget, results_dir=args.out, work_dir=args.work_dir, run_id=run_id,
                          data_dir=args.data_dir, device=args.device, seed=args.seed, distill=args.distill,
-                         finetune=args.finetune, max_steps_per_epoch=args.max_steps_per_epoch, quiet=True)
+                         finetune=args.finetune, max_steps_per_epoch=args.max_steps_per_epoch,
+                         latency_budget_s=args.latency_budget_s, quiet=True)
     except UserError as exc:  # name the options as this command spells them
         raise UserError(exc.render(lambda field: OPTION_NAMES.get(field, "--" + field.replace("_", "-")))) from None
     wall = time.perf_counter() - t0
