@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lvm-installed
 ARGS ?=
 
-.PHONY: all install test test-slow bench bench-smoke lint fmt clean browser-deps viz baseline mutation gpu-check
+.PHONY: all install test test-slow bench bench-smoke lint fmt clean browser-deps viz baseline mutation gpu-check accuracy dataset-deps
 
 all: test
 
@@ -61,6 +61,16 @@ viz: $(STAMP)
 # Debian's chromium for the browser tests (root; CI runs this).
 browser-deps:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# The accuracy ladder on Fashion-MNIST (docs/accuracy.md): CONFIG=quick (minutes on a CPU) or CONFIG=full.
+CONFIG ?= quick
+accuracy: $(STAMP)
+	$(PY) -m lvmharness accuracy --config $(CONFIG) $(ARGS)
+
+# Debian's Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist (root; CI runs this).
+dataset-deps:
+	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks .mutation

@@ -159,6 +159,13 @@ register(
     "smoke_resnet", "resnet18", "resnet", default_img_size=64, note="tiny, for tests/CI",
     layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_width=16,
 )
+# The accuracy ladder for 32 px grey images (lvmharness.ladder): lvm accuracy trains these.
+from lvmharness.ladder import LADDER, LADDER_IMG_SIZE  # noqa: E402 - data only, no torch
+
+for _alias, _timm_name, _family, _overrides in LADDER:
+    register(_alias, _timm_name, _family, default_img_size=LADDER_IMG_SIZE, note="accuracy ladder, 32 px",
+             **_overrides)
+
 
 def registered() -> Iterator[ModelSpec]:
     yield from _REGISTRY.values()

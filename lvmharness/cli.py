@@ -53,6 +53,8 @@ COMMANDS: tuple[Command, ...] = (
             "peak memory of a train or inference step predicted on fake tensors; largest batch for a budget"),
     Command("history", "lvmharness.commands.history",
             "runs kept by commit and machine: add, list, detect change points, export, a static site"),
+    Command("accuracy", "lvmharness.commands.accuracy",
+            "train the model ladder on Fashion-MNIST: top-1 vs params, GMACs, latency, training time"),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 
@@ -62,6 +64,7 @@ USER_ERRORS = (
     ("builtins", "ValueError"),  # includes ResultsFileError, ModelError, GraphFormatError
     ("lvmharness.devices", "DeviceUnavailableError"),
     ("lvmharness.measure.flops", "FlopCountError"),
+    ("lvmharness.errors", "UserError"),
 )
 
 

@@ -3,6 +3,10 @@
 * CIFAR-100: torchvision's format, ``<data_dir>/cifar-100-python/{train,test,meta}`` (pickles).
 * ImageNet-1K: ``<data_dir>/imagenet/{train,val}/<wnid>/*.JPEG`` (ImageFolder), or the flat layout
   ``<data_dir>/imagenet/{train,val}/<wnid>_<anything>.JPEG`` where the label is the file name's prefix.
+* fashion_mnist: the original IDX files (gzipped or not) in ``<data_dir>/fashion-mnist/`` or Debian's
+  ``/usr/share/datasets/fashion-mnist/`` (``apt-get install dataset-fashion-mnist``); grey replicated to 3
+  channels, 28 px padded to 32 (see :mod:`lvmharness.idx_data`).
+* digits: scikit-learn's bundled 8x8 handwritten digits, upsampled the same way (a small second real dataset).
 * synthetic: deterministic images of any count and class count, learnable (each class has its own colour
   offset), generated on the fly: for running without data and for benches.
 """
@@ -21,7 +25,7 @@ from torch.utils.data import Dataset
 
 from lvmharness.errors import UserError
 
-DATASETS = ("cifar100", "imagenet", "synthetic")
+DATASETS = ("cifar100", "imagenet", "fashion_mnist", "digits", "synthetic")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMG_EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp", ".bmp")
@@ -222,6 +226,15 @@ def build(
         if n_train != n_val:
             raise DatasetNotFoundError(f"{folder}: train has {n_train} classes but val has {n_val}")
         return DataSplits(train_ds, val_ds, n_train, name, str(folder))
+    if name in ("fashion_mnist", "digits"):
+        from lvmharness import idx_data
+
+        try:
+            grey = idx_data.fashion_mnist(root, img_size=img_size) if name == "fashion_mnist" else \
+                idx_data.digits(img_size=img_size, seed=seed)
+        except idx_data.IdxError as exc:
+            raise DatasetNotFoundError(exc.template, field=exc.field) from None
+        return DataSplits(grey.train, grey.val, grey.num_classes, name, grey.source)
     raise ValueError(f"unknown dataset {name!r}: valid datasets are {', '.join(DATASETS)}")
 
 

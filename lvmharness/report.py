@@ -350,42 +350,112 @@ def memory_prediction_html(records: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+# The accuracy panels: (plot name, title, axis label, where the cost comes from). Latency is batch 1 (a latency
+# record's, else the one the train_result measured on its trained model); training time is train_s.
+ACCURACY_PANELS = (
+    ("accuracy_vs_gmacs", "Accuracy vs GMACs", "GMACs per image"),
+    ("accuracy_vs_params", "Accuracy vs params", "parameters (M)"),
+    ("accuracy_vs_latency", "Accuracy vs latency", "latency p50 at batch 1 (ms)"),
+    ("accuracy_vs_train_time", "Accuracy vs training time", "training time (s)"),
+)
+
+
+def _accuracy_label(r: dict[str, Any]) -> str:
+    teacher = r.get("options", {}).get("teacher")
+    data = r.get("options", {}).get("dataset")
+    return f"{r['alias']}@{r['img_size']}" + (f" (teacher {teacher})" if teacher else "") + \
+        (f" [{data}]" if data and data != "fashion_mnist" else "")
+
+
+def accuracy_points(records: list[dict[str, Any]]) -> dict[str, list[tuple[float, float, str]]]:
+    """(cost, top-1, label) per accuracy panel, from train_result records and the costs of the same model; points
+    whose cost was timed on a busy machine are left out (``_accuracy_points`` keeps them apart)."""
+    return _accuracy_points(records)[0]
+
+
+def _accuracy_points(records: list[dict[str, Any]]) -> tuple[dict[str, list[tuple[float, float, str]]],
+                                                               dict[str, list[tuple[float, float, str]]]]:
+    """(clean, contended) points per panel: a time measured on a busy machine (the batch-1 latency, the training
+    time) is drawn apart and never joins a Pareto front; counted costs (GMACs, params) are never contended."""
+    static = _static_by_model(records)
+    latency = {(r["alias"], r["img_size"]): r for r in _ok(records, "latency") if r["batch_size"] == 1}
+    out: dict[str, list[tuple[float, float, str]]] = {name: [] for name, _, _ in ACCURACY_PANELS}
+    busy: dict[str, list[tuple[float, float, str]]] = {name: [] for name, _, _ in ACCURACY_PANELS}
+    for r in _ok(records, "train_result"):
+        v = r["values"]
+        if v.get("top1") is None:
+            continue
+        k = (r["alias"], r["img_size"])
+        params = v.get("params") or static.get(k, {}).get("params")
+        timed = latency.get(k, r)  # the latency record of the model, else the one the train_result measured
+        costs = {
+            "accuracy_vs_gmacs": (v.get("gmacs") or static.get(k, {}).get("gmacs"), False),
+            "accuracy_vs_params": (params / 1e6 if params else None, False),
+            "accuracy_vs_latency": (timed["values"].get("latency_ms_p50") if k in latency
+                                    else v.get("latency_b1_ms_p50"), report_busy.is_contended(timed)),
+            "accuracy_vs_train_time": (v.get("train_s"), report_busy.is_contended(r)),
+        }
+        for name, (cost, contended) in costs.items():
+            if cost:
+                (busy if contended else out)[name].append((float(cost), float(v["top1"]), _accuracy_label(r)))
+    return out, busy
+
+
+def dominated_by(points: Sequence[tuple[float, float, str]]) -> dict[str, str]:
+    """Each point off the Pareto front -> a point that dominates it (no more cost, no less accuracy)."""
+    front = pareto_front(points)
+    on_front = {p[2] for p in front}
+    out = {}
+    for cost, acc, name in points:
+        if name not in on_front:
+            better = [f for f in front if f[0] <= cost and f[1] >= acc]
+            out[name] = better[-1][2] if better else ""
+    return out
+
+
 def plot_accuracy(records: list[dict[str, Any]], plots: _Plots) -> list[str]:
     import matplotlib.pyplot as plt
 
-    static = _static_by_model(records)
-    latency = {(r["alias"], r["img_size"]): r["values"]["latency_ms_p50"] for r in _ok(records, "latency")
-               if r["batch_size"] == 1}
-    busy_latency = {(r["alias"], r["img_size"]) for r in _ok(records, "latency")
-                    if r["batch_size"] == 1 and report_busy.is_contended(r)}
-    acc = {(r["alias"], r["img_size"]): r["values"]["top1"] for r in _ok(records, "train_result")
-           if r["values"].get("top1") is not None}
     made = []
-    for name, cost_of, label in (
-        ("accuracy_vs_gmacs", lambda k: static.get(k, {}).get("gmacs"), "GMACs per image"),
-        ("accuracy_vs_latency", lambda k: latency.get(k), "latency p50 at batch 1 (ms)"),
-    ):
-        pts: list[tuple[float, float, str]] = []
-        busy_pts: list[tuple[float, float, str]] = []  # a contended latency: drawn apart, never on the front
-        for k, a in acc.items():
-            cost = cost_of(k)
-            if cost:
-                timed = name == "accuracy_vs_latency" and k in busy_latency
-                (busy_pts if timed else pts).append((float(cost), float(a), f"{k[0]}@{k[1]}"))
+    points, contended = _accuracy_points(records)
+    for name, title, label in ACCURACY_PANELS:
+        pts, busy_pts = points[name], contended[name]
         if not pts and not busy_pts:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts])
-        for x, y, n in pts + busy_pts:
-            ax.annotate(n, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        _draw_contended(ax, [(x, y) for x, y, _ in busy_pts])
         front = pareto_front(pts)
-        ax.plot([p[0] for p in front], [p[1] for p in front], color="tab:red", label="Pareto front")
-        ax.set(xlabel=label, ylabel="top-1 (%)", title=f"Accuracy vs {label.split(' ')[0]}")
+        on_front = {p[2] for p in front}
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        dom = [p for p in pts if p[2] not in on_front]
+        ax.scatter([p[0] for p in dom], [p[1] for p in dom], color="tab:gray", label="dominated")
+        ax.scatter([p[0] for p in front], [p[1] for p in front], color="tab:red", zorder=3)
+        for x, y, n in pts + busy_pts:
+            ax.annotate(n.split("@")[0] + (" +T" if "teacher" in n else ""), (x, y), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        _draw_contended(ax, [(x, y) for x, y, _ in busy_pts])
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red", label="Pareto front")
+        xs = [p[0] for p in pts + busy_pts]
+        if len(set(xs)) > 1 and min(xs) > 0 and max(xs) / min(xs) > 8:  # a ladder spans ~10x: log axis
+            ax.set_xscale("log")
+            _plain_log_axes(ax)
+        ax.set(xlabel=label, ylabel="top-1 (%)", title=title)
         ax.legend(fontsize=7)
         plots.save(name, fig)
         made.append(name)
     return made
+
+
+def accuracy_front_html(records: list[dict[str, Any]], name: str) -> str:
+    """The panel's front and its dominated models, each with one model that dominates it."""
+    pts = accuracy_points(records).get(name, [])
+    if not pts:
+        return ""
+    front = [p[2] for p in pareto_front(pts)]
+    dom = dominated_by(pts)
+    items = "".join(f"<li>{html.escape(n)} (by {html.escape(b)})</li>" for n, b in sorted(dom.items()))
+    return (f"<p class='front' data-panel='{name}'>Pareto front (cheapest first): {html.escape(', '.join(front))}."
+            f"</p><p class='dominated' data-panel='{name}'>Dominated (another model is at least as accurate for no "
+            f"more cost): {len(dom)}</p>" + (f"<ul class='dominated-list' data-panel='{name}'>{items}</ul>"
+                                              if items else ""))
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -459,10 +529,10 @@ def write_report(records: list[dict[str, Any]], envs: list[dict[str, Any]], path
     sections.append(("Memory: predicted breakdown", plot_memory_breakdown(records, plots),
                      "needs memory_predicted records (benches/bench_memory.py -k predicted)"))
     acc = plot_accuracy(records, plots)
-    for title, key in (("Accuracy vs GMACs", "accuracy_vs_gmacs"), ("Accuracy vs latency", "accuracy_vs_latency")):
+    for key, title, _ in ACCURACY_PANELS:
         sections.append((title, key if key in acc else None,
-                         "needs train_result records (train.py) and FLOPs or batch-1 latency records of the "
-                         "same model"))
+                         "needs train_result records (train.py, lvm accuracy) and FLOPs or batch-1 latency records "
+                         "of the same model"))
 
     summary_cols = ("metric", "alias", "device", "dtype", "batch_size", "img_size", "status", "contended",
                     "param_count", "gmacs", "latency_ms_p50", "infer_samples_per_sec", "mfu",
@@ -493,6 +563,8 @@ def write_report(records: list[dict[str, Any]], envs: list[dict[str, Any]], path
             parts.append(f"<ul>{exp_text}</ul>")
         if plot_key == "memory_predicted_vs_measured":
             parts.append(memory_prediction_html(records))
+        if plot_key.startswith("accuracy_vs_"):
+            parts.append(accuracy_front_html(records, plot_key))
     parts.append(_contended_section(records))
     parts.append("<h2>All cases</h2>")
     parts.append(_table(rows, summary_cols) if rows else "<p class='empty'>No records.</p>")

@@ -34,8 +34,8 @@ from lvmharness.shard import Shard, parse_shard
 
 T = TypeVar("T")
 
-TRAIN_DATASETS = ("auto", "synthetic", "cifar100", "imagenet")
-INSTANCE_DATASETS = ("synthetic", "cifar100", "imagenet")
+TRAIN_DATASETS = ("auto", "synthetic", "cifar100", "imagenet", "fashion_mnist")
+INSTANCE_DATASETS = ("synthetic", "cifar100", "imagenet", "fashion_mnist")
 VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 

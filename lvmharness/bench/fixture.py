@@ -223,7 +223,13 @@ def lvm_train_data(request: pytest.FixtureRequest) -> Callable[[int], DataSplits
 
     def get(img_size: int) -> DataSplits:
         if img_size not in cache:
-            cache[img_size] = build_datasets(choice, data_dir=root, img_size=img_size, synthetic_size=512)
+            from lvmharness.data import DatasetNotFoundError
+
+            try:
+                cache[img_size] = build_datasets(choice, data_dir=root, img_size=img_size, synthetic_size=512)
+            except DatasetNotFoundError as exc:
+                message = exc.render(lambda f: "--lvm-train-dataset" if f == "dataset" else plugin_option(f))
+                pytest.fail(f"--lvm-train-dataset {choice}: {message}", pytrace=False)
         return cache[img_size]
 
     return get

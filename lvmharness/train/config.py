@@ -50,6 +50,8 @@ class TrainConfig:
     resume: str | None = _opt(None, "an lvmharness checkpoint.pt to continue from")
     init_checkpoint: str | None = _opt(None, "weights to start from: a phase-1 checkpoint, a timm state dict or "
                                              "a .safetensors file")
+    distill_from: str | None = _opt(None, "a trained lvmharness checkpoint (e.g. a ladder CNN) as teacher: DeiT's "
+                                          "hard-label distillation of a model with a distillation token")
     pretrained: bool = _opt(False, "timm hub weights for phase 2 (needs a network)")
     max_steps_per_epoch: int | None = _opt(None, "stop each epoch after this many steps (default: the whole split)")
     max_eval_steps: int | None = _opt(None, "evaluate on this many batches (default: the whole split)")

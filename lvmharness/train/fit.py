@@ -68,6 +68,8 @@ def fit(run: TrainRun, sinks: Sequence[Sink] = ()) -> dict[str, Any]:
         "epochs": len(run.history), "top1": last.top1 if last else None, "top5": last.top5 if last else None,
         "best_top1": best, "params": sum(p.numel() for p in run.model.parameters()),
         "num_classes": run.splits.num_classes, "wall_s": time.perf_counter() - t_start,
+        # training time alone: the epochs' wall times without the evaluation passes
+        "train_s": sum(h["epoch_s"] for h in run.history if h.get("epoch_s") is not None),
     }
     for sink in sinks:
         sink.finish(run, summary)

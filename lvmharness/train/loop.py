@@ -22,6 +22,7 @@ from lvmharness.execution import autocast
 from lvmharness.measure.contention import Contention, Window
 from lvmharness.train import distributed
 from lvmharness.train.config import TrainingError
+from lvmharness.train.distill import DistillationLoss
 
 # Steady-state step times: the first steps pay one-off costs (allocator growth, worker start-up, lazy init,
 # cudnn autotuning) and are reported apart; at least this many steps after them make the quartiles meaningful.
@@ -84,8 +85,9 @@ def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torc
     still on the device. With an enabled scaler the loss is scaled before backward and the step skipped on
     inf/nan gradients (fp16 AMP: Micikevicius et al. 2018, "Mixed Precision Training")."""
     with autocast(x.device, amp_dtype):
-        logits = net(x)  # (B, num_classes)
-        loss = criterion(logits.float(), y)  # () float32
+        logits = net(x)  # (B, num_classes); a distilled student in training: (class, distillation) logits
+        # () float32; a distillation loss's teacher sees the same augmented batch
+        loss = criterion(x, logits, y) if isinstance(criterion, DistillationLoss) else criterion(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)

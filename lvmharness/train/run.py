@@ -188,6 +188,10 @@ def build_run(cfg: TrainConfig, *, device: torch.device, dist: distributed.Dist 
     if cfg.init_checkpoint:
         init_info = checkpoint.load_init_weights(model, Path(cfg.init_checkpoint))
         model.to(device)
+    criterion: nn.Module = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if cfg.distill_from:
+        criterion, teacher_info = _distillation(cfg, model, criterion, img_size, splits.num_classes, device)
+        init_info.update(teacher_info)
     net: nn.Module = model
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -195,14 +199,30 @@ def build_run(cfg: TrainConfig, *, device: torch.device, dist: distributed.Dist 
                                            warmup_steps=round(cfg.warmup_epochs * steps),
                                            total_steps=cfg.epochs * steps)
     run = TrainRun(cfg, dist, device, spec, img_size, splits, model, net, optimizer, scheduler,
-                   grad_scaler(device, amp_dtype), nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
-                   amp_dtype, loader, steps, init_info=init_info)
+                   grad_scaler(device, amp_dtype), criterion, amp_dtype, loader, steps, init_info=init_info)
     if cfg.resume:
         _resume(run, Path(cfg.resume))
     from lvmharness.results import new_run_id
 
     run.run_id = cfg.run_id or run.resumed_run_id or new_run_id()
     return run
+
+
+def _distillation(cfg: TrainConfig, model: nn.Module, base: nn.Module, img_size: int, num_classes: int,
+                  device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """The hard-distillation loss with its teacher (checked first), and the student switched to two outputs."""
+    from lvmharness.train.distill import DistillationLoss, load_teacher, supports_distillation
+
+    if not supports_distillation(model):
+        from lvmharness.ladder import DISTILLED
+
+        raise ConfigError(f"{{opt:distill_from}} needs a student with a distillation token (DeiT's "
+                          f"VisionTransformerDistilled: {', '.join(DISTILLED)} or timm's deit_*_distilled_*); "
+                          f"{cfg.model} has none", field="distill_from")
+    teacher, info = load_teacher(Path(str(cfg.distill_from)), num_classes=num_classes, img_size=img_size,
+                                 device=device)
+    model.set_distilled_training(True)  # type: ignore[operator]
+    return DistillationLoss(base, teacher), info
 
 
 def _resume(run: TrainRun, path: Path) -> None:

@@ -85,7 +85,8 @@ class RecordSink(Sink):
         if summary["epochs"] == 0:
             return
         values = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        values["gmacs"] = analyze(run.cfg.model, img_size=run.img_size, backward=False).macs / 1e9
+        if "gmacs" not in values:  # a sink before this one may have counted the trained model itself
+            values["gmacs"] = analyze(run.cfg.model, img_size=run.img_size, backward=False).macs / 1e9
         self._add(run, "train_result", values)
         summary["run_dir"] = str(self._store(run).run_dir)
 
@@ -156,7 +157,8 @@ def identity(run: TrainRun, metric: str) -> dict[str, Any]:
         metric=metric, model=run.spec.timm_name, alias=run.cfg.model, family=run.spec.family,
         device=str(run.device.type), dtype=run.dtype_name, batch_size=run.global_batch, img_size=run.img_size,
         phase="train" if run.cfg.phase == 1 else "finetune",
-        options={"dataset": run.splits.name, "training_phase": run.cfg.phase, "world_size": run.dist.world},
+        options={"dataset": run.splits.name, "training_phase": run.cfg.phase, "world_size": run.dist.world,
+                 **({"teacher": run.init_info.get("teacher")} if run.cfg.distill_from else {})},
     )
 
 
