@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lvmharness.commands.args import int_at_least, output_folder, seconds
+from lvmharness.commands.args import batch_size, int_at_least, output_folder, seconds
+from lvmharness.parsing import MAX_SEED
 from lvmharness.ladder import LADDER_ALIASES
 
 # The library's setting names -> this command's options.
@@ -29,23 +30,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma list of aliases (default: the whole ladder)")
     p.add_argument("--data-dir", default="data",
                    help="looks for <data-dir>/fashion-mnist/, then /usr/share/datasets/fashion-mnist/")
-    p.add_argument("--out", type=output_folder, default=Path("results"), help="result store (run folders)")
-    p.add_argument("--work-dir", type=output_folder, default=Path("runs/accuracy"), help="checkpoints")
+    p.add_argument("--out", type=output_folder, default="results", help="result store (run folders)")
+    p.add_argument("--work-dir", type=output_folder, default="runs/accuracy", help="checkpoints")
     p.add_argument("--run-id", default=None, help="run folder name (default: a new time-ordered id)")
     p.add_argument("--device", default="cpu", help="cpu|cuda|cuda:N|mps|auto")
-    p.add_argument("--seed", type=int_at_least(0), default=0)
-    p.add_argument("--threads", type=int_at_least(1), default=None,
+    p.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
+    p.add_argument("--threads", type=int_at_least(1, 1024), default=None,
                    help="torch CPU threads (default: torch's, one per core); on a machine shared with other jobs, "
                         "1 avoids threads spinning against each other")
-    p.add_argument("--epochs", type=int_at_least(1), default=None, help="override the configuration's epochs")
-    p.add_argument("--batch-size", type=int_at_least(1), default=None, help="override the configuration's batch")
-    p.add_argument("--train-images", type=int_at_least(10), default=None,
+    p.add_argument("--epochs", type=int_at_least(1, 1_000_000), default=None, help="override the configuration's epochs")
+    p.add_argument("--batch-size", type=batch_size, default=None, help="override the configuration's batch")
+    p.add_argument("--train-images", type=int_at_least(10, 60_000), default=None,
                    help="override the configuration's training subset (class-balanced)")
-    p.add_argument("--finetune-epochs", type=int_at_least(1), default=None,
+    p.add_argument("--finetune-epochs", type=int_at_least(1, 1_000_000), default=None,
                    help="epochs of each phase-2 run (default: the configuration's, 10)")
     p.add_argument("--latency-budget-s", type=seconds, default=1.0,
                    help="seconds of timed rounds for each trained model's batch-1 latency")
-    p.add_argument("--max-steps-per-epoch", type=int_at_least(1), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--max-steps-per-epoch", type=int_at_least(1, 2**40), default=None, help=argparse.SUPPRESS)
     p.add_argument("--distill", action="store_true",
                    help="also train the ladder's DeiT with its best CNN as teacher (DeiT hard distillation)")
     p.add_argument("--finetune", metavar="MODEL", default=None,
