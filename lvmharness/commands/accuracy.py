@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 
 from lvmharness.commands.args import batch_size, int_at_least, output_folder, seconds
-from lvmharness.parsing import MAX_SEED
 from lvmharness.ladder import LADDER_ALIASES
+from lvmharness.parsing import MAX_SEED
 
 # The library's setting names -> this command's options.
 OPTION_NAMES = {"results_dir": "--out", "work_dir": "--work-dir", "data_dir": "--data-dir", "dataset": "--data-dir",
@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int_at_least(1, 1024), default=None,
                    help="torch CPU threads (default: torch's, one per core); on a machine shared with other jobs, "
                         "1 avoids threads spinning against each other")
-    p.add_argument("--epochs", type=int_at_least(1, 1_000_000), default=None, help="override the configuration's epochs")
+    p.add_argument("--epochs", type=int_at_least(1, 1_000_000), default=None,
+                   help="override the configuration's epochs")
     p.add_argument("--batch-size", type=batch_size, default=None, help="override the configuration's batch")
     p.add_argument("--train-images", type=int_at_least(10, 60_000), default=None,
                    help="override the configuration's training subset (class-balanced)")
