@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from lvmharness.cli import main
+from lvmharness.report import ACCURACY_PANELS
 from lvmharness.results import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,8 +116,9 @@ def test_report_writes_html_pngs_and_csv(smoke_run: Path, tmp_path: Path, capsys
     # The memory bench's predictions: each case measured by MemTracker, within the 3% band, and the exponent.
     assert "<td>NO</td>" not in html and html.count("<td>yes</td>") == 6
     assert "activations ∝ pixels<sup>" in html
-    # No training records in a smoke bench: the accuracy sections say so instead of failing.
-    assert html.count("No data for this plot") == 2 and "train_result records" in html
+    # No training records in a smoke bench: each of the four accuracy panels (vs GMACs, params, latency, training
+    # time) says so instead of failing.
+    assert html.count("No data for this plot") == len(ACCURACY_PANELS) == 4 and "train_result records" in html
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert len(rows) == len(load_records(smoke_run))
     lat = next(r for r in rows if r["case_id"] == "latency[smoke_vit-cpu-fp32-b1-32]")
@@ -130,4 +132,5 @@ def test_report_of_an_empty_run_says_so(tmp_path: Path) -> None:
     (run / "results.json").write_text("[]")
     assert main(["report", str(run), "-o", str(tmp_path / "out")]) == 0
     html = (tmp_path / "out" / "report.html").read_text()
-    assert html.count("No data for this plot") == 7 and "No records." in html
+    # Five cost plots and the four accuracy panels, none with data.
+    assert html.count("No data for this plot") == 5 + len(ACCURACY_PANELS) and "No records." in html
