@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-FAMILIES = ("vit", "deit", "swin", "resnet")
+FAMILIES = ("vit", "deit", "swin", "resnet", "convnext")  # the four of the design + the accuracy ladder's ConvNeXt
 TORCHVISION_PREFIX = "torchvision:"
 
 F = TypeVar("F", bound=Callable[..., Any])

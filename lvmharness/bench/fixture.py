@@ -229,7 +229,11 @@ def lvm_train_data(request: pytest.FixtureRequest) -> Callable[[int], DataSplits
                 cache[img_size] = build_datasets(choice, data_dir=root, img_size=img_size, synthetic_size=512)
             except DatasetNotFoundError as exc:
                 message = exc.render(lambda f: "--lvm-train-dataset" if f == "dataset" else plugin_option(f))
-                pytest.fail(f"--lvm-train-dataset {choice}: {message}", pytrace=False)
+            else:
+                return cache[img_size]
+            # Outside the except block: the failure carries the plugin's option names only, not the chained
+            # exception, whose text names train.py's options.
+            pytest.fail(f"--lvm-train-dataset {choice}: {message}", pytrace=False)
         return cache[img_size]
 
     return get
