@@ -10,7 +10,7 @@ Each series has ``LENGTH`` commits of log-normal noise (CV = coefficient of vari
 one, comes at commit ``CHANGE_AT``. Classes:
 
     null-cv{0.5,1,2,5}   no change                                           (every alarm is false)
-    step5-cv1            +-5 % step at 1 % CV                                (the issue's delay target)
+    step5-cv1            +-5 % step at 1 % CV                                (target: >= 95 % found within 3 commits)
     step{2,10,20}        +-2/10/20 % steps at CV 0.5, 2 and 5 %
     drift                +0.25 %/commit for the last 20 commits at 1 % CV     (a hit: any alarm in the drift)
     outliers             no change, 1 % CV, 5 % of points x1.5..x3
