@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lvmharness.bench import Lvm, LvmSession
-from lvmharness.matrix import BenchCase
+from lvmharness.bench.matrix import BenchCase
 from lvmharness.measure.latency import fidelity
 
 pytestmark = pytest.mark.lvm_metric("fidelity")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from lvmharness.bench import Lvm
-from lvmharness.graph import build_graph, structure_id
 from lvmharness.measure.flops import analyze, scaling_exponent
+from lvmharness.measure.graph import build_graph, structure_id
 
 SCALING_STEPS = (1, 2, 3, 4)  # multiples of the native size: every one is valid for ViT, Swin and ResNet
 

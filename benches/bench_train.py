@@ -17,9 +17,9 @@ import pytest
 from torch import nn
 
 from lvmharness.bench import Lvm
-from lvmharness.data import DataSplits
-from lvmharness.execution import numerics_settings
-from lvmharness.models import create_model
+from lvmharness.models.build import create_model
+from lvmharness.runtime.data import DataSplits
+from lvmharness.runtime.execution import numerics_settings
 from lvmharness.train import TrainConfig, train_one_epoch
 from lvmharness.train.loop import WARMUP_STEPS
 from lvmharness.train.run import build_loader, build_optimizer, grad_scaler, resolve_amp

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it (imported when the name is first used).
 _LAZY = {
-    "register_model": "lvmharness.aliases",
+    "register_model": "lvmharness.models.aliases",
     "measure_latency": "lvmharness.api",
     "count_flops": "lvmharness.api",
     "measure_memory": "lvmharness.api",
@@ -21,8 +21,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from lvmharness.aliases import register_model
     from lvmharness.api import count_flops, load_results, measure_latency, measure_memory
+    from lvmharness.models.aliases import register_model
 
 __all__ = ["__version__", "count_flops", "load_results", "measure_latency", "measure_memory", "register_model"]
 

@@ -1,5 +1,5 @@
 import sys
 
-from lvmharness.cli import main
+from lvmharness.commands.main import main
 
 sys.exit(main())

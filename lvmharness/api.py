@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from lvmharness.results import make_record, record_identity
+from lvmharness.store.results import make_record, record_identity
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from lvmharness.aliases import ModelSpec
+    from lvmharness.models.aliases import ModelSpec
 
 API_RUN_ID = "api"
 
@@ -111,7 +111,7 @@ def _names(model: nn.Module | str, spec: ModelSpec | None) -> _Names:
 
 
 def _spec(model: str) -> ModelSpec:
-    from lvmharness.models import resolve
+    from lvmharness.models.build import resolve
 
     return resolve(model)
 
@@ -131,11 +131,11 @@ def measure_latency(
     a name (alias, timm name, ``torchvision:NAME``, ``module:callable``) is built fresh. ``img_size`` defaults to
     the model's native size (224 for a module passed in).
     """
-    from lvmharness.devices import resolve_device
-    from lvmharness.execution import ExecOptions, Prepared
     from lvmharness.measure.budget import TimingConfig
     from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
-    from lvmharness.models import create_model
+    from lvmharness.models.build import create_model
+    from lvmharness.runtime.devices import resolve_device
+    from lvmharness.runtime.execution import ExecOptions, Prepared
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
@@ -167,7 +167,7 @@ def count_flops(model: nn.Module | str, *, img_size: int | None = None, batch_si
     giving a smaller number. A name is counted on the meta device (no memory); a module where its parameters
     are, with one forward (and backward) pass of a zero batch."""
     from lvmharness.measure.flops import analyze, forward_backward_macs, forward_macs
-    from lvmharness.models import count_params
+    from lvmharness.models.build import count_params
 
     if isinstance(model, str):
         report = analyze(model, img_size=img_size, batch_size=batch_size, backward=backward)
@@ -223,6 +223,6 @@ def measure_memory(model: str, *, img_size: int | None = None, batch_size: int =
 
 def load_results(path: Path | str) -> list[dict[str, Any]]:
     """Every record of a run folder (``results/<run-id>``) or a results.json file, validated as it is read."""
-    from lvmharness.results import load_records
+    from lvmharness.store.results import load_records
 
     return load_records(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-import lvmharness.devices as devices
+import lvmharness.runtime.devices as devices
 
 _resolve = devices.resolve_device
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness import aliases
+from lvmharness.models import aliases
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own-model"
 

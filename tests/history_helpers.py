@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from lvmharness.results import RunStore, make_record
+from lvmharness.store.results import RunStore, make_record
 
 FP_A = "aaaaaaaaaaaaaaaa"
 FP_B = "bbbbbbbbbbbbbbbb"

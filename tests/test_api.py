@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 import lvmharness
-from lvmharness.results import RunStore, schema
+from lvmharness.store.results import RunStore, schema
 from tests.test_sources import tiny_conv_counts
 
 

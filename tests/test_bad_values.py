@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness.parsing import MAX_BATCH_SIZE, MAX_IMG_SIZE, MAX_SEED
+from lvmharness.core.parsing import MAX_BATCH_SIZE, MAX_IMG_SIZE, MAX_SEED
 
 # --- the bad values ----------------------------------------------------------------------------------------------
 
@@ -218,7 +218,7 @@ CASES = generate()
 def test_the_table_covers_every_subcommand_and_option() -> None:
     """Every ``lvm`` subcommand is in the table (or has no option that takes a value), and every option of a
     number or a path of each is there: a new option without a row fails here."""
-    from lvmharness.cli import COMMANDS, load
+    from lvmharness.commands.main import COMMANDS, load
 
     no_values = {"env", "train", "viz"}  # env has no options; train and viz are the train.py / model_viz rows
     covered = {f.base[0] for f in FRONTS if f.run == "lvm"}
@@ -243,7 +243,7 @@ def tree(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lvmharness.results import RunStore, make_record, record_identity
+    from lvmharness.store.results import RunStore, make_record, record_identity
 
     root = tmp_path_factory.mktemp("runs")
     with RunStore(root, "r", fingerprint="0123456789abcdef") as store:
@@ -270,7 +270,7 @@ def _call(front: Front, argv: list[str]) -> int:
     """The front end in-process; its exit status. Any exception other than SystemExit propagates: a traceback."""
     try:
         if front.run == "lvm":
-            from lvmharness.cli import main
+            from lvmharness.commands.main import main
 
             return main(argv)
         if front.run == "train":

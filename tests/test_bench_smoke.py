@@ -10,8 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from lvmharness import keys
-from lvmharness.results import load_records, schema
+from lvmharness.store import keys
+from lvmharness.store.results import load_records, schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def test_smoke_vit_bench_writes_valid_records_and_benchmark_json(tmp_path: Path)
     validator = jsonschema.Draft202012Validator(schema())
     for rec in records:
         validator.validate(rec)
-        # Every value key a bench writes is declared once in lvmharness.keys (unit, direction, compare rule).
+        # Every value key a bench writes is declared once in lvmharness.store.keys (unit, direction, compare rule).
         assert set(rec["values"]) <= set(keys.BY_NAME), set(rec["values"]) - set(keys.BY_NAME)
     assert all(r["family"] == "vit" and r["status"] == "ok" for r in records)
     latency = [r for r in records if r["metric"] == "latency"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness.cli import main
-from lvmharness.results import load_records
+from lvmharness.commands.main import main
+from lvmharness.store.results import load_records
 
 
 def test_models_lists_aliases(capsys: pytest.CaptureFixture[str]) -> None:
@@ -69,7 +69,7 @@ def test_flops_table_labels_units(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_graph_writes_a_valid_file(tmp_path: Path) -> None:
-    from lvmharness.graph import check_invariants, validate_graph
+    from lvmharness.measure.graph import check_invariants, validate_graph
 
     out = tmp_path / "g.json"
     assert main(["graph", "smoke_swin", "--img-size", "64", "-o", str(out)]) == 0
@@ -82,7 +82,8 @@ def test_graph_writes_a_valid_file(tmp_path: Path) -> None:
 def test_vit_huge_is_counted_without_allocating_its_weights() -> None:
     # The child reports its own peak RSS (VmHWM) on stderr after the command ran.
     code = (
-        "import sys; from lvmharness.cli import main; rc = main(['flops', 'vit_huge_patch14_224', '--json']); "
+        "import sys; from lvmharness.commands.main import main; "
+        "rc = main(['flops', 'vit_huge_patch14_224', '--json']); "
         "sys.stderr.write([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]); sys.exit(rc)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -97,7 +98,7 @@ def test_vit_huge_is_counted_without_allocating_its_weights() -> None:
 def _modules_after(argv: list[str], cwd: Path | None = None) -> tuple[int, set[str], str]:
     """Run ``lvm ARGV`` in a fresh interpreter and return (exit code, the modules it imported, stderr)."""
     code = (
-        "import sys, json\nfrom lvmharness.cli import main\n"
+        "import sys, json\nfrom lvmharness.commands.main import main\n"
         f"try:\n    rc = main({argv!r})\nexcept SystemExit as e:\n    rc = e.code\n"
         "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\nsys.exit(rc)"
     )
@@ -114,7 +115,7 @@ def test_help_imports_neither_torch_nor_timm(argv: list[str]) -> None:
 
 
 def test_compare_and_report_of_a_run_import_neither_torch_nor_timm(tmp_path: Path) -> None:
-    from lvmharness.results import RunStore, make_record
+    from lvmharness.store.results import RunStore, make_record
 
     store = RunStore(tmp_path)
     for batch, p50 in ((1, 2.0), (4, 6.0)):
@@ -132,7 +133,7 @@ def test_compare_and_report_of_a_run_import_neither_torch_nor_timm(tmp_path: Pat
 
 def test_every_registered_command_has_the_two_functions() -> None:
     """One line of ``COMMANDS`` is the whole registration: the module it names provides the rest."""
-    from lvmharness.cli import COMMANDS, load
+    from lvmharness.commands.main import COMMANDS, load
 
     assert len({c.name for c in COMMANDS}) == len(COMMANDS)
     for command in COMMANDS:

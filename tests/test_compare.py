@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from lvmharness import keys
-from lvmharness.cli import build_parser, main
-from lvmharness.compare import (
+from lvmharness.commands.main import build_parser, main
+from lvmharness.store import keys
+from lvmharness.store.compare import (
     CompareError,
     Comparison,
     Finding,
@@ -25,7 +25,7 @@ from lvmharness.compare import (
     compare_records,
     median_ratio_ci,
 )
-from lvmharness.results import atomic_write_json, make_record
+from lvmharness.store.results import atomic_write_json, make_record
 
 
 def rec(case: str = "vit-cpu-fp32-b1-224", metric: str = "latency", status: str = "ok",
@@ -164,7 +164,7 @@ def test_baseline_keeps_only_deterministic_values() -> None:
 def test_the_committed_baseline_matches_the_smoke_models() -> None:
     """The CI gate's baseline is current: counting the smoke models now gives the committed numbers."""
     from lvmharness.measure.flops import analyze
-    from lvmharness.results import load_records
+    from lvmharness.store.results import load_records
 
     path = Path(__file__).resolve().parents[1] / "benches" / "baseline" / "smoke.json"
     for r in load_records(path):

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvmharness.devices import DeviceUnavailableError, resolve_device, synchronizer
-from lvmharness.execution import auto_amp_dtype, autocast, check_dtype_mode, native_bf16
+from lvmharness.runtime.devices import DeviceUnavailableError, resolve_device, synchronizer
+from lvmharness.runtime.execution import auto_amp_dtype, autocast, check_dtype_mode, native_bf16
 
 
 def test_cpu_and_auto_resolve() -> None:
@@ -65,7 +65,7 @@ def test_cuda_index_out_of_range() -> None:
 
 
 def test_env_records_which_gpus_cuda_n_can_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lvmharness import envinfo
+    from lvmharness.runtime import envinfo
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
     assert envinfo.collect()["cuda_visible_devices"] == "3,1"  # cuda:0 is physical GPU 3 in this run

@@ -9,7 +9,7 @@ import torch
 import torch._dynamo
 from torch import nn
 
-from lvmharness.execution import CompileFallbackError, ExecOptions, Prepared
+from lvmharness.runtime.execution import CompileFallbackError, ExecOptions, Prepared
 
 CPU = torch.device("cpu")
 EAGER = ExecOptions(compile=True, compile_backend="eager")

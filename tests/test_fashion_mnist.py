@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvmharness import idx_data
-from lvmharness.cli import main as lvm
-from lvmharness.ladder import LADDER_ALIASES
+from lvmharness.commands.main import main as lvm
+from lvmharness.models.ladder import LADDER_ALIASES
+from lvmharness.runtime import idx_data
 from lvmharness.train import main as train_main
 from tests.idx_files import LABEL_MAGIC, idx_bytes, learnable_images, write_fashion_mnist
 
@@ -145,7 +145,7 @@ def test_lvm_accuracy_with_a_corrupt_file_writes_nothing(tmp_path: Path, capsys:
 
 def test_the_ladder_has_five_families_two_sizes_each_within_1_to_100_mmacs() -> None:
     from lvmharness.measure.flops import analyze
-    from lvmharness.models import resolve
+    from lvmharness.models.build import resolve
 
     families: dict[str, list[int]] = {}
     for alias in LADDER_ALIASES:
@@ -162,7 +162,7 @@ def test_ladder_vit_tiny_macs_from_the_transformer_formula() -> None:
     """MACs written out: 4x4 patches of 3 channels -> 64 tokens of 64 dims (+ class token = 65), 4 blocks of 2 heads,
     MLP ratio 4, a 10-class head on the class token."""
     from lvmharness.measure.flops import forward_macs
-    from lvmharness.models import create_model
+    from lvmharness.models.build import create_model
 
     n, d, heads, blocks = 65, 64, 2, 4
     patch = 64 * (3 * 4 * 4) * d
@@ -208,7 +208,7 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_distilled_deit_record_names_its_teacher(teacher: Path, tmp_path: Path) -> None:
-    from lvmharness.results import load_records
+    from lvmharness.store.results import load_records
 
     write_fashion_mnist(tmp_path / "data", train=64, test=32)
     rc = train_main([*FAST, "--model", "ladder_deit_tiny", "--dataset", "fashion_mnist", "--data_dir",
@@ -263,7 +263,7 @@ def test_the_same_seed_gives_the_same_top1_on_a_rerun(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_lvm_accuracy_prints_the_table_distills_and_fine_tunes(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from lvmharness.results import load_records
+    from lvmharness.store.results import load_records
 
     write_fashion_mnist(tmp_path / "data", train=60, test=30)
     rc = lvm(["accuracy", "--models", "ladder_resnet_tiny,ladder_deit_tiny", "--data-dir", str(tmp_path / "data"),

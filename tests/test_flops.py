@@ -515,9 +515,9 @@ class Fixed(nn.Module):
 )
 def test_fvcore_verification_edge_cases(monkeypatch: pytest.MonkeyPatch, model_macs: int, ours: int,
                                         outcome: str) -> None:
-    import lvmharness.models
+    import lvmharness.models.build
 
-    monkeypatch.setattr(lvmharness.models, "create_model", lambda name, img_size, device: Fixed(model_macs))
+    monkeypatch.setattr(lvmharness.models.build, "create_model", lambda name, img_size, device: Fixed(model_macs))
     if outcome == "agree":
         assert flops.verify_with_fvcore("fixed", 4, 1, ours)["rel_diff"] == 0.0
     elif outcome == "disagree":
@@ -556,7 +556,7 @@ def test_analyze_defaults() -> None:
 
 
 def test_analyze_on_a_real_device_feeds_a_standard_normal_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lvmharness.models
+    import lvmharness.models.build
 
     seen: list[torch.Tensor] = []
 
@@ -569,7 +569,7 @@ def test_analyze_on_a_real_device_feeds_a_standard_normal_batch(monkeypatch: pyt
             seen.append(x.detach().clone())
             return self.fc(x.mean((2, 3)))
 
-    monkeypatch.setattr(lvmharness.models, "create_model", lambda spec, img_size, device: Probe().to(device))
+    monkeypatch.setattr(lvmharness.models.build, "create_model", lambda spec, img_size, device: Probe().to(device))
     report = analyze("smoke_vit", img_size=16, batch_size=4, device="cpu", backward=False)
     assert (report.macs, report.device) == (4 * 3 * 2, "cpu")
     analyze("smoke_vit", img_size=16, batch_size=4, device="cpu", backward=False)

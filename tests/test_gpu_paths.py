@@ -18,7 +18,7 @@ from lvmharness.bench.config import LvmConfig
 from lvmharness.bench.session import LvmSession
 from lvmharness.measure.peak import mac_mix_peak
 from lvmharness.measure.prediction import StepConfig, measure_step, predict_step
-from lvmharness.results import is_oom
+from lvmharness.store.results import is_oom
 
 
 @pytest.fixture

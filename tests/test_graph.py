@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from lvmharness.graph import (
+from lvmharness.measure.graph import (
     GraphFormatError,
     build_graph,
     check_invariants,
@@ -19,7 +19,7 @@ from lvmharness.graph import (
     validate_graph,
     walk,
 )
-from lvmharness.models import count_params, create_model
+from lvmharness.models.build import count_params, create_model
 
 GOLDEN = Path(__file__).parent / "golden" / "graph_smoke_vit_32_b2.json"
 VOLATILE = ("created_utc", "lvmharness")

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from lvmharness.cli import main
+from lvmharness.commands.main import main
 from lvmharness.history import detect
 from lvmharness.history.export import bmf, csv_text, gab
 from lvmharness.history.series import (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness.cli import main
+from lvmharness.commands.main import main
 from lvmharness.history.store import History
 from tests.history_helpers import FP_A, FP_B, make_run
 

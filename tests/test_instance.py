@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvmharness.execution import ExecOptions, Prepared
 from lvmharness.measure.instance import (
     binom_cdf,
     min_samples,
@@ -17,7 +16,8 @@ from lvmharness.measure.instance import (
     upper_bound_rank,
 )
 from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
-from lvmharness.models import create_model
+from lvmharness.models.build import create_model
+from lvmharness.runtime.execution import ExecOptions, Prepared
 
 
 def test_binomial_cdf_on_hand_computed_values() -> None:
@@ -94,7 +94,7 @@ def test_channels_last_and_amp_are_applied_and_recorded() -> None:
 
 
 def test_single_stream_over_real_cifar_images(tmp_path: Path) -> None:
-    from lvmharness.data import raw_samples
+    from lvmharness.runtime.data import raw_samples
     from tests.datasets import write_cifar100
 
     write_cifar100(tmp_path, train=8, test=12)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from lvmharness import keys
-from lvmharness.compare import compare_records
-from lvmharness.execution import ExecOptions, Prepared
 from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
-from lvmharness.report import CSV_COLUMNS, DERIVED_COLUMNS, IDENTITY_COLUMNS, csv_rows
-from lvmharness.results import make_record, schema
+from lvmharness.report.render import CSV_COLUMNS, DERIVED_COLUMNS, IDENTITY_COLUMNS, csv_rows
+from lvmharness.runtime.execution import ExecOptions, Prepared
+from lvmharness.store import keys
+from lvmharness.store.compare import compare_records
+from lvmharness.store.results import make_record, schema
 
 
 def test_every_key_is_declared_once_with_a_consistent_rule() -> None:

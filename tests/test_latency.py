@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from lvmharness.execution import ExecOptions, Prepared, numerics_settings
+from lvmharness.core.stats import percentile
 from lvmharness.measure import latency
 from lvmharness.measure.contention import Contention
 from lvmharness.measure.latency import (
@@ -31,7 +31,7 @@ from lvmharness.measure.latency import (
     forward_latency,
     settings,
 )
-from lvmharness.stats import percentile
+from lvmharness.runtime.execution import ExecOptions, Prepared, numerics_settings
 
 
 class FakeDevice:
@@ -241,7 +241,7 @@ def one_thread() -> Iterator[None]:
 
 
 def test_forward_latency_on_a_real_tiny_model(one_thread: None) -> None:
-    from lvmharness.models import create_model
+    from lvmharness.models.build import create_model
 
     cpu = torch.device("cpu")
     prepared = Prepared(create_model("smoke_resnet"), cpu, ExecOptions())
@@ -263,7 +263,7 @@ def test_forward_latency_on_a_real_tiny_model(one_thread: None) -> None:
 
 
 def test_forward_latency_takes_only_a_prepared_model() -> None:
-    from lvmharness.models import create_model
+    from lvmharness.models.build import create_model
 
     cpu = torch.device("cpu")
     with pytest.raises(TypeError, match="takes a Prepared model"):
@@ -272,7 +272,7 @@ def test_forward_latency_takes_only_a_prepared_model() -> None:
 
 @pytest.mark.cuda
 def test_cuda_events_are_recorded_beside_host_time() -> None:
-    from lvmharness.models import create_model
+    from lvmharness.models.build import create_model
 
     # On a multi-GPU machine events recorded on the current device's (cuda:0) stream would bracket an idle stream.
     # cuda:1 where two GPUs exist (the case this test is for: events on a GPU other than the current one).
@@ -624,7 +624,8 @@ class Recorder(nn.Module):
 def test_forward_latency_refuses_a_bare_module_naming_it() -> None:
     with pytest.raises(TypeError) as err:
         forward_latency(Recorder(), ForwardCase(1, 8), Timer(torch.device("cpu")))  # type: ignore[arg-type]
-    assert str(err.value) == ("forward_latency takes a Prepared model (lvmharness.execution.Prepared), got Recorder; "
+    assert str(err.value) == ("forward_latency takes a Prepared model (lvmharness.runtime.execution.Prepared), "
+                              "got Recorder; "
                               "wrap it: Prepared(model, device, ExecOptions(dtype=...))")
 
 

@@ -16,8 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from lvmharness.cli import main
-from lvmharness.execution import ExecOptions, Prepared
+from lvmharness.commands.main import main
 from lvmharness.measure.layers import (
     CHILDREN_TOLERANCE,
     LayerTimingError,
@@ -28,7 +27,8 @@ from lvmharness.measure.layers import (
     record_values,
 )
 from lvmharness.measure.roofline import copy_bandwidth, place
-from lvmharness.models import create_model
+from lvmharness.models.build import create_model
+from lvmharness.runtime.execution import ExecOptions, Prepared
 
 CPU = torch.device("cpu")
 
@@ -309,15 +309,15 @@ def test_layers_on_mps_are_refused_in_one_line(monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     # The profiler gives MPS ops only their CPU self time (encoding into a command buffer that returns before the
     # GPU runs): refused before any model is built there, as a user error (exit 2, one line).
-    import lvmharness.devices
-    import lvmharness.models
+    import lvmharness.models.build
+    import lvmharness.runtime.devices
 
-    monkeypatch.setattr(lvmharness.devices, "_mps_available", lambda: True)
+    monkeypatch.setattr(lvmharness.runtime.devices, "_mps_available", lambda: True)
 
     def no_build(*a: Any, **k: Any) -> None:
         raise AssertionError("a model was built on MPS before the refusal")
 
-    monkeypatch.setattr(lvmharness.models, "create_model", no_build)
+    monkeypatch.setattr(lvmharness.models.build, "create_model", no_build)
     assert main(["layers", "smoke_vit", "--device", "mps", "--no-roofline"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not available on MPS" in err[0] and "--device cpu or cuda" in err[0]
@@ -375,7 +375,7 @@ def test_bench_layers_option_writes_a_layer_times_record(tmp_path: Path) -> None
         cwd=root, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    from lvmharness.results import load_records
+    from lvmharness.store.results import load_records
 
     records = load_records(tmp_path / "run")
     latency = next(r for r in records if r["metric"] == "latency")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from lvmharness.matrix import PROFILES, BenchCase, build_cases, get_profile, project
-from lvmharness.models import UnknownModelError, check_img_size
+from lvmharness.bench.matrix import PROFILES, BenchCase, build_cases, get_profile, project
+from lvmharness.models.build import UnknownModelError, check_img_size
 
 
 def test_default_profile_is_the_seed_models_on_one_device() -> None:

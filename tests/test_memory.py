@@ -9,8 +9,8 @@ import subprocess
 import pytest
 import torch
 
+from lvmharness.core.parsing import parse_bytes
 from lvmharness.measure.memory import MemoryCase, _proc_status, max_batch, measure_in_process, run_isolated
-from lvmharness.parsing import parse_bytes
 
 MiB = 2**20
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvmharness import models
-from lvmharness.models import InvalidInputSizeError, UnknownModelError
+from lvmharness.models import build as models
+from lvmharness.models.build import InvalidInputSizeError, UnknownModelError
 
 ALL = [s.alias for s in models.registered()]
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from lvmharness.cli import main
-from lvmharness.outputs import OutputPathError, check_output_file, check_output_folder
-from lvmharness.results import RunStore, atomic_write_json, make_record, record_identity
+from lvmharness.commands.main import main
+from lvmharness.core.outputs import OutputPathError, check_output_file, check_output_folder
+from lvmharness.store.results import RunStore, atomic_write_json, make_record, record_identity
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -282,8 +282,8 @@ def _affine_predictor(intercept: int, per_sample: int) -> object:
 
 
 def test_the_largest_batch_search_never_answers_beyond_its_bound() -> None:
+    from lvmharness.core.parsing import MAX_BATCH_SIZE
     from lvmharness.measure.prediction import StepConfig, predicted_max_batch
-    from lvmharness.parsing import MAX_BATCH_SIZE
 
     a, b = 2_474_393, 174_131  # bytes and bytes per sample, about smoke_vit's train step (2.36 MiB + 170 KiB x B)
     predict = _affine_predictor(a, b)
@@ -320,7 +320,7 @@ def _killed_run(folder: Path, cases: list[str], torn_case: str) -> Path:
     code = f"""
 import os, signal, sys
 import json
-from lvmharness.results import RunStore, append_durably
+from lvmharness.store.results import RunStore, append_durably
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from test_output_discipline import flops_record
 store = RunStore({str(folder)!r}, "killed", fingerprint="0123456789abcdef")
@@ -365,7 +365,7 @@ def test_a_killed_run_does_not_pass_the_gate_and_its_torn_line_is_named(
 
 @pytest.fixture
 def graphs(tmp_path: Path) -> Path:
-    from lvmharness.graph import build_graph
+    from lvmharness.measure.graph import build_graph
     from viz.app import graph_name
 
     d = tmp_path / "graphs"
@@ -409,7 +409,7 @@ def test_negative_counts_make_a_graph_file_unreadable(graphs: Path) -> None:
 
 
 def test_a_saved_file_that_is_not_what_was_asked_for_is_not_served_as_it(graphs: Path) -> None:
-    from lvmharness.graph import build_graph
+    from lvmharness.measure.graph import build_graph
 
     # resnet at 40 px saved under the name of smoke_vit at 56 px (a copy, a rename, a hand edit).
     atomic_write_json(graphs / "smoke_vit-56-b1-fp32.json", build_graph("smoke_resnet", img_size=40))
@@ -456,7 +456,7 @@ def test_sweep_bounds_its_shards_and_needs_slurm_for_slurm(tmp_path: Path, capsy
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import submitit
 
-    import lvmharness.sweep as sweep
+    import lvmharness.bench.sweep as sweep
 
     def started(*args: object, **kwargs: object) -> None:
         raise AssertionError("an executor started")
@@ -573,7 +573,7 @@ def test_sigterm_while_saving_a_checkpoint_leaves_no_temporary_file(tmp_path: Pa
 
 
 def test_the_summary_names_results_json_only_when_it_was_written(tmp_path: Path) -> None:
-    from lvmharness.results import load_records, results_view_current
+    from lvmharness.store.results import load_records, results_view_current
 
     with RunStore(tmp_path, "r", fingerprint="0123456789abcdef") as store:
         store.add(flops_record("r", "m"))

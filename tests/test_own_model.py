@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 
-from lvmharness.results import load_records, schema
+from lvmharness.store.results import load_records, schema
 from tests.test_sources import tiny_conv_counts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import pytest
 from lvmharness.bench import parallel
 from lvmharness.bench.config import LvmConfig
 from lvmharness.bench.session import LvmSession
-from lvmharness.results import load_records
+from lvmharness.store.results import load_records
 
 # Each test starts several pytest processes (xdist workers, shards, a submitit sweep): the slow suite.
 pytestmark = pytest.mark.slow
@@ -218,7 +218,7 @@ def test_each_xdist_worker_gets_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> 
     facts = parallel.configure_worker(worker, worker_session)  # type: ignore[arg-type]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5" and facts["cuda_visible_devices"] == "5"
     assert worker_session.options.run_id == session.options.run_id
-    from lvmharness.machine import PINNED_FROM_ENV, _gpus_given
+    from lvmharness.runtime.machine import PINNED_FROM_ENV, _gpus_given
 
     assert os.environ[PINNED_FROM_ENV] == "3,5" and _gpus_given() == 2  # the fingerprint counts the run's GPUs
     monkeypatch.delenv(PINNED_FROM_ENV)

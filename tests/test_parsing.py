@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness.parsing import (
+from lvmharness.core.parsing import (
     parse_bytes,
     parse_int_in,
     parse_int_list,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness.results import load_records
+from lvmharness.store.results import load_records
 
 PROBE = """
 import json, sys
@@ -109,7 +109,7 @@ def test_library_errors_in_a_bench_name_the_plugin_options(tmp_path: Path) -> No
 
 def test_a_missing_dataset_names_the_plugin_options(tmp_path: Path) -> None:
     (tmp_path / "test_data.py").write_text(
-        "from lvmharness.data import DataSplits\n\n"
+        "from lvmharness.runtime.data import DataSplits\n\n"
         "def test_data(lvm, lvm_train_data):\n"
         "    with lvm.record('train_steps', phase='train'):\n"
         "        lvm_train_data(32)\n"

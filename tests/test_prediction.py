@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvmharness.cli import main
+from lvmharness.commands.main import main
 from lvmharness.measure.prediction import (
     CATEGORIES,
     StepConfig,
@@ -25,7 +25,7 @@ from lvmharness.measure.prediction import (
     predicted_max_batch,
     rel_error,
 )
-from lvmharness.models import create_model
+from lvmharness.models.build import create_model
 
 TOLERANCE = 0.03  # the target: within 3% of the measurement
 

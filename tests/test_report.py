@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness.cli import main
-from lvmharness.results import RunStore, make_record
+from lvmharness.commands.main import main
+from lvmharness.store.results import RunStore, make_record
 
 
 def _run(tmp_path: Path, *, busy: bool) -> Path:
@@ -54,7 +54,7 @@ def test_output_that_is_a_file_is_exit_2_and_the_file_is_untouched(tmp_path: Pat
     assert f"argument -o/--output: {target} is a file; give a folder" in capsys.readouterr().err
     assert target.read_text() == "keep me"
     # The library call says the same without argparse.
-    from lvmharness.report import build_report
+    from lvmharness.report.render import build_report
 
     with pytest.raises(ValueError, match="is a file"):
         build_report([run], target)

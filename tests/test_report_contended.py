@@ -8,10 +8,16 @@ from typing import Any
 
 import pytest
 
-from lvmharness.report import _Plots, build_report, plot_accuracy, plot_latency_vs_batch, plot_latency_vs_resolution
-from lvmharness.report_busy import note
-from lvmharness.report_plotly import latency_and_throughput_vs_batch, latency_vs_resolution
-from lvmharness.results import RunStore, load_records, make_record
+from lvmharness.report.busy import note
+from lvmharness.report.charts import latency_and_throughput_vs_batch, latency_vs_resolution
+from lvmharness.report.render import (
+    _Plots,
+    build_report,
+    plot_accuracy,
+    plot_latency_vs_batch,
+    plot_latency_vs_resolution,
+)
+from lvmharness.store.results import RunStore, load_records, make_record
 
 BUSY = {"contended": True, "cpu_share": 0.4, "other_load_cores": 1.6}
 

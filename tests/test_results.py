@@ -17,10 +17,10 @@ import jsonschema
 import pytest
 import torch
 
-from lvmharness import results
-from lvmharness.devices import DTYPES
-from lvmharness.execution import DTYPE_MODES
-from lvmharness.results import (
+from lvmharness.runtime.devices import DTYPES
+from lvmharness.runtime.execution import DTYPE_MODES
+from lvmharness.store import results
+from lvmharness.store.results import (
     DTYPE_NAMES,
     STORAGE_DTYPE_NAMES,
     ResultsFileError,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from lvmharness.cli import main
-from lvmharness.merge import MergeError, merge_runs
-from lvmharness.results import RunStore, load_env, load_records, make_record
-from lvmharness.shard import ShardSpecError, case_cost, imbalance, loads, parse_shard, plan
+from lvmharness.bench.shard import ShardSpecError, case_cost, imbalance, loads, parse_shard, plan
+from lvmharness.commands.main import main
+from lvmharness.store.merge import MergeError, merge_runs
+from lvmharness.store.results import RunStore, load_env, load_records, make_record
 
 FP_A, FP_B = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness import models
+from lvmharness.models import build as models
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own-model"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lvmharness.stats import loglog_slope, median, percentile
+from lvmharness.core.stats import loglog_slope, median, percentile
 
 SAMPLES = [9.0, 1.0, 4.0, 16.0, 25.0, 2.0, 7.0]
 

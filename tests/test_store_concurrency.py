@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from lvmharness import results
-from lvmharness.results import (
+from lvmharness.store import results
+from lvmharness.store.results import (
     RECORDS_DIR,
     ResultsFileError,
     RunStore,
@@ -40,7 +40,7 @@ FP = "0123456789abcdef"
 WRITER = r"""
 import sys, time
 from pathlib import Path
-from lvmharness.results import RunStore, make_record
+from lvmharness.store.results import RunStore, make_record
 root, run_id, tag = sys.argv[1:4]
 count, payload, go = int(sys.argv[4]), int(sys.argv[5]), Path(sys.argv[6])
 while not go.exists():

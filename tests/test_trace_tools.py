@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lvmharness.traces import trace, trace_bytes, trace_files
+from lvmharness.runtime.traces import trace, trace_bytes, trace_files
 
 STEPS = 2
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from lvmharness.cli import main
-from lvmharness.report import ACCURACY_PANELS
-from lvmharness.results import load_records
+from lvmharness.commands.main import main
+from lvmharness.report.render import ACCURACY_PANELS
+from lvmharness.store.results import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
 

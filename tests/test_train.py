@@ -14,8 +14,8 @@ import jsonschema
 import pytest
 import torch
 
-from lvmharness import data as datamod
-from lvmharness.results import load_records, schema
+from lvmharness.runtime import data as datamod
+from lvmharness.store.results import load_records, schema
 from lvmharness.train import (
     CheckpointError,
     NonFiniteLossError,
@@ -170,7 +170,7 @@ def test_checkpoint_writes_are_atomic(tmp_path: Path) -> None:
 def test_init_weights_from_safetensors_and_prefixed_state_dicts(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from lvmharness.models import create_model
+    from lvmharness.models.build import create_model
 
     src = create_model("smoke_vit", num_classes=10)
     save_file(src.state_dict(), str(tmp_path / "w.safetensors"))
@@ -259,7 +259,7 @@ def test_torchrun_two_processes_on_cpu_with_and_without_a_trace(tmp_path: Path) 
 
 
 def test_lvm_train_is_train_py(capsys: pytest.CaptureFixture[str]) -> None:
-    from lvmharness.cli import main as lvm
+    from lvmharness.commands.main import main as lvm
 
     with pytest.raises(SystemExit):
         lvm(["train", "--help"])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lvmharness.errors import ConfigError
+from lvmharness.core.errors import ConfigError
 from lvmharness.train import TrainConfig, build_parser, load_checkpoint, main, save_checkpoint
 from tests.datasets import write_cifar100
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lvmharness.models import create_model
+from lvmharness.models.build import create_model
 from lvmharness.train import EpochStats, SteadyState, TrainConfig, evaluate, load_checkpoint, train
 from lvmharness.train.checkpoint import restore, rng_state
 from lvmharness.train.run import build_optimizer

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from lvmharness.graph import build_graph
-from lvmharness.results import atomic_write_json
+from lvmharness.measure.graph import build_graph
+from lvmharness.store.results import atomic_write_json
 from viz.app import create_app, graph_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,10 +114,10 @@ def test_a_link_leading_out_of_the_graphs_folder_is_404(client: FlaskClient, gra
     ("content", "reason"),
     [
         ("{not json", "not valid JSON"),
-        ('{"format": "lvmharness.graph", "version": 2}', "version 2 is not supported"),
+        ('{"format": "lvmharness.measure.graph", "version": 2}', "version 2 is not supported"),
         ('{"format": "netron"}', "'format' must be"),
         ("[1, 2, 3]", "JSON object"),
-        ('{"format": "lvmharness.graph", "version": 1, "model": "x", "img_size": 1, "batch_size": 1, '
+        ('{"format": "lvmharness.measure.graph", "version": 1, "model": "x", "img_size": 1, "batch_size": 1, '
          '"dtype": "fp32", "totals": {"params": 1, "macs": 1}, "root": {"path": ""}}', "'name' must be str"),
     ],
 )

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from lvmharness.graph import build_graph
-from lvmharness.graph_format import MAX_GRAPH_DEPTH, graph_name
-from lvmharness.results import atomic_write_json
+from lvmharness.formats.graph_format import MAX_GRAPH_DEPTH, graph_name
+from lvmharness.measure.graph import build_graph
+from lvmharness.store.results import atomic_write_json
 from viz.app import create_app
 
 GOOD = "smoke_vit-32-b1-fp32"
@@ -41,7 +41,7 @@ def _nested_graph_text(levels: int) -> str:
     node = ('{{"path": "{p}", "name": "m", "type": "Sequential", "kind": "module", "depth": {d}, "params_own": 0, '
             '"params": 0, "macs_own": 0, "macs": 0, "children": [')
     head = "".join(node.format(p="m" * min(i, 1), d=i) for i in range(levels))
-    return ('{"format": "lvmharness.graph", "version": 1, "model": "deep", "img_size": 32, "batch_size": 1, '
+    return ('{"format": "lvmharness.measure.graph", "version": 1, "model": "deep", "img_size": 32, "batch_size": 1, '
             '"dtype": "fp32", "totals": {"params": 0, "macs": 0}, "root": ' + head + "]}" * levels + "}")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness.cli import main
+from lvmharness.commands.main import main
 from tests.test_viz_browser import CHROMIUM, ROOT, free_port
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness.models import resolve
+from lvmharness.models.build import resolve
 from tests.test_sources import tiny_conv_counts
 from viz.app import create_app
 

@@ -17,12 +17,12 @@ import pytest
 import torch
 from torch import nn
 
-from lvmharness.cli import main
-from lvmharness.errors import ConfigError
+from lvmharness.commands.main import main
+from lvmharness.core.errors import ConfigError
 from lvmharness.measure import flops
 from lvmharness.measure.flops import analyze, count_run, forward_backward_macs, forward_macs, parse_convention
 from lvmharness.measure.prediction import CATEGORIES, StepConfig, measure_step, predict_step
-from lvmharness.models import create_model, register_model
+from lvmharness.models.build import create_model, register_model
 
 # --- 1. a constructor that reads back what it computed ----------------------------------------------------------
 

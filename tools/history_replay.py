@@ -35,12 +35,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lvmharness import keys
+from lvmharness.core.stats import median
 from lvmharness.history import site
 from lvmharness.history.series import detect_all, open_regressions, tracks_from_history
 from lvmharness.history.store import History
-from lvmharness.results import RunStore, load_env, load_records
-from lvmharness.stats import median
+from lvmharness.store import keys
+from lvmharness.store.results import RunStore, load_env, load_records
 
 COMMITS = 30
 NEW_MACHINE = "feedfacefeedface"

@@ -31,9 +31,9 @@ IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 # module -> (file to mutate, pytest arguments selecting its own fast tests)
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "stats": ("lvmharness/stats.py", ["tests/test_stats.py"]),
-    "compare": ("lvmharness/compare.py", ["tests/test_compare.py", "-k", "not committed_baseline"]),
-    "results": ("lvmharness/results.py", ["tests/test_results.py", "tests/test_store_concurrency.py",
+    "stats": ("lvmharness/core/stats.py", ["tests/test_stats.py"]),
+    "compare": ("lvmharness/store/compare.py", ["tests/test_compare.py", "-k", "not committed_baseline"]),
+    "results": ("lvmharness/store/results.py", ["tests/test_results.py", "tests/test_store_concurrency.py",
                                           "tests/test_shard_merge.py", "-m", "not slow",
                                           # writers in other processes: seconds each, and they import the
                                           # unmutated package

@@ -76,7 +76,7 @@ def read_timm_table(path: Path | None) -> dict[str, dict[str, float]]:
 def timm_cases(table: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     import timm
 
-    from lvmharness.models import resolve
+    from lvmharness.models.build import resolve
 
     cases = []
     for module in sorted(timm.list_modules()):

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lvmharness.commands.args import int_at_least
+from lvmharness.core.argtypes import int_at_least
 
 DEFAULT_GRAPHS = Path("results") / "graphs"
 
@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="comma list of custom models to serve, e.g. mypkg.models:build (imported now; the page "
                         "never imports a module named in a request)")
     args = p.parse_args(argv)
-    from lvmharness.outputs import OutputPathError, check_output_folder
+    from lvmharness.core.outputs import OutputPathError, check_output_folder
 
     try:
         if not args.no_generate:  # the page saves the graphs it generates there
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if names and args.no_generate:
         p.error("--models needs generation (the page builds their graphs): drop --no-generate")
     if names:
-        from lvmharness.models import ModelError, resolve
+        from lvmharness.models.build import ModelError, resolve
 
         for name in names:
             try:

@@ -1,8 +1,8 @@
 """The architecture page: a Flask app over saved graph JSON files (``lvm graph`` writes them).
 
-Reading a saved graph imports no torch: only ``lvmharness.graph_format`` (validation) and ``lvmharness.aliases``
-(the alias table). A graph that is not saved yet is generated on request on the meta device through
-``lvmharness.graph`` — the one place this app calls into the library's torch side.
+Reading a saved graph imports no torch: only ``lvmharness.formats.graph_format`` (validation) and
+``lvmharness.models.aliases`` (the alias table). A graph that is not saved yet is generated on request on the meta
+device through ``lvmharness.measure.graph`` — the one place this app calls into the library's torch side.
 
 API (JSON unless noted):
   GET /api/models                       aliases (original four first) and the saved graphs with their totals
@@ -40,8 +40,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request, send_from_directory
 
-from lvmharness import aliases
-from lvmharness.graph_format import (
+from lvmharness.formats.graph_format import (
     MAX_FILE_BYTES,
     GraphFormatError,
     canonical_model,
@@ -51,7 +50,8 @@ from lvmharness.graph_format import (
     validate_layers,
     walk,
 )
-from lvmharness.results import atomic_write_json
+from lvmharness.models import aliases
+from lvmharness.store.results import atomic_write_json
 
 # Bounds of what the page generates: sane for a browser tree and seconds of meta-device analysis.
 IMG_SIZE_RANGE = (16, 1024)
@@ -364,14 +364,14 @@ def _float_value(name: str, raw: Any, bounds: tuple[float, float]) -> float | No
 def _predict_memory(model: str, img_size: int, batch: int, dtype: str, mode: str,
                     budget_gib: float | None) -> dict[str, Any]:
     """Predict on fake tensors (CPU semantics); imports torch."""
-    from lvmharness.devices import DeviceUnavailableError
     from lvmharness.measure.prediction import (
         StepConfig,
         predict_saved_for_backward,
         predict_step,
         predicted_max_batch,
     )
-    from lvmharness.models import InvalidInputSizeError, UnknownModelError
+    from lvmharness.models.build import InvalidInputSizeError, UnknownModelError
+    from lvmharness.runtime.devices import DeviceUnavailableError
 
     try:
         cfg = StepConfig(model, batch_size=batch, img_size=img_size, mode=mode, dtype=dtype)
@@ -424,7 +424,7 @@ def _int_value(name: str, raw: Any, default: int, bounds: tuple[int, int]) -> in
 def _model_errors_as_api_errors(model: str) -> Iterator[None]:
     """The HTTP answer to a model that cannot be built or counted, for every path that builds one (imports torch)."""
     from lvmharness.measure.flops import FlopCountError
-    from lvmharness.models import InvalidInputSizeError, ModelError, UnknownModelError
+    from lvmharness.models.build import InvalidInputSizeError, ModelError, UnknownModelError
 
     try:
         yield
@@ -450,7 +450,7 @@ def _measure(model: str, img_size: int, batch: int, dtype: str, root: Path) -> N
 
 def _generate(model: str, img_size: int, batch: int, dtype: str) -> dict[str, Any]:
     """Build a graph on the meta device; the only path that imports torch."""
-    from lvmharness.graph import build_graph
+    from lvmharness.measure.graph import build_graph
 
     with _model_errors_as_api_errors(model):
         doc = build_graph(model, img_size=img_size, batch_size=batch, dtype=dtype)

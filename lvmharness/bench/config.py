@@ -16,9 +16,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lvmharness.commands.args import argument_type
-from lvmharness.matrix import PROFILES
-from lvmharness.parsing import (
+from lvmharness.bench.matrix import PROFILES
+from lvmharness.bench.shard import Shard, parse_shard
+from lvmharness.core.argtypes import argument_type
+from lvmharness.core.parsing import (
     parse_batch_sizes,
     parse_bytes,
     parse_img_sizes,
@@ -29,8 +30,7 @@ from lvmharness.parsing import (
     parse_seconds,
     shorten,
 )
-from lvmharness.results import DTYPE_NAMES, run_id_arg
-from lvmharness.shard import Shard, parse_shard
+from lvmharness.store.results import DTYPE_NAMES, run_id_arg
 
 T = TypeVar("T")
 

@@ -29,20 +29,20 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from lvmharness.bench.matrix import BenchCase
 from lvmharness.bench.session import SESSION_KEY, LoadedModel, LvmSession, resolve_or_skip
-from lvmharness.errors import UserError
-from lvmharness.keys import EXTRA_INFO_KEYS
-from lvmharness.matrix import BenchCase
+from lvmharness.core.errors import UserError
+from lvmharness.store.keys import EXTRA_INFO_KEYS
 
 if TYPE_CHECKING:
-    from lvmharness.data import DataSplits
     from lvmharness.measure.latency import ForwardCase, RoundFn, Runner
     from lvmharness.measure.memory import MemoryCase
-    from lvmharness.results import CaseRecorder
+    from lvmharness.runtime.data import DataSplits
+    from lvmharness.store.results import CaseRecorder
 
 
 
-# How this front end spells the library's settings in error messages (``{opt:FIELD}``, see lvmharness.errors).
+# How this front end spells the library's settings in error messages (``{opt:FIELD}``, see lvmharness.core.errors).
 # A training setting a bench fixes itself (lr, label_smoothing, ...) has no option here and is named as such.
 OPTION_NAMES = {
     "model": "--lvm-models", "device": "--lvm-device", "batch_size": "--lvm-batch-sizes",
@@ -75,7 +75,7 @@ class Lvm:
         if case is not None:
             identity["case"] = case
         with self.session.store.case(**identity) as rec:
-            from lvmharness.execution import numerics_settings
+            from lvmharness.runtime.execution import numerics_settings
 
             rec.provenance["settings"] = numerics_settings()  # threads, TF32, cudnn: in every record
             if self.case.spec.overrides:  # a smoke model is a timm architecture with these changes
@@ -144,7 +144,7 @@ class Lvm:
         """With --lvm-trace: a torch.profiler trace of ``fn`` plus scalars of ``values``, after the timed pass."""
         if not self.session.options.trace:
             return
-        from lvmharness.traces import trace, write_scalars
+        from lvmharness.runtime.traces import trace, write_scalars
 
         out = self.session.store.run_dir / "tb" / f"{metric}-{self.case.label}"
         trace(fn, out, self.model().device, worker_name=self.case.label, active=self.session.options.trace_steps)
@@ -157,7 +157,7 @@ class Lvm:
         if not self.session.options.layers:
             return
         from lvmharness.measure.layers import measure_layers, record_values
-        from lvmharness.results import atomic_write_json
+        from lvmharness.store.results import atomic_write_json
 
         loaded = self.model()
         case = self.case
@@ -212,7 +212,7 @@ def lvm_session(request: pytest.FixtureRequest) -> LvmSession:
 @pytest.fixture(scope="session")
 def lvm_train_data(request: pytest.FixtureRequest) -> Callable[[int], DataSplits]:
     """Datasets for training benches, built once per image size for the whole session."""
-    from lvmharness.data import build as build_datasets
+    from lvmharness.runtime.data import build as build_datasets
 
     options = request.config.stash[SESSION_KEY].options
     root = Path(options.data_dir)
@@ -223,7 +223,7 @@ def lvm_train_data(request: pytest.FixtureRequest) -> Callable[[int], DataSplits
 
     def get(img_size: int) -> DataSplits:
         if img_size not in cache:
-            from lvmharness.data import DatasetNotFoundError
+            from lvmharness.runtime.data import DatasetNotFoundError
 
             try:
                 cache[img_size] = build_datasets(choice, data_dir=root, img_size=img_size, synthetic_size=512)
@@ -242,7 +242,7 @@ def lvm_train_data(request: pytest.FixtureRequest) -> Callable[[int], DataSplits
 @pytest.fixture(scope="session")
 def lvm_instance_samples(request: pytest.FixtureRequest) -> tuple[list[Any], str]:
     """Samples for per-instance latency, loaded once: (images, where they came from)."""
-    from lvmharness.data import DatasetNotFoundError, raw_samples
+    from lvmharness.runtime.data import DatasetNotFoundError, raw_samples
 
     options = request.config.stash[SESSION_KEY].options
     name, root = options.instance_data, options.data_dir

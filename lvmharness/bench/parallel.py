@@ -17,7 +17,7 @@ because pytest-benchmark switches itself off under xdist and our records must no
   both recorded; more workers than cores is refused.
 
 ``--lvm-shard K/N``: after ``-k``/``-m`` selection, every process computes the same cost-balanced plan over the
-remaining cases (see ``lvmharness.shard``) and keeps shard K. ``--lvm-shard-plan FILE`` writes that plan (each
+remaining cases (see ``lvmharness.bench.shard``) and keeps shard K. ``--lvm-shard-plan FILE`` writes that plan (each
 case's expected cost and shard, the shards' summed costs) as JSON, e.g. with ``--collect-only`` to inspect it.
 """
 
@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from lvmharness.bench.session import SESSION_KEY, LvmSession
-from lvmharness.shard import Shard, case_cost, imbalance, loads, plan
+from lvmharness.bench.shard import Shard, case_cost, imbalance, loads, plan
 
 # Keys of xdist's workerinput (controller -> worker), and of the per-writer provenance.
 RUN_ID = "lvm_run_id"
@@ -106,7 +106,7 @@ def configure_controller(config: pytest.Config, session: LvmSession) -> None:
     workers = _xdist_workers(config)
     if not workers:
         return
-    from lvmharness.results import new_run_id
+    from lvmharness.store.results import new_run_id
 
     run_id = session.options.run_id or new_run_id()
     session.options = dataclasses.replace(session.options, run_id=run_id)
@@ -182,7 +182,7 @@ def configure_worker(config: pytest.Config, session: LvmSession) -> dict[str, An
     if wi.get(CUDA) is not None:
         import torch
 
-        from lvmharness.machine import PINNED_FROM_ENV
+        from lvmharness.runtime.machine import PINNED_FROM_ENV
 
         late = ("CUDA was initialised in this xdist worker before lvmharness could pin it to its GPU "
                 "(a plugin or conftest touched CUDA at import{}); run without -n or move that code into a fixture")
@@ -302,7 +302,7 @@ def _plan_key(item: pytest.Item) -> str:
 
 
 def costs_of(items: list[pytest.Item], session: LvmSession) -> dict[str, float]:
-    """Expected cost of each item (see ``lvmharness.shard.case_cost``): MACs counted once per (model, size) on the
+    """Expected cost of each item (see ``lvmharness.bench.shard.case_cost``): MACs counted once per (model, size) on the
     meta device. An item with no case, or whose count fails (that case will report why when it runs), costs the
     median of the others."""
     costs: dict[str, float | None] = {}
@@ -332,7 +332,7 @@ def select_shard(config: pytest.Config, items: list[pytest.Item], session: LvmSe
     shard_loads = loads(costs, assignment, shard.count)
     total = sum(shard_loads) or 1.0
     if session.options.shard_plan is not None:
-        from lvmharness.results import atomic_write_json
+        from lvmharness.store.results import atomic_write_json
 
         atomic_write_json(Path(session.options.shard_plan), {
             "shard": str(shard),

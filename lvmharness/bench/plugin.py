@@ -21,8 +21,8 @@ import pytest
 from lvmharness.bench import parallel
 from lvmharness.bench.config import LvmConfig, add_options
 from lvmharness.bench.fixture import lvm, lvm_instance_samples, lvm_session, lvm_train_data
+from lvmharness.bench.matrix import AXES, project
 from lvmharness.bench.session import SESSION_KEY, LvmSession
-from lvmharness.matrix import AXES, project
 
 __all__ = ["lvm", "lvm_instance_samples", "lvm_session", "lvm_train_data"]  # fixtures pytest finds here
 
@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if any(":" in m for m in session.options.models or ()):
         _bench_folders_on_path(config)
     if session.options.models:
-        from lvmharness.models import ModelError
+        from lvmharness.models.build import ModelError
 
         try:
             # Checked here, before collection: a typo stops the run with the reason and nothing measured.
@@ -94,7 +94,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if not any("lvm" in getattr(item, "fixturenames", ()) for item in session.items):
         return
-    from lvmharness.outputs import OutputPathError, check_output_folder
+    from lvmharness.core.outputs import OutputPathError, check_output_folder
 
     try:  # the default --lvm-out was not checked while parsing (see config.add_options)
         check_output_folder(state.options.out)
@@ -157,7 +157,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     run = parallel.run_dir(session.config)
     if run is not None:
-        from lvmharness.results import refresh_env_view, refresh_results_view
+        from lvmharness.store.results import refresh_env_view, refresh_results_view
 
         refresh_env_view(run)
         refresh_results_view(run)
@@ -170,7 +170,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = parallel.run_dir(config)
     if session is None or run is None:
         return
-    from lvmharness.results import RECORDS_DIR, RESULTS_FILE, load_records, results_view_current
+    from lvmharness.store.results import RECORDS_DIR, RESULTS_FILE, load_records, results_view_current
 
     records = load_records(run)
     counts: dict[str, int] = {}
@@ -187,7 +187,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             "writes; lvm report / compare read the records files as they are)", yellow=True, bold=True)
     tb = run / "tb"
     if tb.is_dir():
-        from lvmharness.traces import trace_bytes
+        from lvmharness.runtime.traces import trace_bytes
 
         count, size = trace_bytes(tb)
         terminalreporter.write_line(

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lvmharness.bench.config import LvmConfig
-from lvmharness.matrix import BenchCase, Profile, build_cases, get_profile
+from lvmharness.bench.matrix import BenchCase, Profile, build_cases, get_profile
 from lvmharness.measure.budget import TimingConfig
 
 if TYPE_CHECKING:
     import torch
 
-    from lvmharness.execution import Prepared
     from lvmharness.measure.flops import FlopReport
     from lvmharness.measure.latency import Timer
-    from lvmharness.results import RunStore
+    from lvmharness.runtime.execution import Prepared
+    from lvmharness.store.results import RunStore
 
 
 DEVICE_OPTION = "--lvm-device"  # how error messages name the device option in this front end
@@ -44,7 +44,7 @@ class LoadedModel:
 
 def resolve_or_skip(spec: str) -> torch.device:
     """The device of a case, or a pytest skip with the reason when this machine does not have it."""
-    from lvmharness.devices import DeviceUnavailableError, resolve_device
+    from lvmharness.runtime.devices import DeviceUnavailableError, resolve_device
 
     try:
         return resolve_device(spec, option=DEVICE_OPTION)
@@ -56,7 +56,7 @@ def display_device(spec: str) -> str:
     """'auto' becomes the concrete device type in ids, so ids say where a case ran."""
     if spec != "auto":
         return spec
-    from lvmharness.devices import resolve_device
+    from lvmharness.runtime.devices import resolve_device
 
     return resolve_device("auto", option=DEVICE_OPTION).type
 
@@ -90,7 +90,7 @@ class LvmSession:
 
     def check_models(self) -> None:
         """Resolve ``--lvm-models`` now, so a typo stops the run before collection (imports timm)."""
-        from lvmharness.matrix import spec_of
+        from lvmharness.bench.matrix import spec_of
 
         for model in self.options.models or ():
             spec_of(model)
@@ -104,7 +104,7 @@ class LvmSession:
         """The matrix for the bench measuring ``metric`` (profiles feed some grids to some metrics only)."""
         key = metric or ""
         if key not in self._cases:
-            from lvmharness.execution import ExecOptions
+            from lvmharness.runtime.execution import ExecOptions
 
             opts = self.options
             exec_options = ExecOptions(
@@ -121,9 +121,9 @@ class LvmSession:
     @property
     def store(self) -> RunStore:
         if self._store is None:
-            from lvmharness import envinfo
-            from lvmharness.devices import DeviceUnavailableError, resolve_device
-            from lvmharness.results import RunStore
+            from lvmharness.runtime import envinfo
+            from lvmharness.runtime.devices import DeviceUnavailableError, resolve_device
+            from lvmharness.store.results import RunStore
 
             facts = self.writer_facts
             self._store = RunStore(self.options.out, self.options.run_id, writer=facts.get("xdist_worker"),
@@ -211,10 +211,10 @@ class LvmSession:
 
     def load(self, case: BenchCase) -> LoadedModel:
         """The case's model, prepared (dtype, channels_last, compile) on its device; one model in memory at a time."""
-        from lvmharness.devices import DeviceUnavailableError
-        from lvmharness.execution import Prepared, check_dtype_mode
         from lvmharness.measure.latency import Timer
-        from lvmharness.models import create_model
+        from lvmharness.models.build import create_model
+        from lvmharness.runtime.devices import DeviceUnavailableError
+        from lvmharness.runtime.execution import Prepared, check_dtype_mode
 
         key = (case.model, case.device, case.dtype, case.img_size, case.options)
         if self._cached_key == key and self._cached is not None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lvmharness.commands.args import batch_size, int_at_least, output_folder, seconds
-from lvmharness.ladder import LADDER_ALIASES
-from lvmharness.parsing import MAX_SEED
+from lvmharness.core.argtypes import batch_size, int_at_least, output_folder, seconds
+from lvmharness.core.parsing import MAX_SEED
+from lvmharness.models.ladder import LADDER_ALIASES
 
 # The library's setting names -> this command's options.
 OPTION_NAMES = {"results_dir": "--out", "work_dir": "--work-dir", "data_dir": "--data-dir", "dataset": "--data-dir",
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     import time
     from dataclasses import replace
 
-    from lvmharness.errors import UserError
-    from lvmharness.results import new_run_id, validate_run_id
+    from lvmharness.core.errors import UserError
+    from lvmharness.store.results import new_run_id, validate_run_id
     from lvmharness.train.accuracy import BUDGETS, pareto, run_ladder, table
 
     if args.threads is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lvmharness.commands.args import output_file
+from lvmharness.core.argtypes import output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,8 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lvmharness.compare import DETERMINISTIC_METRICS, baseline_records
-    from lvmharness.results import atomic_write_json, load_records
+    from lvmharness.store.compare import DETERMINISTIC_METRICS, baseline_records
+    from lvmharness.store.results import atomic_write_json, load_records
 
     recs = baseline_records(load_records(args.run), args.metric or DETERMINISTIC_METRICS)
     if not recs:

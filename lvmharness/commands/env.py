@@ -11,7 +11,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lvmharness import envinfo
+    from lvmharness.runtime import envinfo
 
     print(json.dumps(envinfo.collect(), indent=1))
     return 0

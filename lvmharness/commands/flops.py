@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from lvmharness.commands.args import batch_size, img_size, img_size_list, int_at_least
-from lvmharness.graph_format import MAX_GRAPH_DEPTH
+from lvmharness.core.argtypes import batch_size, img_size, img_size_list, int_at_least
+from lvmharness.formats.graph_format import MAX_GRAPH_DEPTH
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -21,8 +21,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lvmharness.commands.args import argument_type, int_at_least, output_file, output_folder
-from lvmharness.parsing import parse_float, shorten
+from lvmharness.core.argtypes import argument_type, int_at_least, output_file, output_folder
+from lvmharness.core.parsing import parse_float, shorten
 
 DEFAULT_HISTORY = ".lvm-history"
 
@@ -96,7 +96,7 @@ def _history(args: argparse.Namespace, *, create: bool = False):  # type: ignore
 
     root = args.history or os.environ.get("LVM_HISTORY") or DEFAULT_HISTORY
     if create or args.action == "prune":  # actions that write: the folder is checked before any work
-        from lvmharness.outputs import check_output_folder
+        from lvmharness.core.outputs import check_output_folder
 
         check_output_folder(root, what="history folder")
     return History(root, create=create)

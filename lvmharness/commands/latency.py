@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from lvmharness.commands.args import batch_size, img_size, output_folder, seconds
-from lvmharness.results import DTYPE_NAMES
+from lvmharness.core.argtypes import batch_size, img_size, output_folder, seconds
+from lvmharness.store.results import DTYPE_NAMES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,11 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lvmharness.devices import resolve_device
-    from lvmharness.execution import ExecOptions, Prepared
     from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
-    from lvmharness.models import create_model, resolve
-    from lvmharness.results import is_oom
+    from lvmharness.models.build import create_model, resolve
+    from lvmharness.runtime.devices import resolve_device
+    from lvmharness.runtime.execution import ExecOptions, Prepared
+    from lvmharness.store.results import is_oom
 
     spec = resolve(args.model)
     device = resolve_device(args.device)
@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
                          "try a smaller --batch-size or --img-size") from exc
     values, prov = result.values(), result.provenance()
     if args.out:
-        from lvmharness import envinfo
-        from lvmharness.results import RunStore, make_record, record_identity
+        from lvmharness.runtime import envinfo
+        from lvmharness.store.results import RunStore, make_record, record_identity
 
         store = RunStore(args.out)
         store.write_env(envinfo.collect([device]))

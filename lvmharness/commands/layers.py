@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lvmharness.commands.args import int_at_least, output_folder
-from lvmharness.graph_format import MAX_GRAPH_DEPTH
-from lvmharness.results import DTYPE_NAMES
+from lvmharness.core.argtypes import int_at_least, output_folder
+from lvmharness.formats.graph_format import MAX_GRAPH_DEPTH
+from lvmharness.store.results import DTYPE_NAMES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir: Path | None = args.output
     if out_dir is not None:
-        from lvmharness.outputs import check_output_folder
+        from lvmharness.core.outputs import check_output_folder
 
         check_output_folder(out_dir / "layers", what="layer-times folder")  # checked before the measurement
     doc = measure_from_spec(

@@ -13,16 +13,16 @@ import json
 import re
 from typing import Any
 
-from lvmharness.commands.args import batch_size, img_size, int_at_least, timeout
+from lvmharness.core.argtypes import batch_size, img_size, int_at_least, timeout
 from lvmharness.measure.prediction import MODES, OPTIMIZERS
-from lvmharness.results import DTYPE_NAMES
+from lvmharness.store.results import DTYPE_NAMES
 
 
 def _budget(text: str) -> str | int:
     """A byte size (``24GiB``, ``512MiB``, ``2e9`` is not accepted: write ``2GB``) or a CUDA device."""
     if re.fullmatch(r"cuda(:\d+)?", text.strip().lower()):
         return text.strip().lower()
-    from lvmharness.parsing import parse_bytes
+    from lvmharness.core.parsing import parse_bytes
 
     try:
         return parse_bytes(text)

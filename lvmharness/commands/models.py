@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lvmharness import models
+    from lvmharness.models import build as models
 
     if args.timm is not None:
         if not args.timm.strip():

@@ -21,7 +21,7 @@ from typing import Any
 
 from lvmharness.history.series import Track, median_interval, tracks_from_history
 from lvmharness.history.store import History, HistoryError
-from lvmharness.results import atomic_write
+from lvmharness.store.results import atomic_write
 
 FORMATS = ("bmf", "gab-smaller", "gab-bigger", "csv")
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lvmharness import keys
+from lvmharness.core.stats import median
 from lvmharness.history.store import History, HistoryError, is_contended
-from lvmharness.stats import median
+from lvmharness.store import keys
 
 PREFIX = "history:"
 DEFAULT_POOL = 5
@@ -108,7 +108,7 @@ def _pool(recs: list[dict[str, Any]], branch: str, n: int) -> dict[str, Any]:
 def run_gate(args: argparse.Namespace, spec: str, new_path: str, rules: Any, compare_records: Callable[..., Any]
              ) -> int:
     """The gate, given ``lvm compare``'s rules and comparison (passed in: this module never imports compare)."""
-    from lvmharness.results import load_records
+    from lvmharness.store.results import load_records
 
     branch, n = parse_spec(spec)
     root = getattr(args, "history", None) or os.environ.get("LVM_HISTORY") or ".lvm-history"

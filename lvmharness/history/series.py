@@ -6,7 +6,7 @@ definition (``store.definition_hash``) changes: a new machine or a new definitio
 regression, and nobody has to mark it by hand. Detection runs inside each segment only.
 
 Contended points (measured while other processes took the machine) stay in the track, drawn apart, and are left
-out of detection and of baselines. Values tracked: every numeric value key of ``lvmharness.keys`` with a
+out of detection and of baselines. Values tracked: every numeric value key of ``lvmharness.store.keys`` with a
 direction or the ``exact`` rule; ``exact`` keys (counted, deterministic) alert on any change.
 """
 
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lvmharness import keys
 from lvmharness.history import detect
 from lvmharness.history.store import History, HistoryError, definition_hash, is_contended
+from lvmharness.store import keys
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 from lvmharness.history import detect
 from lvmharness.history.series import Alert, Track, detect_all, median_interval, open_regressions, tracks_from_history
 from lvmharness.history.store import History, HistoryError
-from lvmharness.results import atomic_write
+from lvmharness.store.results import atomic_write
 
 COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "suspicious": "#ff7f0e"}
 SEGMENT_COLORS = ("#1f77b4", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2")
@@ -127,7 +127,7 @@ def markdown(tracks: list[Track], alerts: list[Alert], open_regs: list[Alert]) -
 def render(tracks: list[Track], alerts: list[Alert], open_regs: list[Alert], title: str) -> str:
     import plotly.io as pio
 
-    from lvmharness.report_plotly import plotly_script
+    from lvmharness.report.charts import plotly_script
 
     ordered = sorted(tracks, key=lambda t: (not t.alerts, t.name))
     charts = []

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvmharness import __version__, keys
-from lvmharness.errors import UserError
-from lvmharness.results import (
+from lvmharness import __version__
+from lvmharness.core.errors import UserError
+from lvmharness.store import keys
+from lvmharness.store.results import (
     ENV_DIR,
     RECORDS_DIR,
     ResultsFileError,

@@ -35,7 +35,7 @@ from torch.utils.flop_counter import (
     sdpa_flop_count,
 )
 
-from lvmharness.stats import loglog_slope
+from lvmharness.core.stats import loglog_slope
 
 aten = torch.ops.aten
 
@@ -362,7 +362,7 @@ DEFAULT_CONVENTION = "macs"
 
 def parse_convention(text: str) -> tuple[str, ...]:
     """``"fvcore,deploy"`` -> ("fvcore", "deploy"), in a canonical order; unknown or contradictory -> UserError."""
-    from lvmharness.errors import ConfigError
+    from lvmharness.core.errors import ConfigError
 
     names = [t.strip().replace("-", "_") for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in CONVENTIONS]
@@ -498,7 +498,7 @@ class FlopReport:
 
 def verify_with_fvcore(model_name: str, img_size: int, batch_size: int, macs: int) -> dict[str, Any]:
     """Count again with fvcore on CPU (real weights) and fail loudly on any disagreement above 0.1 %."""
-    from lvmharness.models import create_model
+    from lvmharness.models.build import create_model
 
     net = create_model(model_name, img_size=img_size, device="cpu").eval()
     x = torch.randn(batch_size, 3, img_size, img_size)
@@ -531,7 +531,7 @@ def analyze(
     no weights or activations are allocated, so even ViT-H answers in seconds and little memory.
 
     ``convention`` (see :data:`CONVENTIONS`) names what is counted; the default is the multiply-adds."""
-    from lvmharness.models import count_params, create_model, resolve
+    from lvmharness.models.build import count_params, create_model, resolve
 
     conv = parse_convention(convention)
     spec = resolve(model)

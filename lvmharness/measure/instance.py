@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from lvmharness.data import eval_transform, synthetic_samples
-from lvmharness.execution import Prepared
+from lvmharness.core.stats import percentile
 from lvmharness.measure.contention import Contention, Window
-from lvmharness.stats import percentile
+from lvmharness.runtime.data import eval_transform, synthetic_samples
+from lvmharness.runtime.execution import Prepared
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:

@@ -24,11 +24,11 @@ from typing import Any, Protocol
 
 import torch
 
-from lvmharness.devices import on_device, synchronizer
-from lvmharness.execution import Prepared, numerics_settings
+from lvmharness.core.stats import percentile
 from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.contention import Contention, Window
-from lvmharness.stats import percentile
+from lvmharness.runtime.devices import on_device, synchronizer
+from lvmharness.runtime.execution import Prepared, numerics_settings
 
 # IQR / median above this marks a measurement as noisy. ``pyperf check`` (Python's benchmark runner) warns when the
 # standard deviation is 10% of the mean or more; IQR/median is that rule made robust to the long right tail of timings.
@@ -347,7 +347,8 @@ def forward_latency(prepared: Prepared, case: ForwardCase, timer: Timer, *, runn
     """
     if not isinstance(prepared, Prepared):
         raise TypeError(
-            f"forward_latency takes a Prepared model (lvmharness.execution.Prepared), got {type(prepared).__name__}; "
+            f"forward_latency takes a Prepared model (lvmharness.runtime.execution.Prepared), "
+            f"got {type(prepared).__name__}; "
             "wrap it: Prepared(model, device, ExecOptions(dtype=...))"
         )
     if prepared.device != timer.device:

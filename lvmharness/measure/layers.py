@@ -44,13 +44,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from lvmharness import __version__
-from lvmharness.devices import synchronizer
-from lvmharness.execution import Prepared
-from lvmharness.graph_format import LAYERS_FORMAT, LAYERS_VERSION
+from lvmharness.formats.graph_format import LAYERS_FORMAT, LAYERS_VERSION
 from lvmharness.measure.flops import EXTRA_FORMULAS, UncountedOpError, carries_macs, count_run
 from lvmharness.measure.latency import Timer, TimingConfig
 from lvmharness.measure.roofline import place
-from lvmharness.results import utc_now
+from lvmharness.runtime.devices import synchronizer
+from lvmharness.runtime.execution import Prepared
+from lvmharness.store.results import utc_now
 
 MODES = ("inference", "train")
 MODULE_RANGE = "lvm.module::"
@@ -655,9 +655,9 @@ def measure_from_spec(
     roofline: bool = True,
 ) -> dict[str, Any]:
     """Build a registry/timm model and measure its time per layer (what ``lvm layers`` runs)."""
-    from lvmharness.devices import resolve_device
-    from lvmharness.execution import ExecOptions
-    from lvmharness.models import create_model, resolve
+    from lvmharness.models.build import create_model, resolve
+    from lvmharness.runtime.devices import resolve_device
+    from lvmharness.runtime.execution import ExecOptions
 
     if batch_size < 1:
         raise LayerTimingError(f"batch_size must be >= 1, got {batch_size}")
@@ -675,7 +675,7 @@ def measure_from_spec(
 
 def page_file(doc: dict[str, Any]) -> str:
     """File name of a measurement in the page's ``layers/`` folder: ``<graph name>-<device>-<mode>.json``."""
-    from lvmharness.graph_format import graph_name
+    from lvmharness.formats.graph_format import graph_name
 
     device = str(doc["device"]).replace(":", "_")
     return f"{graph_name(doc['alias'], doc['img_size'], doc['batch_size'], doc['dtype'])}-{device}-{doc['mode']}.json"
@@ -683,9 +683,9 @@ def page_file(doc: dict[str, Any]) -> str:
 
 def save_for_page(doc: dict[str, Any], graphs_dir: Path) -> Path:
     """Write the measurement into ``<graphs_dir>/layers/`` and the model's graph beside it if it is missing."""
-    from lvmharness.graph import build_graph
-    from lvmharness.graph_format import graph_name
-    from lvmharness.results import atomic_write_json
+    from lvmharness.formats.graph_format import graph_name
+    from lvmharness.measure.graph import build_graph
+    from lvmharness.store.results import atomic_write_json
 
     graphs_dir.mkdir(parents=True, exist_ok=True)
     graph_path = graphs_dir / f"{graph_name(doc['alias'], doc['img_size'], doc['batch_size'], doc['dtype'])}.json"

@@ -2,7 +2,7 @@
 
 Rules: memory is never read during timing; each case runs in a fresh spawned Python process (``run_isolated``)
 so the CPU peak is the peak RSS (VmHWM) of a process that ran only that case, minus its baseline before the model
-was built. The child prepares the model exactly as the timed benches do (:class:`lvmharness.execution.Prepared`:
+was built. The child prepares the model exactly as the timed benches do (:class:`lvmharness.runtime.execution.Prepared`:
 dtype/AMP, channels_last, torch.compile), then starts a fresh peak — on CUDA: CUDA initialised, ``empty_cache()``
 (freeing the blocks the fp32-then-convert build left cached), ``reset_peak_memory_stats`` — runs the case, and reads
 the peaks. An out-of-memory is a result (``status: oom``), never a silent change of batch size, and a child that
@@ -116,7 +116,7 @@ class DeviceMemory:
     the measurement, and tests read it)."""
 
     def __init__(self, device: Any, log: Callable[[str], None]) -> None:
-        from lvmharness.devices import synchronizer
+        from lvmharness.runtime.devices import synchronizer
 
         self.device = device
         self.cuda = device.type == "cuda"
@@ -165,9 +165,9 @@ def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = 
     ``compiled``, ``forward``, ``backward``, ``step``)."""
     import torch
 
-    from lvmharness.devices import resolve_device
-    from lvmharness.execution import ExecOptions, Prepared, numerics_settings
-    from lvmharness.models import create_model, resolve
+    from lvmharness.models.build import create_model, resolve
+    from lvmharness.runtime.devices import resolve_device
+    from lvmharness.runtime.execution import ExecOptions, Prepared, numerics_settings
 
     steps: list[str] = []
 
@@ -325,7 +325,7 @@ def _apply_limit(limit: int, device: Any, prov: dict[str, Any]) -> None:
 def report_child(work: Callable[[], MemoryResult | dict[str, Any]]) -> int:
     """In a child: run ``work`` and print its result (a dict becomes the values of an ok result) as the one
     ``LVM_RESULT`` line the parent reads; an exception becomes an oom or error result, never a lost child."""
-    from lvmharness.results import is_oom
+    from lvmharness.store.results import is_oom
 
     try:
         out = work()
@@ -419,7 +419,7 @@ def build_device(device: torch.device, dtype: str) -> torch.device:
     the CPU for a CUDA case whose weights are not fp32, else the case's device."""
     import torch
 
-    from lvmharness.execution import check_dtype_mode
+    from lvmharness.runtime.execution import check_dtype_mode
 
     if device.type == "cuda" and check_dtype_mode(dtype, device)[0] != torch.float32:
         return torch.device("cpu")

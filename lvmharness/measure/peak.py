@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from lvmharness.execution import numerics_settings
 from lvmharness.measure.latency import Timer, TimingConfig
+from lvmharness.runtime.execution import numerics_settings
 
 # (matmul n, conv batch) per device type: large enough to reach the plateau, small enough for about a second.
 PROBE_SIZES = {"cpu": ((1024, 2048), 8), "mps": ((2048, 4096), 16), "cuda": ((4096, 8192), 64)}

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from lvmharness.parsing import MAX_BATCH_SIZE
+from lvmharness.core.parsing import MAX_BATCH_SIZE
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +66,7 @@ class StepConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        from lvmharness.results import DTYPE_NAMES
+        from lvmharness.store.results import DTYPE_NAMES
 
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r}: valid modes are {', '.join(MODES)}")
@@ -117,13 +117,13 @@ class StepMemory:
 def _dtype_mode(cfg: StepConfig) -> tuple[torch.dtype, torch.dtype | None]:
     import torch
 
-    from lvmharness.execution import check_dtype_mode
+    from lvmharness.runtime.execution import check_dtype_mode
 
     return check_dtype_mode(cfg.dtype, torch.device(cfg.device))
 
 
 def _target_device(cfg: StepConfig) -> torch.device:
-    from lvmharness.devices import resolve_device
+    from lvmharness.runtime.devices import resolve_device
 
     return resolve_device(cfg.device)
 
@@ -190,7 +190,7 @@ def _step_loss(cfg: StepConfig, out: Any, y: torch.Tensor) -> torch.Tensor:
     import torch
     import torch.nn.functional as F
 
-    from lvmharness.errors import ConfigError
+    from lvmharness.core.errors import ConfigError
 
     outs = list(out) if isinstance(out, tuple | list) else [out]
     shapes = [tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__ for o in outs]
@@ -216,8 +216,8 @@ def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: to
     """
     import torch
 
-    from lvmharness.execution import autocast as amp_context
     from lvmharness.measure.accounting import LiveTensorBytes, MemTrackerAccount, saved_for_backward
+    from lvmharness.runtime.execution import autocast as amp_context
 
     _, autocast_dtype = _dtype_mode(cfg)
 
@@ -284,7 +284,7 @@ def _run_tracked(cfg: StepConfig, model: torch.nn.Module, x: torch.Tensor, y: to
 
 
 def _meta_model(cfg: StepConfig, size: int) -> torch.nn.Module:
-    from lvmharness.models import create_model
+    from lvmharness.models.build import create_model
 
     return create_model(cfg.model, img_size=size, device="meta")
 
@@ -335,7 +335,7 @@ def _fake_case(cfg: StepConfig) -> Iterator[tuple[torch.nn.Module, torch.Tensor,
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from lvmharness.models import resolve
+    from lvmharness.models.build import resolve
 
     spec = resolve(cfg.model)
     size = cfg.img_size or spec.default_img_size
@@ -369,8 +369,8 @@ def predict_step(cfg: StepConfig, *, per_layer: bool = False, accountant: str = 
 
 def predict_saved_for_backward(cfg: StepConfig) -> dict[str, int]:
     """Bytes autograd keeps for backward after one train-mode forward, by module (fake tensors, forward only)."""
-    from lvmharness.execution import autocast
     from lvmharness.measure.accounting import saved_for_backward
+    from lvmharness.runtime.execution import autocast
 
     saved: dict[str, int] = {}
     _, autocast_dtype = _dtype_mode(cfg)
@@ -400,7 +400,7 @@ def measure_step(cfg: StepConfig) -> StepMemory:
     """The same step on real tensors in this process (meant for a fresh child: see ``measure_isolated``)."""
     import torch
 
-    from lvmharness.models import create_model, resolve
+    from lvmharness.models.build import create_model, resolve
 
     started = time.perf_counter()
     spec = resolve(cfg.model)
@@ -543,7 +543,7 @@ def device_budget(device: str) -> dict[str, int]:
     """What a CUDA device leaves for tensors: free memory after this process's context exists, measured."""
     import torch
 
-    from lvmharness.devices import resolve_device
+    from lvmharness.runtime.devices import resolve_device
 
     dev = resolve_device(device)
     if dev.type != "cuda":
@@ -564,7 +564,7 @@ def activation_scaling(model: str, sizes: list[int], *, batch_size: int = 1, dty
     1.0 = linear in pixels (convolutions, windowed attention, fused attention kernels that keep no score
     matrix); → 2.0 where an attention score matrix over all tokens is kept for backward.
     """
-    from lvmharness.stats import loglog_slope
+    from lvmharness.core.stats import loglog_slope
 
     if len(set(sizes)) < 2:
         raise ValueError("activation scaling needs at least two distinct sizes")

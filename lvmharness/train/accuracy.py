@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from lvmharness.errors import ConfigError
+from lvmharness.core.errors import ConfigError
 from lvmharness.train.sinks import Sink
 
 CNN_FAMILIES = ("resnet", "convnext")
@@ -69,10 +69,10 @@ class CostSink(Sink):
         self.latency_budget_s = latency_budget_s
 
     def finish(self, run: Any, summary: dict[str, Any]) -> None:
-        from lvmharness.execution import ExecOptions, Prepared
         from lvmharness.measure.budget import TimingConfig
         from lvmharness.measure.flops import forward_macs
         from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
+        from lvmharness.runtime.execution import ExecOptions, Prepared
 
         model = run.model
         x = torch.zeros(1, 3, run.img_size, run.img_size, device=run.device)
@@ -85,8 +85,8 @@ class CostSink(Sink):
 
 
 def _splits(data_dir: Path | str | None, budget: Budget, seed: int, img_size: int) -> Any:
-    from lvmharness import idx_data
-    from lvmharness.data import DataSplits
+    from lvmharness.runtime import idx_data
+    from lvmharness.runtime.data import DataSplits
 
     grey = idx_data.fashion_mnist(data_dir, img_size=img_size, augment=budget.augment,
                                   train_subset=budget.train_images, seed=seed)
@@ -123,7 +123,7 @@ def _result(alias: str, summary: dict[str, Any], options: dict[str, Any]) -> Lad
 
 
 def check_models(models: Sequence[str]) -> None:
-    from lvmharness.models import resolve
+    from lvmharness.models.build import resolve
 
     for m in models:
         resolve(m)  # a ModelError (one line, with close matches) before anything is trained
@@ -150,7 +150,7 @@ def run_ladder(models: Sequence[str], *, budget: Budget, results_dir: Path | str
     """Train ``models`` on Fashion-MNIST under ``budget``; records go to ``results_dir/run_id``, checkpoints to
     ``work_dir/run_id/<alias>``. Every input is checked (models, output folders, data files, the teacher) before
     the first model trains."""
-    from lvmharness.models import resolve
+    from lvmharness.models.build import resolve
     from lvmharness.train.config import TrainConfig
     from lvmharness.train.run import check_output_dir
 
@@ -197,8 +197,8 @@ def run_ladder(models: Sequence[str], *, budget: Budget, results_dir: Path | str
                              latency_budget_s=latency_budget_s, quiet=quiet)
         out.distill = (by_alias[student], _result(student, summary, {"teacher": teacher.alias}))
     if finetune is not None:
-        from lvmharness import idx_data
-        from lvmharness.data import DataSplits
+        from lvmharness.runtime import idx_data
+        from lvmharness.runtime.data import DataSplits
 
         size = resolve(finetune).default_img_size
         grey = idx_data.digits(img_size=size, seed=seed)

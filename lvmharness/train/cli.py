@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from lvmharness.errors import UserError
+from lvmharness.core.errors import UserError
 from lvmharness.train.config import build_parser, config_from_args
 
 
@@ -35,8 +35,8 @@ def sigterm_as_exit() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None, prog: str = "train.py") -> int:
     args = build_parser(prog).parse_args(argv)
-    from lvmharness.devices import DeviceUnavailableError
-    from lvmharness.models import ModelError
+    from lvmharness.models.build import ModelError
+    from lvmharness.runtime.devices import DeviceUnavailableError
     from lvmharness.train.fit import train
     from lvmharness.train.loop import NonFiniteLossError
 

@@ -14,9 +14,9 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from lvmharness.data import DATASETS
-from lvmharness.errors import ConfigError, UserError
-from lvmharness.parsing import MAX_BATCH_SIZE, MAX_IMG_SIZE, MAX_SEED, parse_float, parse_int
+from lvmharness.core.errors import ConfigError, UserError
+from lvmharness.core.parsing import MAX_BATCH_SIZE, MAX_IMG_SIZE, MAX_SEED, parse_float, parse_int
+from lvmharness.runtime.data import DATASETS
 
 AMP_MODES = ("auto", "bf16", "fp16")
 
@@ -94,7 +94,7 @@ class TrainConfig:
             if getattr(self, name) is not None and not str(getattr(self, name)).strip():
                 raise ConfigError(f"{{opt:{name}}} is an empty path; name a checkpoint file", field=name)
         if self.run_id is not None:
-            from lvmharness.results import validate_run_id
+            from lvmharness.store.results import validate_run_id
 
             try:
                 validate_run_id(self.run_id)
@@ -129,7 +129,7 @@ def _in_range(name: str, value: int, low: int, high: int) -> None:
     if value < low:
         raise ConfigError(f"{{opt:{name}}} must be >= {low}, got {value}", field=name)
     if value > high:
-        from lvmharness.parsing import shorten
+        from lvmharness.core.parsing import shorten
 
         raise ConfigError(f"{{opt:{name}}} must be <= {high:,}, got {shorten(str(value))}", field=name)
 
@@ -147,7 +147,7 @@ def _base_type(annotation: Any) -> type:
 
 
 def _arg_type(parse: Any, name: str) -> Any:
-    """A ``lvmharness.parsing`` parser as an argparse type (its message instead of 'invalid int value')."""
+    """A ``lvmharness.core.parsing`` parser as an argparse type (its message instead of 'invalid int value')."""
 
     def typed(text: str) -> Any:
         try:

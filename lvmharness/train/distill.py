@@ -46,7 +46,7 @@ def load_teacher(path: Path, *, num_classes: int, img_size: int, device: torch.d
                                                                                                     dict[str, Any]]:
     """The teacher from an lvmharness checkpoint, checked against the student's class count and input size before
     anything is trained or written; returns (frozen model in eval mode, what the record says of it)."""
-    from lvmharness.models import create_model, resolve
+    from lvmharness.models.build import create_model, resolve
 
     try:
         ckpt = load_checkpoint(path)

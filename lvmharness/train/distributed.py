@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from lvmharness.devices import resolve_device
+from lvmharness.runtime.devices import resolve_device
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from lvmharness import data as datamod
-from lvmharness import traces
+from lvmharness.runtime import data as datamod
+from lvmharness.runtime import traces
 from lvmharness.train import checkpoint, distributed
 from lvmharness.train.config import TrainConfig
 from lvmharness.train.loop import EpochStats, NonFiniteLossError, evaluate, train_one_epoch, train_step

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lvmharness.devices import synchronizer
-from lvmharness.execution import autocast
 from lvmharness.measure.contention import Contention, Window
+from lvmharness.runtime.devices import synchronizer
+from lvmharness.runtime.execution import autocast
 from lvmharness.train import distributed
 from lvmharness.train.config import TrainingError
 from lvmharness.train.distill import DistillationLoss

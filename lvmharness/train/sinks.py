@@ -52,8 +52,8 @@ class RecordSink(Sink):
 
     def _store(self, run: TrainRun) -> Any:
         if self.store is None:
-            from lvmharness import envinfo
-            from lvmharness.results import RunStore
+            from lvmharness.runtime import envinfo
+            from lvmharness.store.results import RunStore
 
             self.store = RunStore(self.root, run.run_id)
             self.store.write_env({**envinfo.collect([run.device]), "world_size": run.dist.world})
@@ -61,14 +61,14 @@ class RecordSink(Sink):
 
     def _add(self, run: TrainRun, metric: str, values: dict[str, Any], case: str | None = None,
              extra: dict[str, Any] | None = None) -> None:
-        from lvmharness.results import make_record
+        from lvmharness.store.results import make_record
 
         store = self._store(run)
         store.add(make_record(run_id=store.run_id, case=case, values=values,
                               provenance={**provenance(run), **(extra or {})}, **identity(run, metric)))
 
     def epoch_end(self, run: TrainRun, stats: EpochStats, row: dict[str, Any]) -> None:
-        from lvmharness.results import case_label
+        from lvmharness.store.results import case_label
 
         ident = identity(run, "train_epoch")
         label = case_label(run.cfg.model, ident["device"], ident["dtype"], run.global_batch, run.img_size,
@@ -151,7 +151,7 @@ def default_sinks(run: TrainRun) -> list[Sink]:
 
 
 def identity(run: TrainRun, metric: str) -> dict[str, Any]:
-    from lvmharness.results import record_identity
+    from lvmharness.store.results import record_identity
 
     return record_identity(
         metric=metric, model=run.spec.timm_name, alias=run.cfg.model, family=run.spec.family,
@@ -163,7 +163,7 @@ def identity(run: TrainRun, metric: str) -> dict[str, Any]:
 
 
 def provenance(run: TrainRun) -> dict[str, Any]:
-    from lvmharness.execution import numerics_settings
+    from lvmharness.runtime.execution import numerics_settings
 
     cfg = run.cfg
     return {

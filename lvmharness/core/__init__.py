@@ -1,0 +1,1 @@
+"""The base: errors, value parsers, statistics, durable file I/O, output locations -- the standard library only."""

@@ -1,0 +1,209 @@
+"""Model graph export: the module tree with shapes, params, MACs and activation memory per node.
+
+One forward on the ``meta`` device (nothing allocated) gives everything: forward hooks record each module's
+output shapes; ``FlopCounterMode``'s module tracker attributes MACs to every module on the call stack.
+
+File format ``lvmharness.measure.graph`` version 1 (documented in docs/graph-format.md)::
+
+    {"format": "lvmharness.measure.graph", "version": 1, "model": ..., "totals": {...}, "root": NODE}
+    NODE = {"path", "name", "type", "kind": "module"|"op", "depth", "calls", "output_shapes",
+            "params_own", "params", "macs_own", "macs", "activation_bytes", "children": [NODE, ...]}
+
+Invariants (tested): the ``macs_own`` of all nodes sum to ``totals.macs`` and leaves carry it all — MACs a
+container computes itself (timm's attention calls SDPA directly) appear as ``kind: "op"`` leaf children;
+``params_own`` over all nodes sums to the deduplicated parameter count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from lvmharness import __version__
+from lvmharness.formats.graph_format import GRAPH_FORMAT, GRAPH_VERSION, GraphFormatError, validate_graph, walk
+from lvmharness.measure.flops import PRIMARY_COUNTER, count_run, forward_backward_macs
+from lvmharness.models.build import count_params, create_model, resolve
+from lvmharness.runtime.devices import DTYPES
+from lvmharness.store.results import utc_now
+
+__all__ = ["GraphFormatError", "build_graph", "check_invariants", "module_graph", "validate_graph", "walk"]
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, list | tuple):
+        for item in obj:
+            yield from _tensors(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors(item)
+
+
+def _short_op(op: str) -> str:
+    return op.split(".")[-1].lstrip("_") if op.startswith("aten.") else op
+
+
+def build_graph(
+    model: str,
+    *,
+    img_size: int | None = None,
+    batch_size: int = 1,
+    dtype: str = "fp32",
+    backward: bool = True,
+) -> dict[str, Any]:
+    """Analyse a registry/timm model on the meta device and return the graph document."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    spec = resolve(model)
+    size = img_size or spec.default_img_size
+    net = create_model(spec, img_size=size, device="meta").eval()
+    doc = module_graph(
+        net, torch.empty(batch_size, 3, size, size, device="meta"), dtype=dtype, backward=backward,
+        name=spec.timm_name,
+    )
+    return {**doc, "model": spec.timm_name, "alias": model, "family": spec.family, "img_size": size}
+
+
+def module_graph(
+    net: nn.Module, x: torch.Tensor, *, dtype: str = "fp32", backward: bool = True, name: str | None = None
+) -> dict[str, Any]:
+    """The graph document of any module on an input (use the meta device to allocate nothing)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: valid dtypes are {', '.join(DTYPES)}")
+    model_name = name or type(net).__name__
+    itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
+    net.eval()
+
+    named = dict(net.named_modules())
+    paths = {id(m): p for p, m in named.items()}
+    shapes: dict[str, list[list[int]]] = {}
+    calls: dict[str, int] = {}
+    act_elems: dict[str, int] = {}
+
+    def hook(mod: nn.Module, inp: Any, out: Any) -> None:
+        path = paths[id(mod)]
+        outs = list(_tensors(out))
+        ins = {id(t) for t in _tensors(inp)} | {id(t._base) for t in _tensors(inp) if t._base is not None}
+        # An output that is an input or a view of one (Identity, eval Dropout, reshapes) allocates nothing new.
+        new = [t for t in outs if id(t) not in ins and (t._base is None or id(t._base) not in ins)]
+        calls[path] = calls.get(path, 0) + 1
+        act_elems[path] = act_elems.get(path, 0) + sum(t.numel() for t in new)
+        shapes.setdefault(path, [list(t.shape) for t in outs])
+
+    handles = [m.register_forward_hook(hook) for m in named.values()]
+    try:
+
+        def run() -> None:
+            with torch.no_grad():
+                net(x)
+
+        counts = count_run(net, run)
+    finally:
+        for h in handles:
+            h.remove()
+    macs_fwd_bwd = forward_backward_macs(net, x).macs if backward else None
+
+    # Params: each tensor counted once, at the first module (in registration order) that owns it.
+    seen_params: set[int] = set()
+    params_own: dict[str, int] = {}
+    for path, mod in named.items():
+        own = 0
+        for p in mod.parameters(recurse=False):
+            if id(p) not in seen_params:
+                seen_params.add(id(p))
+                own += p.numel()
+        params_own[path] = own
+
+    def node(path: str, mod: nn.Module, depth: int) -> dict[str, Any]:
+        children = [
+            node(f"{path}.{name}" if path else name, child, depth + 1)
+            for name, child in mod.named_children()
+            if paths.get(id(child)) == (f"{path}.{name}" if path else name)  # shared modules: first place only
+        ]
+        subtree_ops = counts.by_module.get(path, {})
+        own_ops = dict(subtree_ops)
+        for child in children:
+            for op, v in counts.by_module.get(child["path"], {}).items():
+                own_ops[op] = own_ops.get(op, 0) - v
+        own_ops = {op: v for op, v in own_ops.items() if v}
+        if children:
+            for op, v in sorted(own_ops.items()):
+                children.append({
+                    "path": f"{path}#{_short_op(op)}", "name": _short_op(op), "type": op, "kind": "op",
+                    "depth": depth + 1, "calls": None, "output_shapes": None, "params_own": 0, "params": 0,
+                    "macs_own": v, "macs": v, "activation_bytes": None, "children": [],
+                })
+        return {
+            "path": path,
+            "name": path.rsplit(".", 1)[-1] if path else model_name,
+            "type": type(mod).__name__,
+            "kind": "module",
+            "depth": depth,
+            "calls": calls.get(path, 0),
+            "output_shapes": shapes.get(path),
+            "params_own": params_own.get(path, 0),
+            "params": params_own.get(path, 0) + sum(c["params"] for c in children),
+            "macs_own": 0 if children else sum(own_ops.values()),
+            "macs": sum(subtree_ops.values()),
+            "activation_bytes": act_elems[path] * itemsize if path in act_elems else None,
+            "children": children,
+        }
+
+    root = node("", net, 0)
+    leaves = [n for n in walk(root) if not n["children"]]
+    weight_bytes = count_params(net) * itemsize
+    activation_bytes = sum(n["activation_bytes"] or 0 for n in leaves)
+    return {
+        "format": GRAPH_FORMAT,
+        "version": GRAPH_VERSION,
+        "model": model_name,
+        "alias": model_name,
+        "family": "",
+        "img_size": int(x.shape[-1]),
+        "batch_size": int(x.shape[0]),
+        "dtype": dtype,
+        "input_shape": list(x.shape),
+        "counter": PRIMARY_COUNTER,
+        "created_utc": utc_now(),
+        "lvmharness": __version__,
+        "totals": {
+            "params": count_params(net),
+            "macs": counts.macs,
+            "flops": 2 * counts.macs,
+            "macs_fwd_bwd": macs_fwd_bwd,
+            "weight_bytes": weight_bytes,
+            "activation_bytes": activation_bytes,
+            "modules": sum(1 for n in walk(root) if n["kind"] == "module"),
+        },
+        "root": root,
+    }
+
+
+def structure_id(doc: dict[str, Any]) -> int:
+    """A 48-bit fingerprint of the module tree (paths, types, output shapes): changes when the architecture does."""
+    import hashlib
+    import json
+
+    shape = [(n["path"], n["type"], n.get("output_shapes")) for n in walk(doc["root"])]
+    return int(hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:12], 16)
+
+
+def check_invariants(doc: dict[str, Any], model: nn.Module | None = None) -> None:
+    """Leaf MACs sum to the total; own params sum to the total (and to the model's deduplicated count)."""
+    nodes = list(walk(doc["root"]))
+    leaf_macs = sum(n["macs_own"] for n in nodes if not n["children"])
+    if leaf_macs != doc["totals"]["macs"]:
+        raise AssertionError(f"leaf MACs {leaf_macs} != total {doc['totals']['macs']}")
+    if any(n["macs_own"] for n in nodes if n["children"]):
+        raise AssertionError("a container node carries own MACs; they belong in an op leaf")
+    own_params = sum(n["params_own"] for n in nodes)
+    if own_params != doc["totals"]["params"] or doc["root"]["params"] != own_params:
+        raise AssertionError(f"own params {own_params} != total {doc['totals']['params']}")
+    if model is not None and count_params(model) != own_params:
+        raise AssertionError("params differ from the model's deduplicated count")
+    for n in nodes:
+        if n["children"] and n["macs"] != sum(c["macs"] for c in n["children"]) + n["macs_own"]:
+            raise AssertionError(f"node {n['path']!r}: subtree MACs differ from its children's sum")

@@ -1,0 +1,1 @@
+"""Model sources: the alias registry and ladder (torch-free), timm/torchvision sources, building."""

@@ -1,0 +1,1 @@
+"""Reads records (the store) only: the HTML report, its charts and tables -- torch-free."""
