@@ -114,10 +114,10 @@ def test_a_link_leading_out_of_the_graphs_folder_is_404(client: FlaskClient, gra
     ("content", "reason"),
     [
         ("{not json", "not valid JSON"),
-        ('{"format": "lvmharness.measure.graph", "version": 2}', "version 2 is not supported"),
+        ('{"format": "lvmharness.graph", "version": 2}', "version 2 is not supported"),
         ('{"format": "netron"}', "'format' must be"),
         ("[1, 2, 3]", "JSON object"),
-        ('{"format": "lvmharness.measure.graph", "version": 1, "model": "x", "img_size": 1, "batch_size": 1, '
+        ('{"format": "lvmharness.graph", "version": 1, "model": "x", "img_size": 1, "batch_size": 1, '
          '"dtype": "fp32", "totals": {"params": 1, "macs": 1}, "root": {"path": ""}}', "'name' must be str"),
     ],
 )

@@ -41,7 +41,7 @@ def _nested_graph_text(levels: int) -> str:
     node = ('{{"path": "{p}", "name": "m", "type": "Sequential", "kind": "module", "depth": {d}, "params_own": 0, '
             '"params": 0, "macs_own": 0, "macs": 0, "children": [')
     head = "".join(node.format(p="m" * min(i, 1), d=i) for i in range(levels))
-    return ('{"format": "lvmharness.measure.graph", "version": 1, "model": "deep", "img_size": 32, "batch_size": 1, '
+    return ('{"format": "lvmharness.graph", "version": 1, "model": "deep", "img_size": 32, "batch_size": 1, '
             '"dtype": "fp32", "totals": {"params": 0, "macs": 0}, "root": ' + head + "]}" * levels + "}")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-GRAPH_FORMAT = "lvmharness.measure.graph"
+GRAPH_FORMAT = "lvmharness.graph"
 GRAPH_VERSION = 1
 LAYERS_FORMAT = "lvmharness.layers"  # measured time per module (lvmharness.measure.layers)
 LAYERS_VERSION = 1

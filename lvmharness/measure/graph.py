@@ -5,7 +5,7 @@ output shapes; ``FlopCounterMode``'s module tracker attributes MACs to every mod
 
 File format ``lvmharness.measure.graph`` version 1 (documented in docs/graph-format.md)::
 
-    {"format": "lvmharness.measure.graph", "version": 1, "model": ..., "totals": {...}, "root": NODE}
+    {"format": "lvmharness.graph", "version": 1, "model": ..., "totals": {...}, "root": NODE}
     NODE = {"path", "name", "type", "kind": "module"|"op", "depth", "calls", "output_shapes",
             "params_own", "params", "macs_own", "macs", "activation_bytes", "children": [NODE, ...]}
 
