@@ -31,15 +31,15 @@ IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 # module -> (file to mutate, pytest arguments selecting its own fast tests)
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "stats": ("lvmharness/core/stats.py", ["tests/test_stats.py"]),
-    "compare": ("lvmharness/store/compare.py", ["tests/test_compare.py", "-k", "not committed_baseline"]),
-    "results": ("lvmharness/store/results.py", ["tests/test_results.py", "tests/test_store_concurrency.py",
-                                          "tests/test_shard_merge.py", "-m", "not slow",
+    "stats": ("lvmharness/core/stats.py", ["tests/core/test_stats.py"]),
+    "compare": ("lvmharness/store/compare.py", ["tests/store/test_compare.py", "-k", "not committed_baseline"]),
+    "results": ("lvmharness/store/results.py", ["tests/store/test_results.py", "tests/store/test_store_concurrency.py",
+                                          "tests/store/test_shard_merge.py", "-m", "not slow",
                                           # writers in other processes: seconds each, and they import the
                                           # unmutated package
                                           "-k", "not four_writers and not kill_9"]),
-    "latency": ("lvmharness/measure/latency.py", ["tests/test_latency.py"]),
-    "flops": ("lvmharness/measure/flops.py", ["tests/test_flops.py"]),
+    "latency": ("lvmharness/measure/latency.py", ["tests/measure/test_latency.py"]),
+    "flops": ("lvmharness/measure/flops.py", ["tests/measure/test_flops.py"]),
 }
 
 

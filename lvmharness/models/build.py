@@ -4,7 +4,7 @@ A model is named by any of: an alias (``vit``, ``smoke_resnet``, or one register
 ``lvmharness.register_model``), a timm name, ``torchvision:NAME`` (torchvision's registry), a
 ``package.module:callable`` factory, or an entry point of the ``lvmharness.models`` group that an installed package
 publishes (``mynet = "mypkg.models:build"``). The registry drives both creation and tests: every registered alias
-is exercised by ``tests/test_models.py``.
+is exercised by ``tests/models/test_models.py``.
 """
 
 from __future__ import annotations
