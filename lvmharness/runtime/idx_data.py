@@ -46,7 +46,8 @@ IMAGE_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 LABEL_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 # Mean and standard deviation of the 60,000 training images' pixels scaled to [0, 1] (computed from the IDX files
-# installed by dataset-fashion-mnist; tests/runtime/test_fashion_mnist.py recomputes them there when the package is present).
+# installed by dataset-fashion-mnist; tests/runtime/test_fashion_mnist.py recomputes them there when the package is
+# present).
 FMNIST_MEAN = 0.2860
 FMNIST_STD = 0.3530
 PAD_PX = 2  # 28 + 2 x 2 = 32

@@ -90,8 +90,9 @@ def test_golden_totals_are_derived_by_hand() -> None:
     """The golden file was written by the code it checks, so it only detects change; its totals are held to
     formulas here. smoke_vit = ViT with d=64, depth 2, patch 8 at 32 px (16 patches + class token = 17 tokens),
     1000 classes, batch 2. By hand: 178,600 parameters and 2,005,760 MACs per image (the ViT formulas of
-    tests/measure/test_flops.py). A training step is forward + 2 x forward for the gradients, minus the patch embedding's
-    input gradient (the image needs none): 3 x fwd - 16 patches x (3 x 8 x 8) x 64 per image. Weights are fp32.
+    tests/measure/test_flops.py). A training step is forward + 2 x forward for the gradients, minus the patch
+    embedding's input gradient (the image needs none): 3 x fwd - 16 patches x (3 x 8 x 8) x 64 per image.
+    Weights are fp32.
     Not derived here (change detection only): ``activation_bytes``, ``modules`` and the per-node values."""
     from tests.measure.test_flops import vit_macs, vit_params
 
