@@ -39,6 +39,7 @@ bench-smoke: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports   # the layers of docs/architecture.md ([tool.importlinter] in pyproject.toml)
 
 fmt: $(STAMP)
 	$(PY) -m ruff check --fix .

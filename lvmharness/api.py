@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from lvmharness.core.errors import BadValueError
 from lvmharness.store.results import make_record, record_identity
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def measure_latency(
     from lvmharness.runtime.execution import ExecOptions, Prepared
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        raise BadValueError(f"batch_size must be a positive integer, got {batch_size}")
     dev = resolve_device(device)
     if isinstance(model, str):
         spec = _spec(model)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from lvmharness.bench.matrix import PROFILES
 from lvmharness.bench.shard import Shard, parse_shard
 from lvmharness.core.argtypes import argument_type
+from lvmharness.core.errors import BadValueError
 from lvmharness.core.parsing import (
     parse_batch_sizes,
     parse_bytes,
@@ -54,7 +55,7 @@ def _devices(text: str) -> tuple[str, ...]:
     for item in parse_list(text):
         spec = item.lower()
         if not _DEVICE.fullmatch(spec):
-            raise ValueError(f"unknown device {item!r}: valid devices are {VALID_DEVICES}")
+            raise BadValueError(f"unknown device {item!r}: valid devices are {VALID_DEVICES}")
         out.append(spec)
     return tuple(out)
 
@@ -63,7 +64,7 @@ def _dtypes(text: str) -> tuple[str, ...]:
     out = parse_list(text)
     for item in out:
         if item not in DTYPE_NAMES:
-            raise ValueError(f"unknown dtype {item!r}: valid dtypes are {', '.join(DTYPE_NAMES)}")
+            raise BadValueError(f"unknown dtype {item!r}: valid dtypes are {', '.join(DTYPE_NAMES)}")
     return tuple(out)
 
 
@@ -79,9 +80,9 @@ def _steps(text: str) -> int:
     try:
         value = parse_int(text)
     except ValueError:
-        raise ValueError(f"steps must be a whole number in 1..1000, got {shorten(text)!r}") from None
+        raise BadValueError(f"steps must be a whole number in 1..1000, got {shorten(text)!r}") from None
     if not 1 <= value <= 1000:
-        raise ValueError(f"steps must be in 1..1000, got {value}")
+        raise BadValueError(f"steps must be in 1..1000, got {value}")
     return value
 
 

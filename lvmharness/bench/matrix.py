@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lvmharness.core.errors import BadValueError
 from lvmharness.measure.budget import TimingConfig
 from lvmharness.models.aliases import ORIGINAL_ALIASES
 from lvmharness.store.results import case_label, record_identity
@@ -107,7 +108,7 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise ValueError(f"unknown profile {name!r}: valid profiles are {', '.join(PROFILES)}") from None
+        raise BadValueError(f"unknown profile {name!r}: valid profiles are {', '.join(PROFILES)}") from None
 
 
 @functools.lru_cache(maxsize=512)
@@ -222,13 +223,13 @@ def project(cases: Sequence[BenchCase], axes: Sequence[str], fixed: Mapping[str,
     fixed = dict(fixed or {})
     unknown = sorted(set(axes) - set(AXES)) + sorted(set(fixed) - set(_AXIS_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown axis {', '.join(map(repr, unknown))}: the axes are {', '.join(AXES)} "
+        raise BadValueError(f"unknown axis {', '.join(map(repr, unknown))}: the axes are {', '.join(AXES)} "
                          "(and every axis but model may be given a fixed value)")
     if "model" not in axes:
-        raise ValueError("'model' must be an axis: the models are what the user chose (--lvm-models)")
+        raise BadValueError("'model' must be an axis: the models are what the user chose (--lvm-models)")
     both = sorted(set(axes) & set(fixed))
     if both:
-        raise ValueError(f"{', '.join(both)} cannot be both an axis and fixed")
+        raise BadValueError(f"{', '.join(both)} cannot be both an axis and fixed")
 
     def value(case: BenchCase, axis: str) -> Any:
         if axis in axes:

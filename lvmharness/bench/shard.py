@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from lvmharness.core.errors import UserError
+
 # Forward-pass equivalents of one case, per bench metric (the ``lvm_metric`` marker of a bench module).
 METRIC_WEIGHTS: Mapping[str, float] = {
     # warm-up rounds plus timed rounds at the case's batch (budget-bound: tens of rounds)
@@ -40,7 +42,7 @@ METRIC_WEIGHTS: Mapping[str, float] = {
 DEFAULT_WEIGHT = 10.0  # a metric this table does not know: between a counting case and a timed one
 
 
-class ShardSpecError(ValueError):
+class ShardSpecError(UserError, ValueError):
     """``--lvm-shard`` text that is not ``K/N`` with 1 <= K <= N."""
 
 

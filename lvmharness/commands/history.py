@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lvmharness.core.argtypes import argument_type, int_at_least, output_file, output_folder
+from lvmharness.core.errors import BadValueError
 from lvmharness.core.parsing import parse_float, shorten
 
 DEFAULT_HISTORY = ".lvm-history"
@@ -37,7 +38,7 @@ def _positive_number(high: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         value = parse_float(text)
         if not (math.isfinite(value) and 0 < value <= high):
-            raise ValueError(f"must be a finite number > 0 and <= {high:g}, got {shorten(text)!r}")
+            raise BadValueError(f"must be a finite number > 0 and <= {high:g}, got {shorten(text)!r}")
         return value
 
     return argument_type(parse, "number")

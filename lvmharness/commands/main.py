@@ -2,6 +2,8 @@
 
 Each subcommand is one line of ``COMMANDS``: its name, the module that implements it and a one-line help. That
 module has ``add_arguments(parser)`` and ``run(args) -> int`` (0 ok, 1 a finding such as a regression, 2 bad input).
+A ``UserError`` (``lvmharness.core.errors``) raised by a command is one line on stderr and exit 2; any other
+exception is a bug and propagates with its traceback (exit 1).
 It is imported only when its subcommand runs or prints its ``--help``, so ``lvm compare`` and ``lvm report`` never
 pay for importing torch and timm (several seconds) they do not use. Keep those modules' top-level imports light:
 import torch inside ``run``.
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from lvmharness import __version__
+from lvmharness.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -58,20 +61,6 @@ COMMANDS: tuple[Command, ...] = (
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 
-# Errors that mean "bad input", reported as one line and exit 2 rather than a traceback. Named by module so that
-# checking for them imports nothing: a class whose module was never imported cannot have been raised.
-USER_ERRORS = (
-    ("builtins", "ValueError"),  # includes ResultsFileError, ModelError, GraphFormatError
-    ("lvmharness.runtime.devices", "DeviceUnavailableError"),
-    ("lvmharness.measure.flops", "FlopCountError"),
-    ("lvmharness.core.errors", "UserError"),
-)
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    return tuple(getattr(sys.modules[mod], name) for mod, name in USER_ERRORS if mod in sys.modules)
-
-
 def load(command: Command) -> ModuleType:
     return importlib.import_module(command.module)
 
@@ -99,9 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser([chosen.name] if chosen else []).parse_args(raw)
     try:
         result: int = load(BY_NAME[args.command]).run(args)
-    except Exception as exc:
-        if not isinstance(exc, _user_error_types()):
-            raise
+    except UserError as exc:  # a mistake in the input: one line, exit 2. Anything else is a bug: its traceback, exit 1
         print(f"lvm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return result

@@ -6,6 +6,8 @@ import argparse
 import fnmatch
 import json
 
+from lvmharness.core.errors import BadValueError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timm", metavar="PATTERN", help="list timm model names matching a glob instead")
@@ -17,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.timm is not None:
         if not args.timm.strip():
-            raise ValueError("--timm '' is an empty pattern; give a glob such as 'convnext*' (or '*' for all)")
+            raise BadValueError("--timm '' is an empty pattern; give a glob such as 'convnext*' (or '*' for all)")
         import timm
 
         names = [n for n in timm.list_models() if fnmatch.fnmatchcase(n, args.timm)]

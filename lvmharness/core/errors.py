@@ -36,3 +36,7 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A setting out of its valid range, or settings that contradict each other."""
+
+
+class BadValueError(UserError, ValueError):
+    """A value that does not parse or lies outside its range; the message says what is valid."""

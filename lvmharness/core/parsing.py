@@ -1,7 +1,8 @@
 """Parsers of values users type: comma lists, positive integers, finite numbers, memory sizes.
 
-Torch-free. Each raises ValueError with what was wrong and what is valid, without naming an option: the front end
-(the pytest plugin's and the CLI's argparse ``type=`` functions) prefixes the option the user typed.
+Torch-free. Each raises BadValueError (a UserError and a ValueError) with what was wrong and what is valid, without
+naming an option: the front end (the pytest plugin's and the CLI's argparse ``type=`` functions) prefixes the option
+the user typed.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+
+from lvmharness.core.errors import BadValueError
 
 # Ranges of the numbers the front ends take, stated once. They keep every tensor's element count (batch x 3 x side^2
 # <= 2^20 x 3 x 2^26, about 2.1e14) far inside torch's int64 sizes, so a typo is refused where it is typed instead of
@@ -28,7 +31,7 @@ def parse_list(text: str) -> list[str]:
     """'a, b,,c' -> ['a', 'b', 'c']; an empty list is an error (an empty option is a mistake, not 'all')."""
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise ValueError(f"{text!r} names nothing: expected a comma list such as 'a,b'")
+        raise BadValueError(f"{text!r} names nothing: expected a comma list such as 'a,b'")
     return items
 
 
@@ -47,11 +50,11 @@ def _ascii_int(text: str) -> int | None:
 def parse_positive_int(text: str, high: int | None = None) -> int:
     value = _ascii_int(text)
     if value is None:
-        raise ValueError(f"{shorten(text.strip())!r} is not an integer")
+        raise BadValueError(f"{shorten(text.strip())!r} is not an integer")
     if value < 1:
-        raise ValueError(f"{value} must be a positive integer")
+        raise BadValueError(f"{value} must be a positive integer")
     if high is not None and value > high:
-        raise ValueError(f"{value} must be a positive integer <= {high:,}")
+        raise BadValueError(f"{value} must be a positive integer <= {high:,}")
     return value
 
 
@@ -59,28 +62,28 @@ def parse_int(text: str) -> int:
     """Any integer written in ASCII digits (ranges are checked where the value is used)."""
     value = _ascii_int(text)
     if value is None:
-        raise ValueError(f"expected an integer, got {shorten(text)!r}")
+        raise BadValueError(f"expected an integer, got {shorten(text)!r}")
     return value
 
 
 def parse_float(text: str) -> float:
     """A number written in ASCII (float() also reads '١.٥'); 'nan' and 'inf' pass, for the caller's range check."""
     if not text.isascii() or len(text) > 100:
-        raise ValueError(f"expected a number, got {shorten(text)!r}")
+        raise BadValueError(f"expected a number, got {shorten(text)!r}")
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"expected a number, got {shorten(text)!r}") from None
+        raise BadValueError(f"expected a number, got {shorten(text)!r}") from None
 
 
 def parse_int_in(text: str, low: int, high: int | None = None) -> int:
     """An integer in [low, high] (``high`` None: no upper bound); the error says what is valid."""
     value = _ascii_int(text)
     if value is None:
-        raise ValueError(f"expected an integer, got {shorten(text)!r}")
+        raise BadValueError(f"expected an integer, got {shorten(text)!r}")
     if value < low or (high is not None and value > high):
         valid = f"between {low} and {high:,}" if high is not None else f">= {low}"
-        raise ValueError(f"must be an integer {valid}, got {shorten(text.strip())}")
+        raise BadValueError(f"must be an integer {valid}, got {shorten(text.strip())}")
     return value
 
 
@@ -91,7 +94,7 @@ def parse_int_list(text: str, high: int | None = None) -> list[int]:
         try:
             out.append(parse_positive_int(item, high))
         except ValueError as exc:
-            raise ValueError(f"{exc} (expected a comma list of positive integers, e.g. '1,8,32')") from None
+            raise BadValueError(f"{exc} (expected a comma list of positive integers, e.g. '1,8,32')") from None
     return out
 
 
@@ -110,9 +113,9 @@ def parse_seconds(text: str) -> float:
     try:
         value = parse_float(text)
     except ValueError:
-        raise ValueError(f"{shorten(text)!r} is not a number of seconds") from None
+        raise BadValueError(f"{shorten(text)!r} is not a number of seconds") from None
     if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
-        raise ValueError(f"{shorten(text)!r} must be a finite number of seconds >= 0 and <= {MAX_SECONDS:.0f} (a "
+        raise BadValueError(f"{shorten(text)!r} must be a finite number of seconds >= 0 and <= {MAX_SECONDS:.0f} (a "
                          "week), e.g. 2.5")
     return value
 
@@ -121,7 +124,7 @@ def parse_timeout(text: str) -> float:
     """A time limit: a finite number of seconds > 0 (a limit of 0 would stop everything at once), at most a week."""
     value = parse_seconds(text)
     if value <= 0:
-        raise ValueError(f"{shorten(text)!r} must be a number of seconds > 0 (a limit of 0 stops the work at once)")
+        raise BadValueError(f"{shorten(text)!r} must be a number of seconds > 0 (a limit of 0 stops the work at once)")
     return value
 
 
@@ -131,13 +134,14 @@ def parse_bytes(text: str) -> int:
 
     unit = m.group(2).lower() if m else ""
     if not m or (unit and unit not in _BYTE_UNITS):
-        raise ValueError(f"memory size {shorten(text)!r} not understood: use e.g. 2GiB, 512MiB, 1.5GB or a byte count")
+        raise BadValueError(
+            f"memory size {shorten(text)!r} not understood: use e.g. 2GiB, 512MiB, 1.5GB or a byte count")
     number = float(m.group(1)) if m and len(m.group(1)) <= 40 else math.inf
     if not math.isfinite(number) or number * _BYTE_UNITS[unit or "b"] > MAX_BYTES:
-        raise ValueError(f"memory size {shorten(text)!r} is beyond {MAX_BYTES:,} bytes (1 EiB)")
+        raise BadValueError(f"memory size {shorten(text)!r} is beyond {MAX_BYTES:,} bytes (1 EiB)")
     value = int(number * _BYTE_UNITS[unit or "b"])
     if value <= 0:
-        raise ValueError(f"memory size {text!r} must be positive")
+        raise BadValueError(f"memory size {text!r} must be positive")
     return value
 
 

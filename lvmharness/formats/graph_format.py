@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lvmharness.core.errors import UserError
+
 GRAPH_FORMAT = "lvmharness.graph"
 GRAPH_VERSION = 1
 LAYERS_FORMAT = "lvmharness.layers"  # measured time per module (lvmharness.measure.layers)
@@ -23,7 +25,7 @@ MAX_GRAPH_DEPTH = 128
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
-class GraphFormatError(ValueError):
+class GraphFormatError(UserError, ValueError):
     """A graph file that is not a valid lvmharness graph of a version this code reads."""
 
 

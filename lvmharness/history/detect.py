@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lvmharness.core.errors import BadValueError
+
 SUSPICIOUS = "suspicious"
 REGRESSION = "regression"
 IMPROVEMENT = "improvement"
@@ -58,9 +60,9 @@ class Params:
         for name in ("penalty_per_log_n", "z_threshold", "min_magnitude", "noise_floor"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+                raise BadValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.min_after < 1 or self.window < 2 or self.min_points < 3:
-            raise ValueError("min_after must be >= 1, window >= 2, min_points >= 3")
+            raise BadValueError("min_after must be >= 1, window >= 2, min_points >= 3")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from torch.utils.flop_counter import (
     sdpa_flop_count,
 )
 
+from lvmharness.core.errors import UserError
 from lvmharness.core.stats import loglog_slope
 
 aten = torch.ops.aten
@@ -47,7 +48,7 @@ PRIMARY_COUNTER = "torch.utils.flop_counter.FlopCounterMode + lvmharness formula
 SECOND_COUNTER = "fvcore.nn.FlopCountAnalysis + lvmharness sdpa handle"
 
 
-class FlopCountError(RuntimeError):
+class FlopCountError(UserError, RuntimeError):
     """A count that cannot be trusted; the message says why and what to do."""
 
 

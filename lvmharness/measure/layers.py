@@ -44,6 +44,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from lvmharness import __version__
+from lvmharness.core.errors import UserError
 from lvmharness.formats.graph_format import LAYERS_FORMAT, LAYERS_VERSION
 from lvmharness.measure.flops import EXTRA_FORMULAS, UncountedOpError, carries_macs, count_run
 from lvmharness.measure.latency import Timer, TimingConfig
@@ -61,7 +62,7 @@ CHILDREN_TOLERANCE = 0.10
 LAYER_TYPES = ("attention", "mlp", "conv", "norm", "embedding", "head", "other")
 
 
-class LayerTimingError(ValueError):
+class LayerTimingError(UserError, ValueError):
     """A per-layer measurement that cannot be made as asked (compiled model, unknown mode, zero steps)."""
 
 

@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from lvmharness.core.errors import UserError
+
 FAMILIES = ("vit", "deit", "swin", "resnet", "convnext")  # the four of the design + the accuracy ladder's ConvNeXt
 TORCHVISION_PREFIX = "torchvision:"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """Base class of model errors; the message says what was wrong and what is valid."""
 
 

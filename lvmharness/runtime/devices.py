@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from lvmharness.core.errors import BadValueError, UserError
+
 VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 
 # Storage dtypes by name (bytes per element for memory figures); execution modes, AMP included, live in
@@ -18,7 +20,7 @@ VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class DeviceUnavailableError(RuntimeError):
+class DeviceUnavailableError(UserError, RuntimeError):
     """The device was named correctly but this machine does not have it."""
 
 
@@ -53,7 +55,7 @@ def resolve_device(spec: str, option: str = "--device") -> torch.device:
         if not _mps_available():
             raise DeviceUnavailableError(f"device {spec!r} requested but MPS is not available on this machine")
         return torch.device("mps")
-    raise ValueError(f"unknown device {spec!r}: valid devices are {VALID_DEVICES}")
+    raise BadValueError(f"unknown device {spec!r}: valid devices are {VALID_DEVICES}")
 
 
 def _mps_available() -> bool:

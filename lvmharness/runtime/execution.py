@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from lvmharness.core.errors import BadValueError
 from lvmharness.runtime.devices import DeviceUnavailableError, on_device, synchronizer
 
 # name -> (dtype of weights and inputs, autocast dtype or None)
@@ -38,7 +39,7 @@ DTYPE_MODES: dict[str, tuple[torch.dtype, torch.dtype | None]] = {
 
 def check_dtype_mode(name: str, device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:
     if name not in DTYPE_MODES:
-        raise ValueError(f"unknown dtype {name!r}: valid dtypes are {', '.join(DTYPE_MODES)}")
+        raise BadValueError(f"unknown dtype {name!r}: valid dtypes are {', '.join(DTYPE_MODES)}")
     if device.type == "cpu" and name in ("fp16", "amp_fp16"):
         # CPU fp16 kernels are emulated for many ops: the number would describe the emulation, not the model.
         raise DeviceUnavailableError(f"dtype {name} is not measured on cpu (emulated kernels); use fp32 or bf16")

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from lvmharness.core.errors import UserError
+from lvmharness.core.errors import BadValueError, UserError
 
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FOLDER = "fashion-mnist"
@@ -136,7 +136,7 @@ class GreyImages(Dataset[tuple[torch.Tensor, int]]):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, img_size: int = 32, augment: bool = False,
                  mean: float = FMNIST_MEAN, std: float = FMNIST_STD, pad: int = PAD_PX) -> None:
         if images.dim() != 3 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"need (N, H, W) images and (N,) labels, got {tuple(images.shape)}, "
+            raise BadValueError(f"need (N, H, W) images and (N,) labels, got {tuple(images.shape)}, "
                              f"{tuple(labels.shape)}")
         self.images, self.labels = images, labels
         self.img_size, self.augment, self.mean, self.std, self.pad = img_size, augment, mean, std, pad

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lvmharness.core.errors import UserError
 from lvmharness.core.stats import median
 from lvmharness.store import keys
 from lvmharness.store.results import load_records
@@ -40,7 +41,7 @@ UNKNOWN_MACHINE = "unknown"  # the fingerprint of a record that carries none
 DECIDED = ("regression", "improvement", "same", "noise")
 
 
-class CompareError(ValueError):
+class CompareError(UserError, ValueError):
     """A comparison that cannot be trusted to mean anything: bad rules, an unknown metric, nothing compared."""
 
 

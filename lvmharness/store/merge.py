@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lvmharness.core.argtypes import output_folder
+from lvmharness.core.errors import UserError
 from lvmharness.store.results import (
     ENV_DIR,
     RECORDS_DIR,
@@ -41,7 +42,7 @@ SOURCES_FILE = "sources.json"
 MAX_NAMED = 20  # duplicate case ids named in the error before "... and N more"
 
 
-class MergeError(ValueError):
+class MergeError(UserError, ValueError):
     """Sources that cannot be merged as they are; the message says which cases or folders and why."""
 
 

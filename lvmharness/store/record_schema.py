@@ -15,12 +15,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from lvmharness.core.errors import UserError
 from lvmharness.store import keys
 
 SCHEMA_FILE = "schema/result-v1.schema.json"
 
 
-class RecordError(ValueError):
+class RecordError(UserError, ValueError):
     """A record that does not match the schema; the message names the file, the record and the field."""
 
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lvmharness.core.errors import UserError
 from lvmharness.store.record_schema import record_schema, validate_records
 
 SCHEMA_VERSION = 1
@@ -63,7 +64,7 @@ ENV_DIR = "env"
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
-class ResultsFileError(ValueError):
+class ResultsFileError(UserError, ValueError):
     """A results file or run folder that cannot be read; the message names the file and the problem."""
 
 
