@@ -12,18 +12,13 @@ import pytest
 
 from lvmharness.store import keys
 from lvmharness.store.results import load_records, schema
+from tests.helpers import runner
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# Timeouts only guard against a hang (a shared CI machine may be slow); no test here asserts a speed.
 def run_pytest(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    # These tests check CPU records: the device is pinned, never left to "auto" (CUDA on a GPU machine).
-    device = () if "--lvm-device" in args else ("--lvm-device", "cpu")
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "benches/", "-p", "no:cacheprovider", *device, *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-    )
+    return runner.run_pytest("benches/", *args, timeout=timeout)
 
 
 def only_run(out: Path) -> Path:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
 from lvmharness.store.results import load_records, schema
+from tests.helpers import runner
 from tests.models.test_sources import tiny_conv_counts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,10 +18,7 @@ EXAMPLE = ROOT / "examples" / "own-model"
 
 
 def pytest_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    # Timeout only guards against a hang on a slow shared machine; nothing here asserts a speed.
-    device = () if "--lvm-device" in args else ("--lvm-device", "cpu")  # "auto" is CUDA on a GPU machine
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *device, *args], cwd=folder,
-                          capture_output=True, text=True, timeout=900)
+    return runner.run_pytest(*args, cwd=folder, timeout=900)
 
 
 def check_records(folder: Path, metrics: set[str], model: str) -> list[dict[str, Any]]:

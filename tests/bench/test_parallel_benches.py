@@ -20,6 +20,7 @@ from lvmharness.bench import parallel
 from lvmharness.bench.config import LvmConfig
 from lvmharness.bench.session import LvmSession
 from lvmharness.store.results import load_records
+from tests.helpers import runner
 
 # Each test starts several pytest processes (xdist workers, shards, a submitit sweep): the slow suite.
 pytestmark = pytest.mark.slow
@@ -40,13 +41,11 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (o
 
 
 def pytest_run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", "benches/", "-p", "no:cacheprovider", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return runner.run_pytest("benches/", *args, cpu=False, timeout=timeout)
 
 
 def lvm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lvmharness", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return runner.run_lvm(*args, timeout=timeout)
 
 
 def only_run(out: Path) -> Path:
