@@ -4,8 +4,8 @@
     python tools/gen_docs.py --check    # exit 1, naming the stale pages, when the committed pages differ
 
 The options come from ``lvmharness.bench.config.add_options`` run against a recording option group (the same calls
-pytest sees), the value keys from ``lvmharness.store.keys.KEYS``. Both modules are torch-free and pytest-free, so
-this script imports neither torch nor pytest (tests/test_docs.py checks it).
+pytest sees), the value keys from ``lvmharness.store.keys.KEYS``. Both modules are torch-free, so this script
+imports neither torch nor timm (tests/test_docs.py checks it).
 """
 
 from __future__ import annotations
