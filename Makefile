@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lvm-installed
 ARGS ?=
 
-.PHONY: all install test test-slow bench bench-smoke lint fmt clean browser-deps viz baseline mutation gpu-check accuracy dataset-deps
+.PHONY: all install test test-slow bench bench-smoke lint fmt clean browser-deps viz baseline mutation gpu-check accuracy dataset-deps docs
 
 all: test
 
@@ -41,6 +41,13 @@ lint: $(STAMP)
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports   # the layers of docs/architecture.md ([tool.importlinter] in pyproject.toml)
 
+# The documentation site into site/: the generated tables (docs/reference/) from the code, then a strict build
+# (a broken link or anchor fails). Needs the docs extra, installed here on first use.
+docs: $(STAMP)
+	@$(PY) -c "import mkdocs, material, mkdocstrings_handlers.python" 2>/dev/null || $(PY) -m pip install --quiet -e ".[docs]"
+	$(PY) tools/gen_docs.py
+	$(PY) -m mkdocs build --strict $(ARGS)
+
 fmt: $(STAMP)
 	$(PY) -m ruff check --fix .
 
@@ -74,4 +81,4 @@ dataset-deps:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks .mutation
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .benchmarks .mutation site

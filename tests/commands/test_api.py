@@ -79,9 +79,9 @@ def test_load_results_reads_a_run_folder(tmp_path: Path, mymodels: Path) -> None
     assert rec["values"]["macs"] == tiny_conv_counts(32)[1]
 
 
-def test_the_readme_python_example_runs_and_prints_the_hand_count(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme[readme.index("### From Python"):]
+def test_the_docs_python_example_runs_and_prints_the_hand_count(tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = page[page.index("## From Python"):]
     start = section.index("```python\n") + len("```python\n")
     code = section[start:section.index("\n```", start)]
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
