@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lvmharness.bench.config import LvmConfig
-from lvmharness.bench.matrix import BenchCase, Profile, build_cases, get_profile
+from lvmharness.bench.matrix import BenchCase, Profile, build_cases, get_profile, spec_of
 from lvmharness.measure.budget import TimingConfig
 
 if TYPE_CHECKING:
@@ -90,7 +90,6 @@ class LvmSession:
 
     def check_models(self) -> None:
         """Resolve ``--lvm-models`` now, so a typo stops the run before collection (imports timm)."""
-        from lvmharness.bench.matrix import spec_of
 
         for model in self.options.models or ():
             spec_of(model)

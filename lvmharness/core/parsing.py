@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from lvmharness.core.errors import BadValueError
+from lvmharness.core.outputs import check_output_file, check_output_folder
 
 # Ranges of the numbers the front ends take, stated once. They keep every tensor's element count (batch x 3 x side^2
 # <= 2^20 x 3 x 2^26, about 2.1e14) far inside torch's int64 sizes, so a typo is refused where it is typed instead of
@@ -147,13 +148,9 @@ def parse_bytes(text: str) -> int:
 
 def parse_output_file(text: str) -> Path:
     """A file to (over)write, checked by ``lvmharness.core.outputs`` (regular file or creatable, writable)."""
-    from lvmharness.core.outputs import check_output_file
-
     return check_output_file(text)
 
 
 def parse_output_folder(text: str) -> Path:
     """A folder to write into (created if missing), checked by ``lvmharness.core.outputs``."""
-    from lvmharness.core.outputs import check_output_folder
-
     return check_output_folder(text)
