@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+# pytest's own fixture for testing a plugin in-process (tests/bench/test_plugin.py).
+pytest_plugins = ["pytester"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     marked = {name for item in items for name in ("cuda", "mps") if item.get_closest_marker(name)}

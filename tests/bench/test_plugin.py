@@ -72,19 +72,18 @@ def test_bad_option_values_are_usage_errors_before_anything_runs(
     assert result["heavy"] == []  # rejected while parsing, before any model code
 
 
-def test_unknown_axis_in_the_marker_is_an_error_naming_the_bench(tmp_path: Path) -> None:
-    (tmp_path / "test_axes.py").write_text(
-        "import pytest\n\n@pytest.mark.lvm_axes('model', 'colour')\ndef test_x(lvm):\n    pass\n"
-    )
-    result = probe(tmp_path, "-q", "-p", "no:cacheprovider", "--lvm-profile", "smoke", "--collect-only")
-    assert result["rc"] != 0
-    assert "test_axes.py::test_x: lvm_axes: unknown axis 'colour'" in str(result["output"])
+# In-process (pytest's own pytester): these check what the plugin tells pytest, not what it imports.
+def test_unknown_axis_in_the_marker_is_an_error_naming_the_bench(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_axes="import pytest\n\n@pytest.mark.lvm_axes('model', 'colour')\ndef test_x(lvm):\n"
+                                   "    pass\n")
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "--lvm-profile", "smoke", "--collect-only")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*test_axes.py::test_x: lvm_axes: unknown axis 'colour'*"])
 
 
-def test_markers_are_registered_by_the_plugin(tmp_path: Path) -> None:
-    result = probe(tmp_path, "--markers", "-p", "no:cacheprovider")
-    out = str(result["output"])
-    assert "@pytest.mark.lvm_metric(name)" in out and "@pytest.mark.lvm_axes(*axes, **fixed)" in out
+def test_markers_are_registered_by_the_plugin(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["@pytest.mark.lvm_metric(name)*", "@pytest.mark.lvm_axes(*axes, **fixed)*"])
     ini = (Path(__file__).resolve().parents[2] / "pytest.ini").read_text()
     assert "lvm_metric" not in ini and "lvm_axes" not in ini  # declared once, in the plugin
 
