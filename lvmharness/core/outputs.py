@@ -100,14 +100,22 @@ def _check_ancestors(real: Path, given: Path | str, what: str, *, folder: bool) 
     return anc
 
 
+def _existing_mode(real: Path, given: Path, doing: str) -> int | None:
+    """``st_mode`` of what stands at ``real`` (links followed), None where nothing does; a dangling link or an
+    unreadable entry is OutputPathError naming what was being done (``doing``)."""
+    if not os.path.lexists(real):
+        return None
+    try:
+        return real.stat().st_mode
+    except OSError as exc:
+        raise OutputPathError(f"cannot {doing} {given}: {exc.strerror}") from None
+
+
 def check_output_file(text: str | os.PathLike[str], *, what: str = "output file") -> Path:
     """A file to write (replacing a regular file there): returns the path to write, links followed."""
     given, real = _resolve(text, what)
-    if os.path.lexists(real):
-        try:
-            mode = real.stat().st_mode
-        except OSError as exc:
-            raise OutputPathError(f"cannot write the {what} {given}: {exc.strerror}") from None
+    mode = _existing_mode(real, given, f"write the {what}")
+    if mode is not None:
         if stat.S_ISDIR(mode):
             raise OutputPathError(f"{given} is a folder; give a file name to write, e.g. "
                                   f"{given / 'out.json'}")
@@ -121,11 +129,8 @@ def check_output_file(text: str | os.PathLike[str], *, what: str = "output file"
 def check_output_folder(text: str | os.PathLike[str], *, what: str = "output folder") -> Path:
     """A folder to write into (created later, when the work starts, if missing): returns the path to use."""
     given, real = _resolve(text, what)
-    if os.path.lexists(real):
-        try:
-            mode = real.stat().st_mode
-        except OSError as exc:
-            raise OutputPathError(f"cannot write into the {what} {given}: {exc.strerror}") from None
+    mode = _existing_mode(real, given, f"write into the {what}")
+    if mode is not None:
         if not stat.S_ISDIR(mode):
             kind = "a file" if stat.S_ISREG(mode) else _kind(mode)
             raise OutputPathError(f"{given} is {kind}; give a folder to write into")
