@@ -1,4 +1,6 @@
-"""``lvm sweep``: run the benches as N shards through submitit (a Slurm job array, or local processes) and merge.
+"""A sweep: the benches as N shards through submitit (a Slurm job array, or local processes), then merged.
+
+The command line is ``lvmharness.commands.sweep``::
 
     lvm sweep --executor slurm --shards 8 --partition gpu --gpus-per-shard 1 --time 120 -- \\
         benches/ --lvm-profile full --lvm-device cuda
@@ -17,18 +19,19 @@ every timed record's provenance): timed numbers of a local sweep are per share, 
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvmharness.core.argtypes import int_at_least, output_folder, seconds
-from lvmharness.store.results import new_run_id, run_id_arg
+from lvmharness.core.errors import UserError
+from lvmharness.store.loading import RESULTS_FILE, writer_files
+from lvmharness.store.merge import MergeResult, merge_runs
+from lvmharness.store.run_ids import new_run_id
 
 SWEEP_DIR = ".sweep"  # inside --out: shard folders and submitit's logs, kept after the merge
 # pytest exit codes (pytest.ExitCode): 0 all passed, 1 some benches failed (their records say why), 5 none collected
@@ -39,6 +42,10 @@ FINISHED_CODES = {0: "every bench passed", 1: "finished, some benches failed", 5
 # torch, so more than a few per core only thrash the machine.
 MAX_SLURM_SHARDS = 1001
 LOCAL_SHARDS_PER_CORE = 4
+
+
+class SweepError(UserError, ValueError):
+    """A sweep that cannot start as asked; the message says what to change."""
 
 
 def _cores() -> int:
@@ -52,12 +59,12 @@ def check_executor(kind: str, shards: int) -> None:
     if kind == "slurm":
         missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
         if missing:
-            raise ValueError(f"--executor slurm: {' and '.join(missing)} not found on PATH (no Slurm on this "
+            raise SweepError(f"--executor slurm: {' and '.join(missing)} not found on PATH (no Slurm on this "
                              "machine); run on a Slurm login node, or use --executor local")
     else:
         bound = LOCAL_SHARDS_PER_CORE * _cores()
         if shards > bound:
-            raise ValueError(f"--shards {shards} with --executor local: at most {bound} ({LOCAL_SHARDS_PER_CORE} per "
+            raise SweepError(f"--shards {shards} with --executor local: at most {bound} ({LOCAL_SHARDS_PER_CORE} per "
                              f"core, {_cores()} cores here), since local shards all run at once")
 
 
@@ -83,23 +90,51 @@ def run_shard(index: int, count: int, pytest_args: Sequence[str], shard_out: str
     return subprocess.run(cmd, cwd=cwd, env=env, check=False).returncode
 
 
-def _executor(kind: str, folder: Path, args: argparse.Namespace) -> Any:
-    import submitit
+@dataclass(frozen=True)
+class SweepSpec:
+    """What ``lvm sweep`` was asked for."""
 
-    executor = submitit.AutoExecutor(folder=folder, cluster=kind)
-    params: dict[str, Any] = {"name": "lvm-sweep", "timeout_min": args.time}
-    if kind == "slurm":
-        params.update(slurm_array_parallelism=args.shards, gpus_per_node=args.gpus_per_shard)
-        if args.partition:
-            params["slurm_partition"] = args.partition
-        if args.cpus_per_shard:
-            params["cpus_per_task"] = args.cpus_per_shard
+    executor: str  # "slurm" or "local"
+    shards: int
+    out: Path
+    pytest_args: tuple[str, ...]
+    run_id: str | None = None
+    partition: str | None = None
+    gpus_per_shard: int = 0
+    cpus_per_shard: int | None = None
+    time_min: int = 60
+    poll_s: float = 1.0
+
+
+@dataclass
+class SweepResult:
+    run_id: str
+    work: Path  # shard folders and logs
+    outcomes: list[ShardOutcome]
+    merged: MergeResult | None  # None: no shard wrote any record
+
+    @property
+    def ok(self) -> bool:
+        return self.merged is not None and all(o.status == "ok" for o in self.outcomes)
+
+
+def _executor(spec: SweepSpec, folder: Path) -> Any:
+    import submitit  # the cluster client: imported when a sweep starts, not when the CLI parses
+
+    executor = submitit.AutoExecutor(folder=folder, cluster=spec.executor)
+    params: dict[str, Any] = {"name": "lvm-sweep", "timeout_min": spec.time_min}
+    if spec.executor == "slurm":
+        params.update(slurm_array_parallelism=spec.shards, gpus_per_node=spec.gpus_per_shard)
+        if spec.partition:
+            params["slurm_partition"] = spec.partition
+        if spec.cpus_per_shard:
+            params["cpus_per_task"] = spec.cpus_per_shard
     executor.update_parameters(**params)
     return executor
 
 
 def _wait(jobs: Sequence[Any], poll_s: float) -> None:
-    from tqdm import tqdm
+    from tqdm import tqdm  # the progress bar: only a running sweep needs it
 
     with tqdm(total=len(jobs), desc="lvm sweep", unit="shard", file=sys.stderr) as bar:
         done = 0
@@ -126,80 +161,49 @@ def _outcome(job: Any, index: int, count: int) -> ShardOutcome:
     return ShardOutcome(index, count, "failed", f"pytest exit code {code}", log, err)
 
 
-def sweep(args: argparse.Namespace) -> int:
-    from lvmharness.store.merge import merge_runs
-    from lvmharness.store.results import writer_files
-
-    pytest_args = list(args.pytest_args)
-    if pytest_args[:1] == ["--"]:
-        pytest_args = pytest_args[1:]
-    if not pytest_args:
-        raise ValueError("no pytest arguments: put them after --, e.g. lvm sweep --shards 2 -- benches/")
-    for a in pytest_args:
+def shard_pytest_args(pytest_args: Sequence[str]) -> tuple[str, ...]:
+    """The pytest arguments every shard gets (a leading ``--`` dropped); the per-shard options are refused."""
+    args = list(pytest_args)
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not args:
+        raise SweepError("no pytest arguments: put them after --, e.g. lvm sweep --shards 2 -- benches/")
+    for a in args:
         if a.startswith(("--lvm-shard", "--lvm-out", "--lvm-run-id")):
-            raise ValueError(f"{a.split('=')[0]} is set by lvm sweep for each shard; leave it out of the pytest args")
-    check_executor(args.executor, args.shards)
-    run_id = args.run_id or new_run_id()
-    out = Path(args.out).resolve()
-    work = out / SWEEP_DIR / run_id
-    merged = out / run_id
+            raise SweepError(f"{a.split('=')[0]} is set by lvm sweep for each shard; leave it out of the pytest args")
+    return tuple(args)
+
+
+def _local_threads(spec: SweepSpec, notify: Callable[[str], None]) -> int | None:
+    """Each local shard's share of the cores (OMP_NUM_THREADS); None for Slurm (each task has its own node)."""
+    if spec.executor != "local":
+        return None
+    cores = _cores()
+    if spec.shards > cores:
+        notify(f"{spec.shards} local shards share {cores} cores: timed numbers will contend")
+    return max(1, cores // spec.shards)
+
+
+def run_sweep(spec: SweepSpec, notify: Callable[[str], None]) -> SweepResult:
+    """Submit the shards, wait for them, merge every shard folder that holds records into ``out/<run-id>``.
+    ``notify`` receives progress lines (the caller prints them)."""
+    check_executor(spec.executor, spec.shards)
+    run_id = spec.run_id or new_run_id()
+    out = spec.out.resolve()
+    work, merged = out / SWEEP_DIR / run_id, out / run_id
     if merged.exists():
-        raise ValueError(f"{merged} already exists: choose another --run-id")
+        raise SweepError(f"{merged} already exists: choose another --run-id")
     work.mkdir(parents=True, exist_ok=True)
-    threads = None
-    if args.executor == "local":
-        cores = _cores()
-        threads = max(1, cores // args.shards)
-        if args.shards > cores:
-            print(f"lvm sweep: {args.shards} local shards share {cores} cores: timed numbers will contend",
-                  file=sys.stderr)
-    executor = _executor(args.executor, work / "logs", args)
-    indices = list(range(1, args.shards + 1))
+    threads = _local_threads(spec, notify)
+    executor = _executor(spec, work / "logs")
+    n = spec.shards
+    indices = list(range(1, n + 1))
     shard_outs = [str(work / f"shard-{k}") for k in indices]
-    jobs = executor.map_array(
-        run_shard, indices, [args.shards] * args.shards, [pytest_args] * args.shards, shard_outs,
-        [run_id] * args.shards, [os.getcwd()] * args.shards, [threads] * args.shards,
-    )
-    print(f"lvm sweep: {args.shards} shards submitted ({args.executor}), job ids "
-          f"{', '.join(str(j.job_id) for j in jobs)}; logs in {work / 'logs'}", file=sys.stderr)
-    _wait(jobs, args.poll_s)
-    outcomes = [_outcome(j, k, args.shards) for j, k in zip(jobs, indices, strict=True)]
-    sources = [Path(o) / run_id for o in shard_outs]
-    sources = [s for s in sources if writer_files(s) or (s / "results.json").is_file()]
-    for o in outcomes:
-        line = f"shard {o.index}/{o.count}: {o.status} ({o.detail})"
-        if o.status != "ok" and o.log is not None:
-            line += f"; log: {o.log} (stderr: {o.err})"
-        print(line)
-    if not sources:
-        print(f"lvm sweep: no shard wrote any record; logs in {work / 'logs'}", file=sys.stderr)
-        return 1
-    result = merge_runs(sources, merged)
-    print(f"merged run folder: {result.out}  ({result.records} records from {result.sources} of {args.shards} "
-          "shards)")
-    return 0 if all(o.status == "ok" for o in outcomes) else 1
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", choices=["slurm", "local"], default="slurm",
-                   help="slurm: one job array on the cluster; local: processes on this machine (tests, CI)")
-    p.add_argument("--shards", type=int_at_least(1, MAX_SLURM_SHARDS), required=True,
-                   help=f"number of shards (array tasks), at most {MAX_SLURM_SHARDS} (Slurm's default MaxArraySize); "
-                        f"local: at most {LOCAL_SHARDS_PER_CORE} per core")
-    p.add_argument("--out", type=output_folder, default="results", metavar="DIR",
-                   help="results folder: the merged run lands in DIR/<run-id>, shards and logs in DIR/.sweep")
-    p.add_argument("--run-id", type=run_id_arg, default=None, help="run id (default: UTC time + random suffix)")
-    p.add_argument("--partition", default=None, help="Slurm partition")
-    p.add_argument("--gpus-per-shard", type=int_at_least(0, 64), default=0, metavar="G",
-                   help="GPUs per array task (Slurm)")
-    p.add_argument("--cpus-per-shard", type=int_at_least(1, 4096), default=None, metavar="C",
-                   help="CPUs per array task (Slurm)")
-    p.add_argument("--time", type=int_at_least(1, 525_600), default=60, metavar="MIN",
-                   help="time limit per shard in minutes (at most a year)")
-    p.add_argument("--poll-s", type=seconds, default=1.0, help=argparse.SUPPRESS)
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="-- PYTEST_ARGS",
-                   help="what each shard passes to pytest, e.g. -- benches/ --lvm-profile smoke")
-
-
-def run(args: argparse.Namespace) -> int:
-    return sweep(args)
+    jobs = executor.map_array(run_shard, indices, [n] * n, [list(spec.pytest_args)] * n, shard_outs, [run_id] * n,
+                              [os.getcwd()] * n, [threads] * n)
+    notify(f"{n} shards submitted ({spec.executor}), job ids {', '.join(str(j.job_id) for j in jobs)}; logs in "
+           f"{work / 'logs'}")
+    _wait(jobs, spec.poll_s)
+    outcomes = [_outcome(j, k, n) for j, k in zip(jobs, indices, strict=True)]
+    sources = [s for s in (Path(o) / run_id for o in shard_outs) if writer_files(s) or (s / RESULTS_FILE).is_file()]
+    return SweepResult(run_id, work, outcomes, merge_runs(sources, merged) if sources else None)

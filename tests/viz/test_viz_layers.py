@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from lvmharness.core.fileio import atomic_write_json
 from lvmharness.formats.graph_format import MAX_GRAPH_DEPTH, graph_name
 from lvmharness.measure.graph import build_graph
-from lvmharness.store.results import atomic_write_json
 from viz.app import create_app
 
 GOOD = "smoke_vit-32-b1-fp32"
