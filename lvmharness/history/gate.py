@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from lvmharness.core.stats import median
-from lvmharness.history.store import History, HistoryError, is_contended
+from lvmharness.history.store import History, HistoryError
 from lvmharness.store import keys
 from lvmharness.store.loading import load_records
-from lvmharness.store.records import record_fingerprint
+from lvmharness.store.records import is_contended, record_fingerprint
 from lvmharness.store.rules import RULES
 
 PREFIX = "history:"

@@ -34,8 +34,8 @@ from lvmharness import __version__
 from lvmharness.core.clock import utc_now, utc_now_us
 from lvmharness.core.errors import UserError
 from lvmharness.core.fileio import append_durably, json_line, read_jsonl
-from lvmharness.store import keys
 from lvmharness.store.loading import ENV_DIR, RECORDS_DIR, ResultsFileError, load_env, load_records, writer_files
+from lvmharness.store.records import is_contended
 from lvmharness.store.run_folder import writer_name
 
 INDEX_DIR = "index"
@@ -67,11 +67,6 @@ def bench_hash(records: Iterable[Mapping[str, Any]]) -> str:
     """The run's benchmark definition: a hash over the sorted (case id, definition hash) pairs."""
     pairs = sorted({(str(r.get("case_id")), definition_hash(r)) for r in records})
     return hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()[:12]
-
-
-def is_contended(record: Mapping[str, Any]) -> bool:
-    values = record.get("values") or {}
-    return any(values.get(k) is True for k in keys.FLAG_KEYS)
 
 
 def _git(args: list[str], cwd: Path | None = None) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from lvmharness.store import keys
 from lvmharness.store.loading import load_records
-from lvmharness.store.records import record_fingerprint
+from lvmharness.store.records import is_contended, record_fingerprint
 from lvmharness.store.rules import RULES, CompareError, Finding, Rules
 
 # Verdicts that decide something; the others (missing, added, inconclusive, cross-machine) decide nothing.
@@ -72,7 +72,7 @@ def _why_undecidable(b: dict[str, Any], n: dict[str, Any], rules: Rules) -> tupl
     fb, fn = record_fingerprint(b), record_fingerprint(n)
     if fb != fn and not rules.cross_machine:
         return "cross-machine", f"measured on machine {fb} vs {fn} (pass --cross-machine to compare anyway)"
-    busy = [side for side, r in (("base", b), ("new", n)) if any(r["values"].get(k) is True for k in keys.FLAG_KEYS)]
+    busy = [side for side, r in (("base", b), ("new", n)) if is_contended(r)]
     if busy:
         return "inconclusive", f"{' and '.join(busy)} measured on a busy machine (contended)"
     return None

@@ -13,6 +13,7 @@ from typing import Any
 
 from lvmharness.core.clock import utc_now
 from lvmharness.core.errors import UserError
+from lvmharness.store import keys
 from lvmharness.store.record_schema import record_schema
 
 SCHEMA_VERSION = 1
@@ -65,6 +66,12 @@ def record_fingerprint(record: Mapping[str, Any]) -> str:
     malformed one): the one spelling of "which machine" that compare, merge and the history gate share."""
     fp = record.get("fingerprint")
     return fp if isinstance(fp, str) and _FINGERPRINT_RE.fullmatch(fp) else UNKNOWN_MACHINE
+
+
+def is_contended(record: Mapping[str, Any]) -> bool:
+    """Measured on a busy machine: a ``flag`` key (``contended``) is true, so its measured values decide nothing."""
+    values = record.get("values") or {}
+    return any(values.get(k) is True for k in keys.FLAG_KEYS)
 
 
 @dataclass
