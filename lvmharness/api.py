@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from lvmharness.core.errors import BadValueError
-from lvmharness.store.results import make_record, record_identity
+from lvmharness.store.records import make_record, record_identity
 
 if TYPE_CHECKING:
     import torch
@@ -224,6 +224,6 @@ def measure_memory(model: str, *, img_size: int | None = None, batch_size: int =
 
 def load_results(path: Path | str) -> list[dict[str, Any]]:
     """Every record of a run folder (``results/<run-id>``) or a results.json file, validated as it is read."""
-    from lvmharness.store.results import load_records
+    from lvmharness.store.loading import load_records
 
     return load_records(path)

@@ -64,7 +64,7 @@ def _run(step: Step, log_dir: Path, label: str, argv: list[str], timeout_s: floa
 
 
 def _records(run_dir: Path) -> list[dict[str, Any]]:
-    from lvmharness.store.results import load_records
+    from lvmharness.store.loading import load_records
 
     return load_records(run_dir)
 

@@ -40,7 +40,8 @@ from lvmharness.history import site
 from lvmharness.history.series import detect_all, open_regressions, tracks_from_history
 from lvmharness.history.store import History
 from lvmharness.store import keys
-from lvmharness.store.results import RunStore, load_env, load_records
+from lvmharness.store.loading import load_env, load_records
+from lvmharness.store.run_folder import RunStore
 
 COMMITS = 30
 NEW_MACHINE = "feedfacefeedface"

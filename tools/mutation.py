@@ -33,7 +33,8 @@ IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 MODULES: dict[str, tuple[str, list[str]]] = {
     "stats": ("lvmharness/core/stats.py", ["tests/core/test_stats.py"]),
     "compare": ("lvmharness/store/compare.py", ["tests/store/test_compare.py", "-k", "not committed_baseline"]),
-    "results": ("lvmharness/store/results.py", ["tests/store/test_results.py", "tests/store/test_store_concurrency.py",
+    "results": ("lvmharness/store/run_folder.py", ["tests/store/test_results.py",
+                                                  "tests/store/test_store_concurrency.py",
                                           "tests/store/test_shard_merge.py", "-m", "not slow",
                                           # writers in other processes: seconds each, and they import the
                                           # unmutated package

@@ -40,23 +40,23 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request, send_from_directory
 
+from lvmharness.core.fileio import atomic_write_json
+from lvmharness.core.vocab import STORAGE_DTYPE_NAMES
 from lvmharness.formats.graph_format import (
     MAX_FILE_BYTES,
     GraphFormatError,
-    canonical_model,
-    graph_name,
     read_json_file,
     validate_graph,
     validate_layers,
     walk,
 )
 from lvmharness.models import aliases
-from lvmharness.store.results import atomic_write_json
+from lvmharness.models.aliases import canonical_model, graph_name
 
 # Bounds of what the page generates: sane for a browser tree and seconds of meta-device analysis.
 IMG_SIZE_RANGE = (16, 1024)
 BATCH_SIZE_RANGE = (1, 1024)
-DTYPES = ("fp32", "bf16", "fp16")
+DTYPES = STORAGE_DTYPE_NAMES
 MAX_GRAPH_BYTES = MAX_FILE_BYTES
 LAYERS_DIR = "layers"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")

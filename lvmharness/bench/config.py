@@ -31,7 +31,8 @@ from lvmharness.core.parsing import (
     parse_seconds,
     shorten,
 )
-from lvmharness.store.results import DTYPE_NAMES, run_id_arg
+from lvmharness.core.vocab import DTYPE_NAMES
+from lvmharness.store.run_ids import run_id_arg
 
 T = TypeVar("T")
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from lvmharness.measure.latency import ForwardCase, RoundFn, Runner
     from lvmharness.measure.memory import MemoryCase
     from lvmharness.runtime.data import DataSplits
-    from lvmharness.store.results import CaseRecorder
+    from lvmharness.store.records import CaseRecorder
 
 
 
@@ -156,8 +156,8 @@ class Lvm:
         whole tree (ms, MACs, FLOP/s and roofline place per module) goes to ``<run>/layers/<case>.json``."""
         if not self.session.options.layers:
             return
+        from lvmharness.core.fileio import atomic_write_json
         from lvmharness.measure.layers import measure_layers, record_values
-        from lvmharness.store.results import atomic_write_json
 
         loaded = self.model()
         case = self.case

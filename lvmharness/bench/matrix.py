@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from lvmharness.core.errors import BadValueError
 from lvmharness.measure.budget import TimingConfig
 from lvmharness.models.aliases import ORIGINAL_ALIASES
-from lvmharness.store.results import case_label, record_identity
+from lvmharness.store.records import case_label, record_identity
 
 if TYPE_CHECKING:
     from lvmharness.models.build import ModelSpec

@@ -35,6 +35,7 @@ import pytest
 
 from lvmharness.bench.session import SESSION_KEY, LvmSession
 from lvmharness.bench.shard import Shard, case_cost, imbalance, loads, plan
+from lvmharness.core.vocab import DTYPE_NAMES
 
 # Keys of xdist's workerinput (controller -> worker), and of the per-writer provenance.
 RUN_ID = "lvm_run_id"
@@ -106,7 +107,7 @@ def configure_controller(config: pytest.Config, session: LvmSession) -> None:
     workers = _xdist_workers(config)
     if not workers:
         return
-    from lvmharness.store.results import new_run_id
+    from lvmharness.store.run_ids import new_run_id
 
     run_id = session.options.run_id or new_run_id()
     session.options = dataclasses.replace(session.options, run_id=run_id)
@@ -222,8 +223,8 @@ def _given_count(given: str) -> int:
     return int(given[4:]) if given.startswith("all:") else len([d for d in given.split(",") if d.strip()])
 
 
-# A case id's device and dtype tokens (``smoke_vit-cuda0-bf16-b1-32``: see ``results.case_label``).
-_CASE_DEVICE = re.compile(r"\[[^\]]*?(?:^|-)(cpu|cuda\d*)-(?:fp32|bf16|fp16|amp_bf16|amp_fp16)(?:-|\])")
+# A case id's device and dtype tokens (``smoke_vit-cuda0-bf16-b1-32``: see ``store.records.case_label``).
+_CASE_DEVICE = re.compile(rf"\[[^\]]*?(?:^|-)(cpu|cuda\d*)-(?:{'|'.join(DTYPE_NAMES)})(?:-|\])")
 
 
 def refuse_collected(config: pytest.Config, ids: list[str]) -> None:
@@ -332,7 +333,7 @@ def select_shard(config: pytest.Config, items: list[pytest.Item], session: LvmSe
     shard_loads = loads(costs, assignment, shard.count)
     total = sum(shard_loads) or 1.0
     if session.options.shard_plan is not None:
-        from lvmharness.store.results import atomic_write_json
+        from lvmharness.core.fileio import atomic_write_json
 
         atomic_write_json(Path(session.options.shard_plan), {
             "shard": str(shard),

@@ -157,7 +157,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     run = parallel.run_dir(session.config)
     if run is not None:
-        from lvmharness.store.results import refresh_env_view, refresh_results_view
+        from lvmharness.store.run_folder import refresh_env_view, refresh_results_view
 
         refresh_env_view(run)
         refresh_results_view(run)
@@ -170,7 +170,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = parallel.run_dir(config)
     if session is None or run is None:
         return
-    from lvmharness.store.results import RECORDS_DIR, RESULTS_FILE, load_records, results_view_current
+    from lvmharness.store.loading import RECORDS_DIR, RESULTS_FILE, load_records, results_view_current
 
     records = load_records(run)
     counts: dict[str, int] = {}

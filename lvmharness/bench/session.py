@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from lvmharness.measure.flops import FlopReport
     from lvmharness.measure.latency import Timer
     from lvmharness.runtime.execution import Prepared
-    from lvmharness.store.results import RunStore
+    from lvmharness.store.run_folder import RunStore
 
 
 DEVICE_OPTION = "--lvm-device"  # how error messages name the device option in this front end
@@ -120,13 +120,13 @@ class LvmSession:
     @property
     def store(self) -> RunStore:
         if self._store is None:
-            from lvmharness.runtime import envinfo
+            from lvmharness.runtime import envinfo, machine
             from lvmharness.runtime.devices import DeviceUnavailableError, resolve_device
-            from lvmharness.store.results import RunStore
+            from lvmharness.store.run_folder import RunStore
 
             facts = self.writer_facts
             self._store = RunStore(self.options.out, self.options.run_id, writer=facts.get("xdist_worker"),
-                                   provenance={"parallel": facts} if facts else None)
+                                   fingerprint=machine.fingerprint, provenance={"parallel": facts} if facts else None)
             devices = []
             for spec in self.options.devices:
                 try:

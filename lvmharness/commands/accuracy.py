@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from lvmharness.core.errors import UserError
-    from lvmharness.store.results import new_run_id, validate_run_id
+    from lvmharness.store.run_ids import new_run_id, validate_run_id
     from lvmharness.train.accuracy import BUDGETS, pareto, run_ladder, table
 
     if args.threads is not None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 from lvmharness.core.argtypes import output_file
+from lvmharness.core.fileio import atomic_write_json
+from lvmharness.store.compare import DETERMINISTIC_METRICS, baseline_records
+from lvmharness.store.loading import load_records
+from lvmharness.store.rules import CompareError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,12 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lvmharness.store.compare import DETERMINISTIC_METRICS, baseline_records
-    from lvmharness.store.results import atomic_write_json, load_records
 
     recs = baseline_records(load_records(args.run), args.metric or DETERMINISTIC_METRICS)
     if not recs:
-        raise ValueError(f"{args.run} has no ok records of {args.metric or DETERMINISTIC_METRICS}")
+        raise CompareError(f"{args.run} has no ok records of {args.metric or DETERMINISTIC_METRICS}")
     atomic_write_json(args.output, recs)
     print(f"wrote {len(recs)} baseline records to {args.output}")
     return 0

@@ -7,7 +7,7 @@ import json
 import sys
 
 from lvmharness.core.argtypes import batch_size, img_size, output_folder, seconds
-from lvmharness.store.results import DTYPE_NAMES
+from lvmharness.core.vocab import DTYPE_NAMES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,11 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lvmharness.core.oom import is_oom
     from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
     from lvmharness.models.build import create_model, resolve
     from lvmharness.runtime.devices import resolve_device
     from lvmharness.runtime.execution import ExecOptions, Prepared
-    from lvmharness.store.results import is_oom
 
     spec = resolve(args.model)
     device = resolve_device(args.device)
@@ -47,10 +47,11 @@ def run(args: argparse.Namespace) -> int:
                          "try a smaller --batch-size or --img-size") from exc
     values, prov = result.values(), result.provenance()
     if args.out:
-        from lvmharness.runtime import envinfo
-        from lvmharness.store.results import RunStore, make_record, record_identity
+        from lvmharness.runtime import envinfo, machine
+        from lvmharness.store.records import make_record, record_identity
+        from lvmharness.store.run_folder import RunStore
 
-        store = RunStore(args.out)
+        store = RunStore(args.out, fingerprint=machine.fingerprint)
         store.write_env(envinfo.collect([device]))
         ident = record_identity(
             metric="latency", model=spec.timm_name, alias=args.model, family=spec.family, device=str(device),

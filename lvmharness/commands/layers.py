@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from lvmharness.core.argtypes import int_at_least, output_folder
+from lvmharness.core.vocab import DTYPE_NAMES
 from lvmharness.formats.graph_format import MAX_GRAPH_DEPTH
-from lvmharness.store.results import DTYPE_NAMES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

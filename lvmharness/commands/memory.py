@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 from lvmharness.core.argtypes import batch_size, img_size, int_at_least, timeout
+from lvmharness.core.vocab import DTYPE_NAMES
 from lvmharness.measure.prediction import MODES, OPTIMIZERS
-from lvmharness.store.results import DTYPE_NAMES
 
 
 def _budget(text: str) -> str | int:

@@ -11,7 +11,7 @@ The rules, one for the whole project:
 - An empty path is refused (it would silently mean the current folder).
 - A file target is a regular file or a name that can be created; a folder, a character or block device (such as
   ``/dev/null``), a FIFO or a socket is refused: files are written to a temporary name and renamed over the target
-  (``results.atomic_write``), and renaming over a device or a FIFO would replace it with a plain file.
+  (``fileio.atomic_write``), and renaming over a device or a FIFO would replace it with a plain file.
 - A symbolic link is followed on purpose: the file it names is written (and replaced), the link itself is kept.
   The same holds for links among the folders of the path.
 - ``..`` is resolved before anything is created: ``x/../y`` names ``./y`` and never creates a stray ``x``.

@@ -147,21 +147,3 @@ def read_json_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> Any:
         raise GraphFormatError(f"a number in it cannot be read ({str(exc)[:120]})") from None
     except RecursionError:
         raise GraphFormatError("JSON nested too deep to parse") from None
-
-
-
-
-def canonical_model(model: str) -> str:
-    """Aliases without architecture overrides share their timm model's files (``vit`` and ``vit_base`` are one)."""
-    from lvmharness.models import aliases
-
-    spec = aliases.lookup(model)
-    if spec is not None and not spec.overrides:
-        return spec.timm_name
-    return model
-
-
-def graph_name(model: str, img_size: int, batch_size: int, dtype: str) -> str:
-    """File stem of a saved graph: ``vit_base_patch16_224-224-b1-fp32``. The ':' of ``torchvision:NAME`` and
-    ``module:callable`` becomes '.', so the stem stays a plain file name."""
-    return f"{canonical_model(model).replace(':', '.')}-{img_size}-b{batch_size}-{dtype}"

@@ -19,9 +19,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lvmharness.core.fileio import atomic_write
 from lvmharness.history.series import Track, median_interval, tracks_from_history
 from lvmharness.history.store import History, HistoryError
-from lvmharness.store.results import atomic_write
 
 FORMATS = ("bmf", "gab-smaller", "gab-bigger", "csv")
 

@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from lvmharness.core.stats import median
-from lvmharness.history.store import History, HistoryError, is_contended
+from lvmharness.history.store import History, HistoryError
 from lvmharness.store import keys
+from lvmharness.store.loading import load_records
+from lvmharness.store.records import is_contended, record_fingerprint
+from lvmharness.store.rules import RULES
 
 PREFIX = "history:"
 DEFAULT_POOL = 5
@@ -48,13 +51,13 @@ def pooled_baseline(history: History, branch: str, n: int, new: Sequence[dict[st
                     ) -> tuple[list[dict[str, Any]], list[str]]:
     """(one pooled baseline record per case of ``new`` that has history, case ids without a baseline)."""
     entries = list(reversed(history.entries_of(branch)))  # newest first
-    wanted = {(r["case_id"], fingerprint(r)) for r in new if r.get("status") == "ok"}
+    wanted = {(r["case_id"], record_fingerprint(r)) for r in new if r.get("status") == "ok"}
     pools: dict[tuple[str, str], list[dict[str, Any]]] = {w: [] for w in wanted}
     for e in entries:
         if all(len(p) >= n for p in pools.values()):
             break
         for rec in history.records(e):
-            w = (rec.get("case_id"), fingerprint(rec))
+            w = (rec.get("case_id"), record_fingerprint(rec))
             if w in pools and len(pools[w]) < n and rec.get("status") == "ok" and not is_contended(rec):
                 pools[w].append(rec)
     base, missing = [], []
@@ -69,20 +72,14 @@ def pooled_baseline(history: History, branch: str, n: int, new: Sequence[dict[st
 def absent_cases(history: History, branch: str, new: list[dict[str, Any]], metrics: list[str] | None
                  ) -> list[str]:
     """Cases of the branch's newest run on NEW's machines that NEW lacks: a killed or partial run."""
-    machines = {fingerprint(r) for r in new}
+    machines = {record_fingerprint(r) for r in new}
     have = {r.get("case_id") for r in new}
     for e in reversed(history.entries_of(branch)):
         recs = [r for r in history.records(e)
-                if fingerprint(r) in machines and (not metrics or r.get("metric") in metrics)]
+                if record_fingerprint(r) in machines and (not metrics or r.get("metric") in metrics)]
         if recs:
             return sorted({str(r.get("case_id")) for r in recs} - have)
     return []
-
-
-def fingerprint(record: dict[str, Any]) -> str:
-    """The record's machine as ``lvm compare`` names it (``unknown`` when it carries none)."""
-    fp = record.get("fingerprint")
-    return fp if isinstance(fp, str) and fp else "unknown"
 
 
 def _pool(recs: list[dict[str, Any]], branch: str, n: int) -> dict[str, Any]:
@@ -91,7 +88,7 @@ def _pool(recs: list[dict[str, Any]], branch: str, n: int) -> dict[str, Any]:
     for name in latest["values"]:
         key = keys.get(name)
         got = [r["values"].get(name) for r in recs]
-        if key is None or key.rule == "exact" or key.kind in ("bool", "list"):
+        if key is None or RULES[key.rule].pooled == "latest" or key.kind in ("bool", "list"):
             continue
         nums = [v for v in got if isinstance(v, int | float) and not isinstance(v, bool)]
         if nums:
@@ -108,8 +105,6 @@ def _pool(recs: list[dict[str, Any]], branch: str, n: int) -> dict[str, Any]:
 def run_gate(args: argparse.Namespace, spec: str, new_path: str, rules: Any, compare_records: Callable[..., Any]
              ) -> int:
     """The gate, given ``lvm compare``'s rules and comparison (passed in: this module never imports compare)."""
-    from lvmharness.store.results import load_records
-
     branch, n = parse_spec(spec)
     root = getattr(args, "history", None) or os.environ.get("LVM_HISTORY") or ".lvm-history"
     if not Path(root).exists():  # a CI cache that missed (the first run on a new runner): nothing to compare with

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from lvmharness.history import detect
-from lvmharness.history.store import History, HistoryError, definition_hash, is_contended
+from lvmharness.history.store import History, HistoryError, definition_hash
 from lvmharness.store import keys
+from lvmharness.store.records import is_contended
 
 
 @dataclass

@@ -16,10 +16,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lvmharness.core.fileio import atomic_write
 from lvmharness.history import detect
 from lvmharness.history.series import Alert, Track, detect_all, median_interval, open_regressions, tracks_from_history
 from lvmharness.history.store import History, HistoryError
-from lvmharness.store.results import atomic_write
 
 COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "suspicious": "#ff7f0e"}
 SEGMENT_COLORS = ("#1f77b4", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2")

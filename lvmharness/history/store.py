@@ -3,7 +3,7 @@
 A history is a folder anywhere the user points it (a CI cache, an artifact, a checkout of an orphan branch)::
 
     index/<writer>.jsonl                         one file per writing process; one JSON entry per line, appended
-                                                 and fsync'd before ``add`` returns (``results.append_durably``)
+                                                 and fsync'd before ``add`` returns (``core.fileio.append_durably``)
     runs/<fingerprint>/<commit>/<run-id>/        a copy of the run folder (records/, env/, results.json, env.json)
 
 The index is the run store's design reused: per-writer append-only files instead of a lock around
@@ -31,19 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from lvmharness import __version__
+from lvmharness.core.clock import utc_now, utc_now_us
 from lvmharness.core.errors import UserError
-from lvmharness.store import keys
-from lvmharness.store.results import (
-    ENV_DIR,
-    RECORDS_DIR,
-    ResultsFileError,
-    append_durably,
-    load_env,
-    load_records,
-    utc_now,
-    writer_files,
-    writer_name,
-)
+from lvmharness.core.fileio import append_durably, json_line, read_jsonl
+from lvmharness.store.loading import ENV_DIR, RECORDS_DIR, ResultsFileError, load_env, load_records, writer_files
+from lvmharness.store.records import is_contended
+from lvmharness.store.run_folder import writer_name
 
 INDEX_DIR = "index"
 RUNS_DIR = "runs"
@@ -74,11 +67,6 @@ def bench_hash(records: Iterable[Mapping[str, Any]]) -> str:
     """The run's benchmark definition: a hash over the sorted (case id, definition hash) pairs."""
     pairs = sorted({(str(r.get("case_id")), definition_hash(r)) for r in records})
     return hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()[:12]
-
-
-def is_contended(record: Mapping[str, Any]) -> bool:
-    values = record.get("values") or {}
-    return any(values.get(k) is True for k in keys.FLAG_KEYS)
 
 
 def _git(args: list[str], cwd: Path | None = None) -> str | None:
@@ -159,23 +147,15 @@ class History:
         if self._writer is None:
             self._writer = writer_name("history")
             (self.root / INDEX_DIR).mkdir(parents=True, exist_ok=True)
-        line = json.dumps(dict(entry), sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n"
-        append_durably(self.root / INDEX_DIR / f"{self._writer}.jsonl", line.encode("utf-8"))
+        append_durably(self.root / INDEX_DIR / f"{self._writer}.jsonl", json_line(dict(entry), sort_keys=True))
 
     def raw_entries(self) -> list[dict[str, Any]]:
         """Every index entry of every writer, whole lines only, ordered by when they were appended."""
         out: list[tuple[str, str, int, dict[str, Any]]] = []
         index = self.root / INDEX_DIR
         for path in sorted(index.glob("*.jsonl")) if index.is_dir() else []:
-            lines = path.read_bytes().split(b"\n")[:-1]  # after the last newline: an unfinished entry
-            for i, raw in enumerate(lines, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    entry = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise HistoryError(f"{path}:{i}: not a valid index entry ({exc})") from exc
-                if not isinstance(entry, dict) or entry.get("kind") not in ("add", "prune"):
+            for i, entry in read_jsonl(path, "index entry", HistoryError):
+                if entry.get("kind") not in ("add", "prune"):
                     raise HistoryError(f"{path}:{i}: not an index entry (expected kind 'add' or 'prune')")
                 out.append((str(entry.get("added_utc", "")), path.name, i, entry))
         out.sort(key=lambda t: t[:3])
@@ -238,7 +218,7 @@ class History:
         entry = {
             "kind": "add", "schema": INDEX_SCHEMA, "key": key, "path": rel, "run_id": run_id,
             "commit": info.commit, "parents": list(info.parents), "branch": info.branch, "time_utc": info.time_utc,
-            "added_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
+            "added_utc": utc_now_us(),
             "fingerprint": fp, "fingerprints": fps,
             "contended_share": round(sum(is_contended(r) for r in ok) / len(ok), 6) if ok else 0.0,
             "harness_version": str(env.get("lvmharness") or __version__),
@@ -299,7 +279,7 @@ class History:
                 continue
             seen.add(e["key"])
             self._append({"kind": "prune", "schema": INDEX_SCHEMA, "key": e["key"],
-                          "added_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")})
+                          "added_utc": utc_now_us()})
             shutil.rmtree(self.run_path(e), ignore_errors=True)
             pruned.append(e)
         return pruned

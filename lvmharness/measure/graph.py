@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from lvmharness import __version__
+from lvmharness.core.clock import utc_now
 from lvmharness.formats.graph_format import GRAPH_FORMAT, GRAPH_VERSION, GraphFormatError, validate_graph, walk
 from lvmharness.measure.flops import PRIMARY_COUNTER, count_run, forward_backward_macs
 from lvmharness.models.build import count_params, create_model, resolve
 from lvmharness.runtime.devices import DTYPES
-from lvmharness.store.results import utc_now
 
 __all__ = ["GraphFormatError", "build_graph", "check_invariants", "module_graph", "validate_graph", "walk"]
 

@@ -44,14 +44,15 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from lvmharness import __version__
+from lvmharness.core.clock import utc_now
 from lvmharness.core.errors import UserError
+from lvmharness.core.vocab import STORAGE_DTYPE_NAMES
 from lvmharness.formats.graph_format import LAYERS_FORMAT, LAYERS_VERSION
 from lvmharness.measure.flops import EXTRA_FORMULAS, UncountedOpError, carries_macs, count_run
 from lvmharness.measure.latency import Timer, TimingConfig
 from lvmharness.measure.roofline import place
 from lvmharness.runtime.devices import synchronizer
 from lvmharness.runtime.execution import Prepared
-from lvmharness.store.results import utc_now
 
 MODES = ("inference", "train")
 MODULE_RANGE = "lvm.module::"
@@ -676,7 +677,7 @@ def measure_from_spec(
 
 def page_file(doc: dict[str, Any]) -> str:
     """File name of a measurement in the page's ``layers/`` folder: ``<graph name>-<device>-<mode>.json``."""
-    from lvmharness.formats.graph_format import graph_name
+    from lvmharness.models.aliases import graph_name
 
     device = str(doc["device"]).replace(":", "_")
     return f"{graph_name(doc['alias'], doc['img_size'], doc['batch_size'], doc['dtype'])}-{device}-{doc['mode']}.json"
@@ -684,13 +685,13 @@ def page_file(doc: dict[str, Any]) -> str:
 
 def save_for_page(doc: dict[str, Any], graphs_dir: Path) -> Path:
     """Write the measurement into ``<graphs_dir>/layers/`` and the model's graph beside it if it is missing."""
-    from lvmharness.formats.graph_format import graph_name
+    from lvmharness.core.fileio import atomic_write_json
     from lvmharness.measure.graph import build_graph
-    from lvmharness.store.results import atomic_write_json
+    from lvmharness.models.aliases import graph_name
 
     graphs_dir.mkdir(parents=True, exist_ok=True)
     graph_path = graphs_dir / f"{graph_name(doc['alias'], doc['img_size'], doc['batch_size'], doc['dtype'])}.json"
-    if not graph_path.exists() and doc["dtype"] in ("fp32", "bf16", "fp16"):
+    if not graph_path.exists() and doc["dtype"] in STORAGE_DTYPE_NAMES:
         atomic_write_json(graph_path, build_graph(doc["alias"], img_size=doc["img_size"],
                                                   batch_size=doc["batch_size"], dtype=doc["dtype"]))
     path = graphs_dir / "layers" / page_file(doc)

@@ -325,7 +325,7 @@ def _apply_limit(limit: int, device: Any, prov: dict[str, Any]) -> None:
 def report_child(work: Callable[[], MemoryResult | dict[str, Any]]) -> int:
     """In a child: run ``work`` and print its result (a dict becomes the values of an ok result) as the one
     ``LVM_RESULT`` line the parent reads; an exception becomes an oom or error result, never a lost child."""
-    from lvmharness.store.results import is_oom
+    from lvmharness.core.oom import is_oom
 
     try:
         out = work()

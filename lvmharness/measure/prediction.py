@@ -66,7 +66,7 @@ class StepConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        from lvmharness.store.results import DTYPE_NAMES
+        from lvmharness.core.vocab import DTYPE_NAMES
 
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r}: valid modes are {', '.join(MODES)}")

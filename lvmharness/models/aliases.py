@@ -188,3 +188,17 @@ def family_of(timm_name: str) -> str:
         if base.startswith(fam):
             return fam
     return base.split("_")[0]
+
+
+def canonical_model(model: str) -> str:
+    """Aliases without architecture overrides share their timm model's files (``vit`` and ``vit_base`` are one)."""
+    spec = lookup(model)
+    if spec is not None and not spec.overrides:
+        return spec.timm_name
+    return model
+
+
+def graph_name(model: str, img_size: int, batch_size: int, dtype: str) -> str:
+    """File stem of a saved graph: ``vit_base_patch16_224-224-b1-fp32``. The ':' of ``torchvision:NAME`` and
+    ``module:callable`` becomes '.', so the stem stays a plain file name."""
+    return f"{canonical_model(model).replace(':', '.')}-{img_size}-b{batch_size}-{dtype}"

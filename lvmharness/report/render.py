@@ -27,7 +27,7 @@ from lvmharness.core.stats import loglog_slope
 from lvmharness.report import busy as report_busy
 from lvmharness.report.charts import interactive_html, machine_line
 from lvmharness.store import keys
-from lvmharness.store.results import load_env, load_records
+from lvmharness.store.loading import load_env, load_records
 
 # Identity, then the columns timm's benchmark CSV uses (derived here), then every value key declared for the CSV
 # in ``lvmharness.store.keys`` (in table order), then the error text.
@@ -591,7 +591,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = check_output_folder(out, what="report folder")  # the default too, before anything is read or written
     records, envs = load_runs(runs)
-    from lvmharness.store.results import torn_lines
+    from lvmharness.store.loading import torn_lines
 
     for note in (n for r in runs for n in torn_lines(r)):
         print(f"lvm report: {note}", file=sys.stderr)

@@ -12,12 +12,14 @@ from typing import Any
 import torch
 
 from lvmharness.core.errors import BadValueError, UserError
+from lvmharness.core.vocab import STORAGE_DTYPE_NAMES
 
 VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 
 # Storage dtypes by name (bytes per element for memory figures); execution modes, AMP included, live in
 # lvmharness.runtime.execution.
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES: dict[str, torch.dtype] = dict(zip(STORAGE_DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16),
+                                          strict=True))
 
 
 class DeviceUnavailableError(UserError, RuntimeError):

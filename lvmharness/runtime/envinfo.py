@@ -1,7 +1,7 @@
 """What a run ran on: versions, hardware, git commit, the machine fingerprint.
 
 Each writer of a run folder stores its own copy (``env/<writer>.json``, replaced by that writer when it learns
-more, e.g. a peak probe); ``env.json`` is the merged view of them (see ``lvmharness.store.results``)."""
+more, e.g. a peak probe); ``env.json`` is the merged view of them (see ``lvmharness.store.loading``)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ import torch
 import torchvision
 
 from lvmharness import __version__
+from lvmharness.core.clock import utc_now
 from lvmharness.runtime import machine
 from lvmharness.runtime.devices import cpu_count, cpu_model, device_name
-from lvmharness.store.results import SCHEMA_VERSION, utc_now
+from lvmharness.store.records import SCHEMA_VERSION
 
 
 def git_commit(where: Path | None = None) -> dict[str, Any]:

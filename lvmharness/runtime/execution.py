@@ -25,16 +25,17 @@ from typing import Any
 import torch
 
 from lvmharness.core.errors import BadValueError
+from lvmharness.core.vocab import DTYPE_NAMES
 from lvmharness.runtime.devices import DeviceUnavailableError, on_device, synchronizer
 
 # name -> (dtype of weights and inputs, autocast dtype or None)
-DTYPE_MODES: dict[str, tuple[torch.dtype, torch.dtype | None]] = {
-    "fp32": (torch.float32, None),
-    "bf16": (torch.bfloat16, None),
-    "fp16": (torch.float16, None),
-    "amp_bf16": (torch.float32, torch.bfloat16),
-    "amp_fp16": (torch.float32, torch.float16),
-}
+DTYPE_MODES: dict[str, tuple[torch.dtype, torch.dtype | None]] = dict(zip(DTYPE_NAMES, (
+    (torch.float32, None),
+    (torch.bfloat16, None),
+    (torch.float16, None),
+    (torch.float32, torch.bfloat16),
+    (torch.float32, torch.float16),
+), strict=True))
 
 
 def check_dtype_mode(name: str, device: torch.device) -> tuple[torch.dtype, torch.dtype | None]:

@@ -30,10 +30,8 @@ import subprocess
 from functools import lru_cache
 from typing import Any
 
-UNKNOWN = "unknown"  # the fingerprint of records written before fingerprints existed
 # Set by the harness on a worker it pins to one GPU: the CUDA_VISIBLE_DEVICES list the run was given (or "all:<n>").
 PINNED_FROM_ENV = "LVMHARNESS_CUDA_VISIBLE_DEVICES_BEFORE_PIN"
-_FINGERPRINT_RE = re.compile(r"[0-9a-f]{16}")
 
 
 def _hostname_hash() -> str:
@@ -102,8 +100,3 @@ def fingerprint() -> str:
     """This machine's fingerprint."""
     return fingerprint_of(machine())
 
-
-def record_fingerprint(record: dict[str, Any]) -> str:
-    """A record's fingerprint, or ``"unknown"`` for records written before fingerprints (or with a malformed one)."""
-    fp = record.get("fingerprint")
-    return fp if isinstance(fp, str) and _FINGERPRINT_RE.fullmatch(fp) else UNKNOWN

@@ -7,15 +7,8 @@ Every reader takes what it needs from this table instead of a list of its own:
   * the record's JSON Schema takes the type of each key (``record_schema``).
 A key not in the table is still stored and shown, but never compared, never in the CSV and never in extra_info.
 
-Compare rules:
-  ``exact``     counted, deterministic: any change is a regression (params, MACs, graph structure);
-  ``samples``   timed: decided on the raw samples in ``Key.samples`` (bootstrap CI of the ratio of medians against
-                ``--latency-threshold``); without samples, the point ratio against the same threshold;
-  ``relative``  a relative change beyond ``--mem-tolerance`` (memory in bytes);
-  ``points``    an absolute change beyond ``--acc-tolerance`` points (accuracy in %);
-  ``flag``      a condition of the measurement, not a result: true on either side makes every measured value of
-                the pair inconclusive (``contended``);
-  ``none``      stored and reported, never compared.
+Each key names its compare rule (``exact``, ``samples``, ``relative``, ``points``, ``flag``, ``none``); what a rule
+decides and against which tolerance is ``lvmharness.store.rules.RULES`` (one table, one entry per rule).
 """
 
 from __future__ import annotations
@@ -59,7 +52,7 @@ def _ms(name: str, doc: str, **kw: Any) -> Key:
 
 
 def _bytes(name: str, doc: str, **kw: Any) -> Key:
-    """A memory size in bytes, measured on this machine: lower is better, compared with ``--mem-tolerance``."""
+    """A memory size in bytes, measured on this machine: lower is better, compared by the ``relative`` rule."""
     return Key(name, "bytes", doc, "lower", "relative", measured=True, **kw)
 
 

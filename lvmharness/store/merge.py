@@ -1,4 +1,4 @@
-"""``lvm merge RUN... -o DIR``: run folders (shards of a sweep, runs on several machines) into one run folder.
+"""Merging run folders (shards of a sweep, runs on several machines) into one run folder.
 
 The merged folder is an ordinary run folder whose writers are the writers of every source: each source writer's
 records become ``records/<n>-<writer>.jsonl`` (whole records only: a line cut short by a kill was never a record),
@@ -14,29 +14,25 @@ Repeats inside one source (a re-run appending to its run id) are that run's own 
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lvmharness.core.argtypes import output_folder
 from lvmharness.core.errors import UserError
-from lvmharness.store.results import (
+from lvmharness.core.fileio import atomic_write_bytes, atomic_write_json, json_line
+from lvmharness.store.loading import (
     ENV_DIR,
     RECORDS_DIR,
-    ResultsFileError,
-    atomic_write,
-    atomic_write_json,
+    env_files,
     load_env,
+    load_env_file,
     load_records,
-    refresh_env_view,
-    refresh_results_view,
     writer_files,
 )
+from lvmharness.store.records import record_fingerprint
+from lvmharness.store.run_folder import refresh_env_view, refresh_results_view
 
 SOURCES_FILE = "sources.json"
 MAX_NAMED = 20  # duplicate case ids named in the error before "... and N more"
@@ -62,23 +58,14 @@ def _writer_records(source: Path) -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def _writer_envs(source: Path) -> list[tuple[str, dict[str, Any]]]:
-    env_dir = source / ENV_DIR
-    files = sorted(env_dir.glob("*.json")) if env_dir.is_dir() else []
+    files = env_files(source)
     if files:
-        out = []
-        for p in files:
-            try:
-                out.append((p.stem, json.loads(p.read_text(encoding="utf-8"))))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ResultsFileError(f"{p}: not a readable env file ({exc})") from exc
-        return out
+        return [(p.stem, load_env_file(p)) for p in files]
     env = load_env(source)
     return [(f"{source.name}-legacy", env)] if env else []
 
 
 def _duplicates(sources: Sequence[tuple[Path, list[dict[str, Any]]]]) -> list[str]:
-    from lvmharness.runtime.machine import record_fingerprint
-
     seen: dict[tuple[str, str], set[Path]] = defaultdict(set)
     for path, records in sources:
         for rec in records:
@@ -117,9 +104,7 @@ def merge_runs(sources: Sequence[Path | str], out: Path | str) -> MergeResult:
     total = 0
     for n, (path, ws) in enumerate(writers, 1):
         for name, recs in ws:
-            text = "".join(json.dumps(r, allow_nan=False, separators=(",", ":")) + "\n" for r in recs)
-            atomic_write(dest / RECORDS_DIR / f"{n}-{name}.jsonl",
-                         lambda fh, t=text: fh.write(t.encode("utf-8")))  # type: ignore[misc]
+            atomic_write_bytes(dest / RECORDS_DIR / f"{n}-{name}.jsonl", b"".join(json_line(r) for r in recs))
             total += len(recs)
         for name, env in _writer_envs(path):
             atomic_write_json(dest / ENV_DIR / f"{n}-{name}.json", {**env, "writer": f"{n}-{name}"})
@@ -134,19 +119,3 @@ def merge_runs(sources: Sequence[Path | str], out: Path | str) -> MergeResult:
     refresh_env_view(dest)
     refresh_results_view(dest)
     return MergeResult(dest, total, len(paths))
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders to merge (shards, or runs of several machines)")
-    p.add_argument("-o", "--output", type=output_folder, required=True, metavar="DIR",
-                   help="the merged run folder (new or empty)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from lvmharness.store.results import torn_lines
-
-    result = merge_runs(args.runs, args.output)
-    for note in (n for r in args.runs for n in torn_lines(r)):
-        print(f"lvm merge: {note}", file=sys.stderr)
-    print(f"merged {result.records} records of {result.sources} run folders into {result.out}")
-    return 0

@@ -79,7 +79,7 @@ def seed_everything(seed: int) -> None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Atomically: a reader (or a crash) sees the previous complete file or the new complete file."""
-    from lvmharness.store.results import atomic_write
+    from lvmharness.core.fileio import atomic_write
 
     atomic_write(path, lambda fh: torch.save(payload, fh))
 

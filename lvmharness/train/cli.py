@@ -17,7 +17,7 @@ from lvmharness.train.config import build_parser, config_from_args
 def sigterm_as_exit() -> Iterator[None]:
     """SIGTERM (``kill``, Slurm's time limit, torchrun stopping its workers) as SystemExit(143) while training: the
     default action ends the process at once, leaving the temporary file of a checkpoint being written behind; an
-    exception runs the cleanups (``results.atomic_write`` removes its temporary file; the last complete checkpoint
+    exception runs the cleanups (``fileio.atomic_write`` removes its temporary file; the last complete checkpoint
     stays)."""
     if threading.current_thread() is not threading.main_thread():
         yield

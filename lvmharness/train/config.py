@@ -16,9 +16,10 @@ from typing import Any
 
 from lvmharness.core.errors import ConfigError, UserError
 from lvmharness.core.parsing import MAX_BATCH_SIZE, MAX_IMG_SIZE, MAX_SEED, parse_float, parse_int
+from lvmharness.core.vocab import LOW_PRECISION_NAMES
 from lvmharness.runtime.data import DATASETS
 
-AMP_MODES = ("auto", "bf16", "fp16")
+AMP_MODES = ("auto", *LOW_PRECISION_NAMES)
 
 
 class TrainingError(UserError, RuntimeError):
@@ -94,7 +95,7 @@ class TrainConfig:
             if getattr(self, name) is not None and not str(getattr(self, name)).strip():
                 raise ConfigError(f"{{opt:{name}}} is an empty path; name a checkpoint file", field=name)
         if self.run_id is not None:
-            from lvmharness.store.results import validate_run_id
+            from lvmharness.store.run_ids import validate_run_id
 
             try:
                 validate_run_id(self.run_id)

@@ -202,7 +202,7 @@ def build_run(cfg: TrainConfig, *, device: torch.device, dist: distributed.Dist 
                    grad_scaler(device, amp_dtype), criterion, amp_dtype, loader, steps, init_info=init_info)
     if cfg.resume:
         _resume(run, Path(cfg.resume))
-    from lvmharness.store.results import new_run_id
+    from lvmharness.store.run_ids import new_run_id
 
     run.run_id = cfg.run_id or run.resumed_run_id or new_run_id()
     return run

@@ -52,23 +52,23 @@ class RecordSink(Sink):
 
     def _store(self, run: TrainRun) -> Any:
         if self.store is None:
-            from lvmharness.runtime import envinfo
-            from lvmharness.store.results import RunStore
+            from lvmharness.runtime import envinfo, machine
+            from lvmharness.store.run_folder import RunStore
 
-            self.store = RunStore(self.root, run.run_id)
+            self.store = RunStore(self.root, run.run_id, fingerprint=machine.fingerprint)
             self.store.write_env({**envinfo.collect([run.device]), "world_size": run.dist.world})
         return self.store
 
     def _add(self, run: TrainRun, metric: str, values: dict[str, Any], case: str | None = None,
              extra: dict[str, Any] | None = None) -> None:
-        from lvmharness.store.results import make_record
+        from lvmharness.store.records import make_record
 
         store = self._store(run)
         store.add(make_record(run_id=store.run_id, case=case, values=values,
                               provenance={**provenance(run), **(extra or {})}, **identity(run, metric)))
 
     def epoch_end(self, run: TrainRun, stats: EpochStats, row: dict[str, Any]) -> None:
-        from lvmharness.store.results import case_label
+        from lvmharness.store.records import case_label
 
         ident = identity(run, "train_epoch")
         label = case_label(run.cfg.model, ident["device"], ident["dtype"], run.global_batch, run.img_size,
@@ -151,7 +151,7 @@ def default_sinks(run: TrainRun) -> list[Sink]:
 
 
 def identity(run: TrainRun, metric: str) -> dict[str, Any]:
-    from lvmharness.store.results import record_identity
+    from lvmharness.store.records import record_identity
 
     return record_identity(
         metric=metric, model=run.spec.timm_name, alias=run.cfg.model, family=run.spec.family,

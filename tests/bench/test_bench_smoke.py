@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 
 from lvmharness.store import keys
-from lvmharness.store.results import load_records, schema
+from lvmharness.store.loading import load_records
+from lvmharness.store.records import schema
 from tests.helpers import runner
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ from typing import Any
 
 import jsonschema
 
-from lvmharness.store.results import load_records, schema
+from lvmharness.store.loading import load_records
+from lvmharness.store.records import schema
 from tests.helpers import runner
 from tests.models.test_sources import tiny_conv_counts
 

@@ -19,7 +19,7 @@ import pytest
 from lvmharness.bench import parallel
 from lvmharness.bench.config import LvmConfig
 from lvmharness.bench.session import LvmSession
-from lvmharness.store.results import load_records
+from lvmharness.store.loading import load_records
 from tests.helpers import runner
 
 # Each test starts several pytest processes (xdist workers, shards, a submitit sweep): the slow suite.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lvmharness.store.results import load_records
+from lvmharness.store.loading import load_records
 
 PROBE = """
 import json, sys

@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 
 import lvmharness
-from lvmharness.store.results import RunStore, schema
+from lvmharness.store.records import schema
+from lvmharness.store.run_folder import RunStore
 from tests.models.test_sources import tiny_conv_counts
 
 

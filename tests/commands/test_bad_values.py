@@ -243,7 +243,8 @@ def tree(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lvmharness.store.results import RunStore, make_record, record_identity
+    from lvmharness.store.records import make_record, record_identity
+    from lvmharness.store.run_folder import RunStore
 
     root = tmp_path_factory.mktemp("runs")
     with RunStore(root, "r", fingerprint="0123456789abcdef") as store:

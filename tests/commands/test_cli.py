@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lvmharness.commands.main import main
-from lvmharness.store.results import load_records
+from lvmharness.store.loading import load_records
 
 
 def test_models_lists_aliases(capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,7 +115,8 @@ def test_help_imports_neither_torch_nor_timm(argv: list[str]) -> None:
 
 
 def test_compare_and_report_of_a_run_import_neither_torch_nor_timm(tmp_path: Path) -> None:
-    from lvmharness.store.results import RunStore, make_record
+    from lvmharness.store.records import make_record
+    from lvmharness.store.run_folder import RunStore
 
     store = RunStore(tmp_path)
     for batch, p50 in ((1, 2.0), (4, 6.0)):

@@ -77,10 +77,10 @@ def test_user_errors_of_the_library_derive_from_user_error() -> None:
     from lvmharness.formats.graph_format import GraphFormatError
     from lvmharness.models.aliases import ModelError
     from lvmharness.runtime.devices import DeviceUnavailableError
-    from lvmharness.store.compare import CompareError
+    from lvmharness.store.loading import ResultsFileError
     from lvmharness.store.merge import MergeError
     from lvmharness.store.record_schema import RecordError
-    from lvmharness.store.results import ResultsFileError
+    from lvmharness.store.rules import CompareError
 
     for cls in (BadValueError, ConfigError, OutputPathError, GraphFormatError, ModelError, DeviceUnavailableError,
                 CompareError, MergeError, RecordError, ResultsFileError):

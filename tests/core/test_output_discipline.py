@@ -20,8 +20,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from lvmharness.commands.main import main
+from lvmharness.core.fileio import atomic_write_json
 from lvmharness.core.outputs import OutputPathError, check_output_file, check_output_folder
-from lvmharness.store.results import RunStore, atomic_write_json, make_record, record_identity
+from lvmharness.store.records import make_record, record_identity
+from lvmharness.store.run_folder import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -320,7 +322,8 @@ def _killed_run(folder: Path, cases: list[str], torn_case: str) -> Path:
     code = f"""
 import os, signal, sys
 import json
-from lvmharness.store.results import RunStore, append_durably
+from lvmharness.core.fileio import append_durably
+from lvmharness.store.run_folder import RunStore
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from test_output_discipline import flops_record
 store = RunStore({str(folder)!r}, "killed", fingerprint="0123456789abcdef")
@@ -456,7 +459,7 @@ def test_sweep_bounds_its_shards_and_needs_slurm_for_slurm(tmp_path: Path, capsy
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import submitit
 
-    import lvmharness.bench.sweep as sweep
+    import lvmharness.runtime.sweep as sweep
 
     def started(*args: object, **kwargs: object) -> None:
         raise AssertionError("an executor started")
@@ -573,7 +576,7 @@ def test_sigterm_while_saving_a_checkpoint_leaves_no_temporary_file(tmp_path: Pa
 
 
 def test_the_summary_names_results_json_only_when_it_was_written(tmp_path: Path) -> None:
-    from lvmharness.store.results import load_records, results_view_current
+    from lvmharness.store.loading import load_records, results_view_current
 
     with RunStore(tmp_path, "r", fingerprint="0123456789abcdef") as store:
         store.add(flops_record("r", "m"))

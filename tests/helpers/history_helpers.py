@@ -6,7 +6,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from lvmharness.store.results import RunStore, make_record
+from lvmharness.store.records import make_record
+from lvmharness.store.run_folder import RunStore
 
 FP_A = "aaaaaaaaaaaaaaaa"
 FP_B = "bbbbbbbbbbbbbbbb"

@@ -228,7 +228,7 @@ def test_a_busy_run_warns_at_start_and_flags_in_the_summary(tmp_path: Path) -> N
     assert proc.returncode == 0, out[-3000:]
     assert "lvmharness WARNING: the machine is already busy" in out
     assert "CONTENDED:  1 record(s)" in out and "latency[smoke_vit-cpu-fp32-b1-32]: cpu_share" in out
-    from lvmharness.store.results import load_env, load_records
+    from lvmharness.store.loading import load_env, load_records
 
     run = tmp_path / "out" / "busy-run"
     (record,) = load_records(run)

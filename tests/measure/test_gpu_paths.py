@@ -16,9 +16,9 @@ from torch.optim import optimizer as torch_optimizer
 from lvmharness.bench import parallel
 from lvmharness.bench.config import LvmConfig
 from lvmharness.bench.session import LvmSession
+from lvmharness.core.oom import is_oom
 from lvmharness.measure.peak import mac_mix_peak
 from lvmharness.measure.prediction import StepConfig, measure_step, predict_step
-from lvmharness.store.results import is_oom
 
 
 @pytest.fixture

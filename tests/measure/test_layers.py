@@ -375,7 +375,7 @@ def test_bench_layers_option_writes_a_layer_times_record(tmp_path: Path) -> None
         cwd=root, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    from lvmharness.store.results import load_records
+    from lvmharness.store.loading import load_records
 
     records = load_records(tmp_path / "run")
     latency = next(r for r in records if r["metric"] == "latency")

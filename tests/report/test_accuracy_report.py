@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lvmharness.report.render import accuracy_points, build_report, dominated_by, pareto_front
-from lvmharness.store.results import make_record
+from lvmharness.store.records import make_record
 
 # Three models. By hand: on GMACs, a (1, 90) beats b (2, 85): b is dominated (more cost, less accuracy); c (3, 95)
 # is the most accurate, so on the front. On training time the order flips for a and b: b is cheapest (10 s, 85%),
@@ -38,7 +38,7 @@ def test_the_front_and_the_dominated_models_per_panel() -> None:
 
 
 def test_the_page_draws_four_panels_and_names_the_dominated(tmp_path: Path) -> None:
-    from lvmharness.store.results import RunStore
+    from lvmharness.store.run_folder import RunStore
 
     store = RunStore(tmp_path / "res", "r")
     for rec in _records():

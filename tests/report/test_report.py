@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from lvmharness.commands.main import main
-from lvmharness.store.results import RunStore, make_record
+from lvmharness.store.records import make_record
+from lvmharness.store.run_folder import RunStore
 
 
 def _run(tmp_path: Path, *, busy: bool) -> Path:

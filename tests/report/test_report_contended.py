@@ -17,7 +17,9 @@ from lvmharness.report.render import (
     plot_latency_vs_batch,
     plot_latency_vs_resolution,
 )
-from lvmharness.store.results import RunStore, load_records, make_record
+from lvmharness.store.loading import load_records
+from lvmharness.store.records import make_record
+from lvmharness.store.run_folder import RunStore
 
 BUSY = {"contended": True, "cpu_share": 0.4, "other_load_cores": 1.6}
 

@@ -11,7 +11,8 @@ import pytest
 
 from lvmharness.report.charts import LAYER_TYPES, machine_line, memory_predicted_vs_measured, time_by_layer_type
 from lvmharness.report.render import build_report
-from lvmharness.store.results import RunStore, make_record
+from lvmharness.store.records import make_record
+from lvmharness.store.run_folder import RunStore
 
 # Hand-written layer-type times (ms) per model and input side: every non-zero value is one bar segment.
 LAYER_MS: dict[tuple[str, int], dict[str, float]] = {
@@ -46,7 +47,7 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 def test_time_by_layer_type_holds_the_records_values(run_dir: Path) -> None:
-    from lvmharness.store.results import load_records
+    from lvmharness.store.loading import load_records
 
     fig = time_by_layer_type(load_records(run_dir))
     assert fig is not None

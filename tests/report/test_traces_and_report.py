@@ -18,7 +18,7 @@ import pytest
 
 from lvmharness.commands.main import main
 from lvmharness.report.render import ACCURACY_PANELS
-from lvmharness.store.results import load_records
+from lvmharness.store.loading import load_records
 
 ROOT = Path(__file__).resolve().parents[2]
 

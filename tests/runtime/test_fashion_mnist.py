@@ -208,7 +208,7 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_distilled_deit_record_names_its_teacher(teacher: Path, tmp_path: Path) -> None:
-    from lvmharness.store.results import load_records
+    from lvmharness.store.loading import load_records
 
     write_fashion_mnist(tmp_path / "data", train=64, test=32)
     rc = train_main([*FAST, "--model", "ladder_deit_tiny", "--dataset", "fashion_mnist", "--data_dir",
@@ -263,7 +263,7 @@ def test_the_same_seed_gives_the_same_top1_on_a_rerun(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_lvm_accuracy_prints_the_table_distills_and_fine_tunes(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from lvmharness.store.results import load_records
+    from lvmharness.store.loading import load_records
 
     write_fashion_mnist(tmp_path / "data", train=60, test=30)
     rc = lvm(["accuracy", "--models", "ladder_resnet_tiny,ladder_deit_tiny", "--data-dir", str(tmp_path / "data"),

@@ -12,20 +12,32 @@ from typing import Any
 import pytest
 
 from lvmharness.commands.main import build_parser, main
+from lvmharness.core.fileio import atomic_write_json
 from lvmharness.store import keys
-from lvmharness.store.compare import (
+from lvmharness.store.compare import Comparison, baseline_records, compare_records
+from lvmharness.store.records import make_record
+from lvmharness.store.rules import (
     CompareError,
-    Comparison,
     Finding,
     Rules,
-    _points,
-    _relative,
-    _samples,
-    baseline_records,
-    compare_records,
+    decide_points,
+    decide_relative,
+    decide_samples,
     median_ratio_ci,
 )
-from lvmharness.store.results import atomic_write_json, make_record
+
+
+def _one(key: keys.Key, value: Any) -> dict[str, Any]:
+    """The part of a record a value rule reads: its values."""
+    return {"values": {key.name: value}}
+
+
+def _relative(case: str, key: keys.Key, bv: Any, nv: Any, rules: Rules) -> Finding:
+    return decide_relative(case, key, _one(key, bv), _one(key, nv), rules)
+
+
+def _points(case: str, key: keys.Key, bv: Any, nv: Any, rules: Rules) -> Finding:
+    return decide_points(case, key, _one(key, bv), _one(key, nv), rules)
 
 
 def rec(case: str = "vit-cpu-fp32-b1-224", metric: str = "latency", status: str = "ok",
@@ -164,7 +176,7 @@ def test_baseline_keeps_only_deterministic_values() -> None:
 def test_the_committed_baseline_matches_the_smoke_models() -> None:
     """The CI gate's baseline is current: counting the smoke models now gives the committed numbers."""
     from lvmharness.measure.flops import analyze
-    from lvmharness.store.results import load_records
+    from lvmharness.store.loading import load_records
 
     path = Path(__file__).resolve().parents[2] / "benches" / "baseline" / "smoke.json"
     for r in load_records(path):
@@ -627,7 +639,7 @@ def fps(value: float, raw: list[float] | None = None) -> dict[str, Any]:
     ],
 )
 def test_a_higher_is_better_timed_value_is_oriented(new_raw: list[float], verdict: str, detail: str) -> None:
-    finding = _samples("c", FPS, fps(10.0, FLAT_10), fps(new_raw[1], new_raw), Rules())
+    finding = decide_samples("c", FPS, fps(10.0, FLAT_10), fps(new_raw[1], new_raw), Rules())
     assert (finding.key, finding.base, finding.new, finding.verdict, finding.detail) == (
         "fps", 10.0, new_raw[1], verdict, detail)
 
@@ -640,7 +652,7 @@ def test_a_higher_is_better_timed_value_is_oriented(new_raw: list[float], verdic
      (0.0, "regression", "x0.000")],  # nothing left: infinitely worse
 )
 def test_a_higher_is_better_point_value_is_oriented(new: float, verdict: str, ratio: str) -> None:
-    finding = _samples("c", FPS, fps(10.0), fps(new), Rules(latency_threshold=0.2))
+    finding = decide_samples("c", FPS, fps(10.0), fps(new), Rules(latency_threshold=0.2))
     assert (finding.verdict, finding.detail) == (
         verdict, f"{ratio} (no usable raw samples: compared the point values against the threshold)")
 

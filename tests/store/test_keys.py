@@ -16,7 +16,7 @@ from lvmharness.report.render import CSV_COLUMNS, DERIVED_COLUMNS, IDENTITY_COLU
 from lvmharness.runtime.execution import ExecOptions, Prepared
 from lvmharness.store import keys
 from lvmharness.store.compare import compare_records
-from lvmharness.store.results import make_record, schema
+from lvmharness.store.records import make_record, schema
 
 
 def test_every_key_is_declared_once_with_a_consistent_rule() -> None:

@@ -1,4 +1,4 @@
-"""The result store: atomic rewrites, records for every outcome, the JSON schema."""
+"""The result store: records for every outcome, run ids, writers, the JSON schema."""
 
 from __future__ import annotations
 
@@ -11,43 +11,18 @@ import re
 import socket
 import stat
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import jsonschema
 import pytest
 import torch
 
-from lvmharness.runtime.devices import DTYPES
-from lvmharness.runtime.execution import DTYPE_MODES
-from lvmharness.store import results
-from lvmharness.store.results import (
-    DTYPE_NAMES,
-    STORAGE_DTYPE_NAMES,
-    ResultsFileError,
-    RunStore,
-    atomic_write,
-    atomic_write_json,
-    case_id,
-    is_oom,
-    load_records,
-    make_record,
-    new_run_id,
-    record_identity,
-    run_id_arg,
-    schema,
-    utc_now,
-    validate_run_id,
-    writer_name,
-)
-
-
-def test_dtype_names_are_one_vocabulary() -> None:
-    # The CLI's choices, the schema's enum and the torch tables must name the same modes, in the same order.
-    assert tuple(DTYPE_MODES) == DTYPE_NAMES
-    assert tuple(DTYPES) == STORAGE_DTYPE_NAMES
-    assert schema()["properties"]["dtype"]["enum"] == list(DTYPE_NAMES)
-    assert all(DTYPE_MODES[name] == (DTYPES[name], None) for name in STORAGE_DTYPE_NAMES)
-
+from lvmharness.core.fileio import atomic_write
+from lvmharness.store import run_ids
+from lvmharness.store.loading import ResultsFileError, load_records
+from lvmharness.store.records import case_id, make_record, record_identity, schema
+from lvmharness.store.run_folder import RunStore, writer_name
+from lvmharness.store.run_ids import new_run_id, run_id_arg, validate_run_id
 
 FP = "0123456789abcdef"  # a fixed fingerprint: these tests are about the store, not the machine
 
@@ -124,54 +99,6 @@ def test_non_finite_values_are_stored_as_null(tmp_path: Path) -> None:
     (loaded,) = json.loads(store.results_path.read_text())
     assert loaded["values"]["throughput_img_s"] is None
     validate([loaded])
-
-
-def test_atomic_write_keeps_the_old_file_when_the_write_fails_halfway(tmp_path: Path) -> None:
-    path = tmp_path / "results.json"
-    atomic_write_json(path, [{"a": 1}])
-
-    def half_then_fail(fh: BinaryIO) -> None:
-        fh.write(b'[{"a": 2}, {"b"')  # the write has started: bytes are on their way to disk
-        fh.flush()
-        raise OSError(28, "No space left on device")
-
-    with pytest.raises(OSError, match="No space"):
-        atomic_write(path, half_then_fail)
-    assert json.loads(path.read_text()) == [{"a": 1}]
-    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left behind
-
-
-def test_atomic_write_writes_a_temp_file_fsyncs_it_renames_it_then_fsyncs_the_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Durability is an order of events, observed through the calls themselves (no timing, no power cut):
-    # data fsync'd before the rename makes it visible, and the folder fsync'd after it makes the rename durable.
-    path = tmp_path / "results.json"
-    path.write_text("old\n")
-    events: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd: int) -> None:
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def replace(src: Any, dst: Any) -> None:
-        events.append(("replace", f"{src} -> {dst}"))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
-
-    def write(fh: BinaryIO) -> None:
-        fh.write(b"new\n")
-        fh.flush()
-        assert path.read_text() == "old\n"  # the target is untouched while the new content is written
-
-    atomic_write(path, write)
-    assert path.read_text() == "new\n"
-    (tmp,) = {e[1] for e in events if e[0] == "fsync" and e[1] not in (str(tmp_path), str(path))}
-    assert Path(tmp).parent == tmp_path and Path(tmp).name != path.name
-    assert events == [("fsync", tmp), ("replace", f"{tmp} -> {path}"), ("fsync", str(tmp_path))]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
@@ -253,7 +180,7 @@ def test_a_clock_behind_the_last_id_gives_the_next_millisecond(monkeypatch: pyte
     # in one millisecond): the next id is exactly one millisecond later, so ids keep the creation order without
     # jumping ahead of the clock more than needed. The millisecond count comes from calendar.timegm, not our code.
     last_ms = calendar.timegm((2999, 1, 1, 0, 0, 0)) * 1000
-    monkeypatch.setattr(results, "_last_run_ms", last_ms)
+    monkeypatch.setattr(run_ids, "_last_run_ms", last_ms)
     assert new_run_id().startswith("29990101T000000.001Z-")
     assert new_run_id().startswith("29990101T000000.002Z-")
 
@@ -277,94 +204,12 @@ def test_run_id_arg_gives_argparse_the_value_or_the_message(capsys: pytest.Captu
     assert "argument --run-id: run id '../x' is not valid: use 1-200 letters, digits" in err
 
 
-def test_utc_now_is_utc_to_the_second() -> None:
-    before = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
-    text = utc_now()
-    after = _dt.datetime.now(_dt.UTC)
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", text), text
-    assert before <= _dt.datetime.fromisoformat(text) <= after
-
-
 def test_case_id_names_valued_options_as_key_equals_value() -> None:
     # Sorted by key; True is the bare key, False/None are left out, anything else is key=value.
     options = {"mode": "max-autotune", "compile": True, "amp": False, "tag": None, "warmup": 3}
     assert case_id("latency", "vit", "cpu", "fp32", None, None, options) == (
         "latency[vit-cpu-fp32-compile-mode=max-autotune-warmup=3]"
     )
-
-
-def test_json_files_are_indented_and_store_other_objects_as_text(tmp_path: Path) -> None:
-    # One value per line (indent 1) so that results files diff line by line; a Path (or any non-JSON object) is
-    # stored as its text, NaN as null.
-    path = tmp_path / "x.json"
-    atomic_write_json(path, {"name": "vit", "ms": [1.5, float("nan")], "where": Path("/data/x")})
-    assert path.read_text() == '{\n "name": "vit",\n "ms": [\n  1.5,\n  null\n ],\n "where": "/data/x"\n}\n'
-
-
-def test_the_umask_is_read_without_setting_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Setting the umask, even for an instant, races every other thread that creates a file meanwhile: where
-    # /proc/self/status is there, it is only read.
-    old = os.umask(0o027)
-    try:
-        real_umask = os.umask
-        calls: list[int] = []
-
-        def spy(mask: int) -> int:
-            calls.append(mask)
-            return real_umask(mask)
-
-        monkeypatch.setattr(os, "umask", spy)
-        got = results._umask()
-        monkeypatch.undo()
-    finally:
-        os.umask(old)
-    assert got == 0o027 and calls == []
-
-
-def test_the_umask_without_proc_is_set_and_put_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_proc(*args: Any, **kwargs: Any) -> Any:
-        raise FileNotFoundError("/proc is not mounted")
-
-    monkeypatch.setattr(results, "open", no_proc, raising=False)
-    old = os.umask(0o037)
-    try:
-        got = results._umask()
-        after = os.umask(0o037)  # what the process umask is now: must still be 0o037
-    finally:
-        os.umask(old)
-    assert (got, after) == (0o037, 0o037)
-
-
-def test_atomic_write_stages_a_hidden_tmp_file_named_after_the_target(tmp_path: Path) -> None:
-    # Hidden and ending in .tmp: a copy left by a crash is never taken for a results or env file (the views and
-    # the writers' files are found by their names) and says which file it was for.
-    path = tmp_path / "env.json"
-    seen: list[str] = []
-
-    def write(fh: BinaryIO) -> None:
-        seen.extend(p.name for p in tmp_path.iterdir())
-        fh.write(b"{}\n")
-
-    atomic_write(path, write)
-    (name,) = seen
-    assert re.fullmatch(r"\.env\.json\.\w+\.tmp", name), name
-
-
-@pytest.mark.parametrize(
-    ("exc", "oom"),
-    [
-        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
-        (MemoryError(), True),
-        (RuntimeError("CUDA error: out of memory"), True),
-        # The CPU allocator's words (no "out of memory" in them):
-        (RuntimeError("[enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: can't allocate memory: "
-                      "you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"), True),
-        (RuntimeError("Expected all tensors to be on the same device"), False),
-        (ValueError("out of memory"), False),  # only a RuntimeError can be torch's allocator failing
-    ],
-)
-def test_is_oom_recognises_the_allocators_messages(exc: BaseException, oom: bool) -> None:
-    assert is_oom(exc) is oom
 
 
 def test_a_case_can_skip_itself_with_a_reason(tmp_path: Path) -> None:

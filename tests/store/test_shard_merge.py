@@ -11,8 +11,10 @@ import pytest
 
 from lvmharness.bench.shard import ShardSpecError, case_cost, imbalance, loads, parse_shard, plan
 from lvmharness.commands.main import main
+from lvmharness.store.loading import load_env, load_records
 from lvmharness.store.merge import MergeError, merge_runs
-from lvmharness.store.results import RunStore, load_env, load_records, make_record
+from lvmharness.store.records import make_record
+from lvmharness.store.run_folder import RunStore
 
 FP_A, FP_B = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
 

@@ -18,19 +18,20 @@ from typing import Any
 
 import pytest
 
-from lvmharness.store import results
-from lvmharness.store.results import (
+from lvmharness.core import fileio
+from lvmharness.store import run_folder
+from lvmharness.store.loading import (
     RECORDS_DIR,
     ResultsFileError,
-    RunStore,
     load_env,
     load_records,
-    make_record,
     merge_envs,
-    refresh_env_view,
-    refresh_results_view,
-    validate_run_id,
+    merged_env,
+    merged_records,
 )
+from lvmharness.store.records import make_record
+from lvmharness.store.run_folder import RunStore
+from lvmharness.store.run_ids import validate_run_id
 
 ROOT = Path(__file__).resolve().parents[2]
 FP = "0123456789abcdef"
@@ -40,7 +41,8 @@ FP = "0123456789abcdef"
 WRITER = r"""
 import sys, time
 from pathlib import Path
-from lvmharness.store.results import RunStore, make_record
+from lvmharness.store.records import make_record
+from lvmharness.store.run_folder import RunStore
 root, run_id, tag = sys.argv[1:4]
 count, payload, go = int(sys.argv[4]), int(sys.argv[5]), Path(sys.argv[6])
 while not go.exists():
@@ -274,13 +276,13 @@ def test_the_legacy_check_runs_once_per_writer_not_once_per_record(
 ) -> None:
     # It lists records/ (O(writers)): per record, a long run's appends would grow costlier as writers accumulate.
     calls: list[Path] = []
-    real = results._import_legacy
+    real = run_folder._import_legacy
 
     def counting(run_dir: Path) -> None:
         calls.append(run_dir)
         real(run_dir)
 
-    monkeypatch.setattr(results, "_import_legacy", counting)
+    monkeypatch.setattr(run_folder, "_import_legacy", counting)
     store = RunStore(tmp_path, "r", fingerprint=FP)
     for case in ("a", "b", "c"):
         store.add(rec("r", case))
@@ -419,13 +421,13 @@ def test_views_are_written_once_each_and_always_whole(tmp_path: Path, monkeypatc
     store.write_env({"torch": "2.14.1"})
     store.add(rec("r", "a"))
     written: list[tuple[str, Any]] = []
-    real = results.atomic_write
+    real = fileio.atomic_write
 
     def spy(path: Path, write: Any) -> None:
         real(path, write)
         written.append((path.name, json.loads(path.read_text())))
 
-    monkeypatch.setattr(results, "atomic_write", spy)
+    monkeypatch.setattr(fileio, "atomic_write", spy)
     store.close()
     assert [(name, [r["case_id"] for r in view]) for name, view in written] == [("results.json", ["a"])]
     written.clear()
@@ -441,9 +443,28 @@ def test_views_can_be_computed_without_writing(tmp_path: Path) -> None:
     RunStore(tmp_path, "r", writer="w", fingerprint=FP).add(rec("r", "a"))
     (run / "env").mkdir()
     (run / "env" / "w.json").write_text(json.dumps({"torch": "2.14.1"}))
-    assert [r["case_id"] for r in refresh_results_view(run, write=False)] == ["a"]
-    assert refresh_env_view(run, write=False) == {"torch": "2.14.1", "writers": ["w"]}
+    assert [r["case_id"] for r in merged_records(run)] == ["a"]
+    assert merged_env(run) == {"torch": "2.14.1", "writers": ["w"]}
     assert not (run / "results.json").exists() and not (run / "env.json").exists()
+
+
+def test_reading_a_run_never_writes_even_when_its_views_are_stale(tmp_path: Path) -> None:
+    # A writer killed before its close leaves the views stale: readers merge the writers' files themselves and
+    # leave every file as it was (the folder may be a read-only copy; rebuilding is the writers' job).
+    store = RunStore(tmp_path, "r", writer="w", fingerprint=FP)
+    store.write_env({"torch": "2.14.1"})
+    store.add(rec("r", "a"))
+    store.close()
+    store.add(rec("r", "b"))  # after the close: results.json still lists only "a"
+    (store.run_dir / "env" / "late.json").write_text(json.dumps({"torch": "2.14.1", "gpu": "x"}))
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in store.run_dir.rglob("*") if p.is_file()}
+    assert [r["case_id"] for r in load_records(store.run_dir)] == ["a", "b"]
+    assert [r["case_id"] for r in load_records(store.results_path)] == ["a", "b"]
+    env = load_env(store.run_dir)
+    assert env is not None and env["gpu"] == "x"
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in store.run_dir.rglob("*") if p.is_file()}
+    assert after == before
+    assert [r["case_id"] for r in json.loads(store.results_path.read_text())] == ["a"]
 
 
 def test_the_env_of_a_results_file_is_its_folders_env(tmp_path: Path) -> None:
@@ -516,7 +537,7 @@ def test_run_files_are_utf8_whatever_the_locale(
     store.write_env({"cpu": cpu})
     store.add(rec("r", "a", provenance={"cpu": cpu}))
     store.close()
-    monkeypatch.setattr(results, "atomic_write", lambda *a: pytest.fail("a file was written by a reader"))
+    monkeypatch.setattr(fileio, "atomic_write", lambda *a: pytest.fail("a file was written by a reader"))
     env = load_env(store.run_dir)
     assert env is not None and env["cpu"] == cpu
     assert [r["provenance"]["cpu"] for r in load_records(store.run_dir)] == [cpu]

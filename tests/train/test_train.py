@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from lvmharness.runtime import data as datamod
-from lvmharness.store.results import load_records, schema
+from lvmharness.store.loading import load_records
+from lvmharness.store.records import schema
 from lvmharness.train import (
     CheckpointError,
     NonFiniteLossError,

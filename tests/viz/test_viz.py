@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from lvmharness.core.fileio import atomic_write_json
 from lvmharness.measure.graph import build_graph
-from lvmharness.store.results import atomic_write_json
 from viz.app import create_app, graph_name
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from lvmharness.formats.graph_format import MAX_GRAPH_DEPTH, graph_name
+from lvmharness.core.fileio import atomic_write_json
+from lvmharness.formats.graph_format import MAX_GRAPH_DEPTH
 from lvmharness.measure.graph import build_graph
-from lvmharness.store.results import atomic_write_json
+from lvmharness.models.aliases import graph_name
 from viz.app import create_app
 
 GOOD = "smoke_vit-32-b1-fp32"
