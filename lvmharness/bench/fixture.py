@@ -156,7 +156,8 @@ class Lvm:
         whole tree (ms, MACs, FLOP/s and roofline place per module) goes to ``<run>/layers/<case>.json``."""
         if not self.session.options.layers:
             return
-        from lvmharness.measure.layers import measure_layers, record_values
+        from lvmharness.bench.layer_record import record_values
+        from lvmharness.measure.layers.run import measure_layers
         from lvmharness.store.results import atomic_write_json
 
         loaded = self.model()
@@ -167,7 +168,7 @@ class Lvm:
                 rec.skip("time per layer needs eager execution; torch.compile fuses the modules away")
                 return
             if loaded.device.type == "mps":
-                from lvmharness.measure.layers import MPS_REFUSAL
+                from lvmharness.measure.layers.run import MPS_REFUSAL
 
                 rec.skip(MPS_REFUSAL)
                 return

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 GRAPH_FORMAT = "lvmharness.graph"
 GRAPH_VERSION = 1
 LAYERS_FORMAT = "lvmharness.layers"  # measured time per module (lvmharness.measure.layers)
+LAYERS_DIR = "layers"  # where the architecture page finds measurements: <graphs folder>/layers/
 LAYERS_VERSION = 1
 # Deepest module nesting a graph may have. timm's deepest models nest about ten levels; a deeper file is damaged or
 # hostile, and serializing it again would exhaust the interpreter's recursion limit.
@@ -163,3 +164,25 @@ def graph_name(model: str, img_size: int, batch_size: int, dtype: str) -> str:
     """File stem of a saved graph: ``vit_base_patch16_224-224-b1-fp32``. The ':' of ``torchvision:NAME`` and
     ``module:callable`` becomes '.', so the stem stays a plain file name."""
     return f"{canonical_model(model).replace(':', '.')}-{img_size}-b{batch_size}-{dtype}"
+
+
+def layers_file_name(doc: dict[str, Any]) -> str:
+    """File name of a measurement in the page's ``layers/`` folder: ``<graph name>-<device>-<mode>.json``."""
+    device = str(doc["device"]).replace(":", "_")
+    return f"{graph_name(doc['alias'], doc['img_size'], doc['batch_size'], doc['dtype'])}-{device}-{doc['mode']}.json"
+
+
+def save_for_page(doc: dict[str, Any], graphs_dir: Path, make_graph: Callable[[], dict[str, Any]]) -> Path:
+    """Write a layers document into ``<graphs_dir>/layers/``, and the model's graph beside it when it is missing
+    (``make_graph`` builds it; the page shows a measurement on its graph). Mixed-precision runs (amp_*) have no
+    graph of their own: the graph file holds one storage dtype."""
+    from lvmharness.store.results import atomic_write_json
+
+    graphs_dir.mkdir(parents=True, exist_ok=True)
+    graph_path = graphs_dir / f"{graph_name(doc['alias'], doc['img_size'], doc['batch_size'], doc['dtype'])}.json"
+    if not graph_path.exists() and doc["dtype"] in ("fp32", "bf16", "fp16"):
+        atomic_write_json(graph_path, make_graph())
+    path = graphs_dir / LAYERS_DIR / layers_file_name(doc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, doc)
+    return path
