@@ -19,7 +19,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from lvmharness.measure.flops import EXTRA_FORMULAS, UncountedOpError, carries_macs
+from lvmharness.measure.flop_formulas import EXTRA_FORMULAS, carries_macs
+from lvmharness.measure.flops import UncountedOpError
 from lvmharness.measure.layers.hooks import path_stack
 
 _NO_TRAFFIC = re.compile(r"(new_)?empty(_like|_strided|_permuted)?|detach|lift_fresh|_to_copy_no_op")
