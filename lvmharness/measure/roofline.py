@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from lvmharness.measure.latency import Timer, TimingConfig
+from lvmharness.measure.budget import TimingConfig
+from lvmharness.measure.latency import Timer
 from lvmharness.measure.peak import peak
 
 # Buffer size per device: well past the last-level cache (CPU L3s reach a few hundred MiB on large servers), small

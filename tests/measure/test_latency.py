@@ -17,6 +17,7 @@ from torch import nn
 import lvmharness.measure.fidelity
 from lvmharness.core.stats import percentile
 from lvmharness.measure import latency
+from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.contention import Contention
 from lvmharness.measure.fidelity import FidelityResult, fidelity
 from lvmharness.measure.latency import (
@@ -25,7 +26,6 @@ from lvmharness.measure.latency import (
     NoMarks,
     Stats,
     Timer,
-    TimingConfig,
     TimingResult,
     default_marks,
     forward_latency,

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.contention import Window
 from lvmharness.measure.flops import count_run
-from lvmharness.measure.latency import Timer, TimingConfig
+from lvmharness.measure.latency import Timer
 from lvmharness.measure.layers.attribution import STEP_RANGE, StepTimes, attribute
 from lvmharness.measure.layers.document import build_document
 from lvmharness.measure.layers.hooks import module_ranges
