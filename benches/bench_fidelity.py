@@ -11,7 +11,7 @@ import pytest
 
 from lvmharness.bench import Lvm, LvmSession
 from lvmharness.bench.matrix import BenchCase
-from lvmharness.measure.latency import fidelity
+from lvmharness.measure.fidelity import fidelity
 
 pytestmark = pytest.mark.lvm_metric("fidelity")
 

@@ -46,6 +46,7 @@ from lvmharness.formats.graph_format import (
     MAX_FILE_BYTES,
     GraphFormatError,
     read_json_file,
+    save_for_page,
     validate_graph,
     validate_layers,
     walk,
@@ -440,12 +441,13 @@ def _model_errors_as_api_errors(model: str) -> Iterator[None]:
 
 def _measure(model: str, img_size: int, batch: int, dtype: str, root: Path) -> None:
     """Time per layer on the CPU and save it (and the graph) where the page finds it; imports torch."""
-    from lvmharness.measure.layers import measure_from_spec, save_for_page
+    from lvmharness.measure.layers.run import measure_from_spec
 
     with _model_errors_as_api_errors(model):
         doc = measure_from_spec(model, img_size=img_size, batch_size=batch, device="cpu", dtype=dtype, steps=3,
                                 warmup=1)
-    save_for_page(doc, root)
+    save_for_page(doc, root, graph_name(model, img_size, batch, dtype),
+                  lambda: _generate(model, img_size, batch, dtype))
 
 
 def _generate(model: str, img_size: int, batch: int, dtype: str) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def plugin_option(field: str) -> str:
     return OPTION_NAMES.get(field, f"the bench's {field} setting")
 
 
-class BenchInputError(UserError):
+class BenchInputError(Exception):
     """A user-fixable error from the library, worded with the plugin's option names."""
 
 
@@ -156,8 +156,9 @@ class Lvm:
         whole tree (ms, MACs, FLOP/s and roofline place per module) goes to ``<run>/layers/<case>.json``."""
         if not self.session.options.layers:
             return
+        from lvmharness.bench.layer_record import record_values
         from lvmharness.core.fileio import atomic_write_json
-        from lvmharness.measure.layers import measure_layers, record_values
+        from lvmharness.measure.layers.run import measure_layers
 
         loaded = self.model()
         case = self.case
@@ -167,7 +168,7 @@ class Lvm:
                 rec.skip("time per layer needs eager execution; torch.compile fuses the modules away")
                 return
             if loaded.device.type == "mps":
-                from lvmharness.measure.layers import MPS_REFUSAL
+                from lvmharness.measure.layers.run import MPS_REFUSAL
 
                 rec.skip(MPS_REFUSAL)
                 return

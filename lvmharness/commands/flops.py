@@ -27,15 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lvmharness.measure.flops import analyze, module_table, scaling_exponent
+    # Imported here, not at the top: it imports torch and timm, which the parser of the lvm command line never needs.
+    from lvmharness.measure.flops import analyze, macs_scaling, module_table
 
     sizes: list[int] = args.scaling or []
     report = analyze(args.model, img_size=args.img_size, batch_size=args.batch_size, verify=args.verify,
                      convention=args.convention)
-    scaling: dict[str, object] | None = None
-    if sizes:
-        per_size = [analyze(args.model, img_size=s, batch_size=1, backward=False).macs for s in sizes]
-        scaling = {"img_sizes": sizes, "macs": per_size, "exponent_vs_pixels": scaling_exponent(sizes, per_size)}
+    scaling = macs_scaling(args.model, sizes) if sizes else None
     if args.json:
         out = report.summary()
         out["macs_by_module"] = {p: sum(ops.values()) for p, ops in report.by_module.items() if p}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lvmharness.core.argtypes import batch_size, img_size, output_file
+from lvmharness.core.fileio import atomic_write_json
 from lvmharness.core.vocab import STORAGE_DTYPE_NAMES
 
 
@@ -17,8 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lvmharness.core.fileio import atomic_write_json
-    from lvmharness.measure.graph import build_graph
+    from lvmharness.measure.graph import build_graph  # imports torch: only when the command runs, not its parser
 
     doc = build_graph(args.model, img_size=args.img_size, batch_size=args.batch_size, dtype=args.dtype)
     atomic_write_json(args.output, doc)

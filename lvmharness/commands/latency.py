@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING, Any
 
 from lvmharness.core.argtypes import batch_size, img_size, output_folder, seconds
 from lvmharness.core.vocab import DTYPE_NAMES
+from lvmharness.store.records import make_record, record_identity
+from lvmharness.store.run_folder import RunStore
+
+if TYPE_CHECKING:
+    from lvmharness.measure.latency import SpecLatency
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,42 +30,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lvmharness.core.oom import is_oom
-    from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
-    from lvmharness.models.build import create_model, resolve
-    from lvmharness.runtime.devices import resolve_device
-    from lvmharness.runtime.execution import ExecOptions, Prepared
+    # Imported here, not at the top: it imports torch and timm, which the parser of the lvm command line never needs.
+    from lvmharness.measure.latency import latency_from_spec
+    from lvmharness.runtime.execution import ExecOptions
 
-    spec = resolve(args.model)
-    device = resolve_device(args.device)
-    size = args.img_size if args.img_size is not None else spec.default_img_size
     options = ExecOptions(args.dtype, channels_last=args.channels_last, compile=args.compile)
-    model = create_model(spec, img_size=size, device=device).eval()
-    prepared = Prepared(model, device, options)
-    timer = Timer(device, TimingConfig(budget_s=args.budget_s))
-    try:
-        result = forward_latency(prepared, ForwardCase(args.batch_size, size), timer)
-    except Exception as exc:
-        if not is_oom(exc):
-            raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"out of memory at --batch-size {args.batch_size}, {size}px on {device} ({first}); "
-                         "try a smaller --batch-size or --img-size") from exc
-    values, prov = result.values(), result.provenance()
+    got = latency_from_spec(args.model, device=args.device, options=options, batch_size=args.batch_size,
+                            img_size=args.img_size, budget_s=args.budget_s)
+    values, prov = got.result.values(), got.result.provenance()
     if args.out:
-        from lvmharness.runtime import envinfo, machine
-        from lvmharness.store.records import make_record, record_identity
-        from lvmharness.store.run_folder import RunStore
-
-        store = RunStore(args.out, fingerprint=machine.fingerprint)
-        store.write_env(envinfo.collect([device]))
-        ident = record_identity(
-            metric="latency", model=spec.timm_name, alias=args.model, family=spec.family, device=str(device),
-            dtype=args.dtype, batch_size=args.batch_size, img_size=size, options=options.id_options(),
-        )
-        store.add(make_record(run_id=store.run_id, values=values, provenance=prov, **ident))
-        store.close()
-        print(f"record written to {store.results_path}", file=sys.stderr)
+        _record(args, got, values, prov)
+    spec, device, size = got.spec, got.device, got.img_size
     if args.json:
         print(json.dumps({"model": spec.timm_name, "device": str(device), "dtype": args.dtype,
                           "batch_size": args.batch_size, "img_size": size,
@@ -72,3 +53,18 @@ def run(args: argparse.Namespace) -> int:
               f"IQR {values['latency_ms_iqr']:.3f} ms over {prov['rounds']} rounds; "
               f"throughput {values['throughput_img_s']:.1f} img/s{flag}")
     return 0
+
+
+def _record(args: argparse.Namespace, got: SpecLatency, values: dict[str, Any], prov: dict[str, Any]) -> None:
+    """Append the result as a ``latency`` record to a new run in ``--out``, with this machine's env.json."""
+    from lvmharness.runtime import envinfo, machine  # import torch, like the measurement itself
+
+    store = RunStore(args.out, fingerprint=machine.fingerprint)
+    store.write_env(envinfo.collect([got.device]))
+    ident = record_identity(
+        metric="latency", model=got.spec.timm_name, alias=args.model, family=got.spec.family, device=str(got.device),
+        dtype=args.dtype, batch_size=args.batch_size, img_size=got.img_size, options=got.options.id_options(),
+    )
+    store.add(make_record(run_id=store.run_id, values=values, provenance=prov, **ident))
+    store.close()
+    print(f"record written to {store.results_path}", file=sys.stderr)

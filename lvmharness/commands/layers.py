@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from lvmharness.core.argtypes import int_at_least, output_folder
+from lvmharness.core.outputs import check_output_folder
 from lvmharness.core.vocab import DTYPE_NAMES
-from lvmharness.formats.graph_format import MAX_GRAPH_DEPTH
+from lvmharness.formats.graph_format import LAYERS_DIR, MAX_GRAPH_DEPTH, save_for_page
+from lvmharness.models.aliases import graph_name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,21 +42,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lvmharness.measure.layers import measure_from_spec
+    # Imported here, not at the top: they import torch, which the parser of the lvm command line never needs.
+    from lvmharness.measure.graph import build_graph
+    from lvmharness.measure.layers.run import measure_from_spec
 
     out_dir: Path | None = args.output
     if out_dir is not None:
-        from lvmharness.core.outputs import check_output_folder
-
-        check_output_folder(out_dir / "layers", what="layer-times folder")  # checked before the measurement
+        check_output_folder(out_dir / LAYERS_DIR, what="layer-times folder")  # checked before the measurement
     doc = measure_from_spec(
         args.model, img_size=args.img_size, batch_size=args.batch_size, device=args.device, dtype=args.dtype,
         mode=args.mode, steps=args.steps, warmup=args.warmup, roofline=not args.no_roofline,
     )
     if out_dir is not None:
-        from lvmharness.measure.layers import save_for_page
-
-        path = save_for_page(doc, out_dir)
+        stem = graph_name(doc["alias"], doc["img_size"], doc["batch_size"], doc["dtype"])
+        path = save_for_page(doc, out_dir, stem, lambda: build_graph(doc["alias"], img_size=doc["img_size"],
+                                                                     batch_size=doc["batch_size"], dtype=doc["dtype"]))
         print(f"wrote {path}", file=sys.stderr)
     if args.json:
         print(json.dumps(doc, indent=1))
@@ -63,14 +65,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def gap_explained(doc: dict[str, Any]) -> str:
+    """One sentence: how the direct children's time compares with the measured p50, and where the gap goes."""
+    t, ref = doc["totals"], doc["reference"]
+    p50 = ref["p50_ms"]
+    ratio = t["children_vs_p50"]
+    verdict = "within" if t["within_tolerance"] else "NOT within"
+    python_ms = t["python_in_modules_ms"] + t["python_outside_modules_ms"]
+    return (f"direct children {t['children_ms']:.2f} ms = {ratio:.1%} of the measured p50 {p50:.2f} ms "
+            f"({verdict} {t['tolerance']:.0%}); gap {t['gap_ms']:+.2f} ms = ops of the model's own forward "
+            f"{t['model_own_ops_ms']:.2f} ms + ops outside the model {t['outside_model_ms']:.2f} ms + unattributed "
+            f"{t['unattributed_ms']:.2f} ms (Python between ops {python_ms:.2f} ms "
+            f"while profiled, dispatch and profiler overhead)")
+
+
+def type_shares(doc: dict[str, Any]) -> dict[str, float]:
+    """Share of the attributed module time per layer type."""
+    total = sum(doc["by_type"].values())
+    return {k: v / total if total else 0.0 for k, v in doc["by_type"].items()}
+
+
 def _fmt_rate(v: float | None) -> str:
     return "" if not v else f"{v / 1e9:.1f}"
 
 
 def render(doc: dict[str, Any], *, depth: int = 2) -> str:
     """The tree as text: one row per module down to ``depth``, then layer types, the gap and the peaks."""
-    from lvmharness.measure.layers import gap_explained, type_shares
-
     t = doc["totals"]
     lines = [
         f"{doc['model']} on {doc['device']} {doc['dtype']}, batch {doc['batch_size']}, {doc['img_size']}px, "

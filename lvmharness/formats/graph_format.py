@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from lvmharness.core.errors import UserError
+from lvmharness.core.fileio import atomic_write_json
+from lvmharness.core.vocab import STORAGE_DTYPE_NAMES
 
 GRAPH_FORMAT = "lvmharness.graph"
 GRAPH_VERSION = 1
 LAYERS_FORMAT = "lvmharness.layers"  # measured time per module (lvmharness.measure.layers)
+LAYERS_DIR = "layers"  # where the architecture page finds measurements: <graphs folder>/layers/
 LAYERS_VERSION = 1
 # Deepest module nesting a graph may have. timm's deepest models nest about ten levels; a deeper file is damaged or
 # hostile, and serializing it again would exhaust the interpreter's recursion limit.
@@ -147,3 +150,27 @@ def read_json_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> Any:
         raise GraphFormatError(f"a number in it cannot be read ({str(exc)[:120]})") from None
     except RecursionError:
         raise GraphFormatError("JSON nested too deep to parse") from None
+
+
+
+
+def layers_file_name(graph_stem: str, doc: dict[str, Any]) -> str:
+    """File name of a measurement in the page's ``layers/`` folder: ``<graph stem>-<device>-<mode>.json``, the
+    graph stem being ``lvmharness.models.aliases.graph_name`` of the document's model, size, batch and dtype."""
+    device = str(doc["device"]).replace(":", "_")
+    return f"{graph_stem}-{device}-{doc['mode']}.json"
+
+
+def save_for_page(doc: dict[str, Any], graphs_dir: Path, graph_stem: str,
+                  make_graph: Callable[[], dict[str, Any]]) -> Path:
+    """Write a layers document into ``<graphs_dir>/layers/``, and the model's graph ``<graph_stem>.json`` beside it
+    when it is missing (``make_graph`` builds it; the page shows a measurement on its graph). Mixed-precision runs
+    (amp_*) have no graph of their own: the graph file holds one storage dtype."""
+    graphs_dir.mkdir(parents=True, exist_ok=True)
+    graph_path = graphs_dir / f"{graph_stem}.json"
+    if not graph_path.exists() and doc["dtype"] in STORAGE_DTYPE_NAMES:
+        atomic_write_json(graph_path, make_graph())
+    path = graphs_dir / LAYERS_DIR / layers_file_name(graph_stem, doc)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, doc)
+    return path

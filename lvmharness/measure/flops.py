@@ -18,8 +18,6 @@ for ``aten::scaled_dot_product_attention`` (which fvcore skips). The two must ag
 
 from __future__ import annotations
 
-import math
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,18 +25,13 @@ from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import (
-    FlopCounterMode,
-    bmm_flop,
-    flop_registry,
-    sdpa_backward_flop_count,
-    sdpa_flop_count,
-)
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from lvmharness.core.errors import UserError
+from lvmharness.core.errors import ConfigError, UserError
 from lvmharness.core.stats import loglog_slope
-
-aten = torch.ops.aten
+from lvmharness.measure.flop_formulas import EXTRA_FORMULAS, carries_macs
+from lvmharness.measure.flop_fvcore import fvcore_breakdown, fvcore_default_count, fvcore_macs
+from lvmharness.models.build import count_params, create_model, resolve
 
 # Relative. Both counters count the same op set exactly, so they differ only when one misses or miscounts an op;
 # 0.1 % is below the misses that matter: one ViT-B/16 block's attention matmuls alone are 2 x 197^2 x 768 =
@@ -58,155 +51,13 @@ class UncountedOpError(FlopCountError):
         names = ", ".join(f"{op} (x{n})" for op, n in sorted(ops.items()))
         super().__init__(
             f"the model ran ops that carry multiply-adds but have no MAC formula: {names}. Refusing to report a "
-            "count that would be too small; add a formula for each to EXTRA_FORMULAS in lvmharness/measure/flops.py"
+            "count that would be too small; add a formula for each to EXTRA_FORMULAS in "
+            "lvmharness/measure/flop_formulas.py"
         )
 
 
 class CounterDisagreementError(FlopCountError):
     pass
-
-
-# --- formulas FlopCounterMode lacks. Each takes shapes (tensors are replaced by their shapes) and returns FLOPs,
-# --- i.e. 2 per multiply-accumulate, the convention of torch's own table.
-
-
-def _sdpa_cpu(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    return int(sdpa_flop_count(query, key, value))
-
-
-def _sdpa_backward(grad_out: Any, query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None,
-                   **kwargs: Any) -> int:
-    """Gradients of QKᵀ and AV (4 matmuls = 2 × forward). torch's own formula adds the recomputation of QKᵀ that
-    flash kernels do; we leave it out so a training step counts the same on every device and kernel."""
-    b, h, lq, d = query
-    recompute = bmm_flop((b * h, lq, d), (b * h, d, key[2]))
-    return int(sdpa_backward_flop_count(grad_out, query, key, value) - recompute)
-
-
-def _native_mha(query: Any, key: Any, value: Any, embed_dim: int, num_heads: int, *args: Any,
-                out_shape: Any = None, **kwargs: Any) -> int:
-    """``nn.MultiheadAttention`` fast path: in-projections, QKᵀ, AV and the out-projection, fused in one op."""
-    b, lq, e = query[0], query[1], embed_dim
-    lk = key[1]
-    macs = b * lq * e * e + 2 * b * lk * e * e  # q, k, v projections
-    macs += 2 * b * lq * lk * e  # QKᵀ and AV over all heads
-    macs += b * lq * e * e  # out-projection
-    return 2 * macs
-
-
-def _mv(mat: Any, vec: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    return 2 * mat[0] * mat[1]
-
-
-def _addmv(bias: Any, mat: Any, vec: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    return 2 * mat[0] * mat[1]
-
-
-def _dot(a: Any, b: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    return 2 * a[0]
-
-
-def _addbmm(bias: Any, b1: Any, b2: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    return int(bmm_flop(b1, b2))
-
-
-# --- recurrent layers. A fused RNN kernel (oneDNN's ``mkldnn_rnn_layer`` on CPU, ``_cudnn_rnn`` on CUDA,
-# ``miopen_rnn`` on ROCm) runs the whole sequence in one op. Every step multiplies the step's input by W_ih
-# (gates*H x I) and the hidden state by W_hh (gates*H x H) -- and, for an LSTM with ``proj_size``, the new hidden
-# state by W_hr (P x H) -- so the MACs are (time steps x batch) x the elements of every 2-D weight matrix; the
-# gates' sigmoid/tanh and products are elementwise, not MACs. Backward computes the gradients of the inputs, the
-# hidden states and the weights: two matmuls the size of each forward one, 2 x forward (as for linear layers).
-
-
-def _rnn_tokens(inp: Any) -> int:
-    """Time steps x batch: (T, B, I) or (B, T, I) padded, or (sum of batch sizes, I) packed."""
-    return int(inp[0] * inp[1]) if len(inp) == 3 else int(inp[0])
-
-
-def _matrix_elements(shapes: Any) -> int:
-    return sum(int(s[0] * s[1]) for s in shapes if isinstance(s, tuple | list | torch.Size) and len(s) == 2)
-
-
-def _mkldnn_rnn_layer(inp: Any, w_ih: Any, w_hh: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    return 2 * _rnn_tokens(inp) * _matrix_elements([w_ih, w_hh])
-
-
-def _mkldnn_rnn_layer_backward(inp: Any, w_ih: Any, w_hh: Any, *args: Any, out_shape: Any = None,
-                               **kwargs: Any) -> int:
-    return 2 * _mkldnn_rnn_layer(inp, w_ih, w_hh)
-
-
-def _fused_rnn(inp: Any, weights: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    """``_cudnn_rnn`` / ``miopen_rnn``: ``weights`` lists every layer's and direction's matrices (and biases)."""
-    return 2 * _rnn_tokens(inp) * _matrix_elements(weights)
-
-
-def _fused_rnn_backward(inp: Any, weights: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    return 2 * _fused_rnn(inp, weights)
-
-
-def _rnn_module_op(inp: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    """``aten.lstm/gru/rnn_tanh/rnn_relu`` when a backend takes them whole: ``.input`` overloads pass
-    (input, hx, params, ...), ``.data`` overloads (data, batch_sizes, hx, params, ...); the params list is the
-    one holding 2-D matrices (the hidden states are 3-D)."""
-    weights = next((a for a in args if isinstance(a, list | tuple) and _matrix_elements(a)), [])
-    return 2 * _rnn_tokens(inp) * _matrix_elements(weights)
-
-
-def _no_macs(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    """Recurrent-cell kernels given gates computed by separate (counted) matmuls, and weight flattening: the
-    sigmoid/tanh/products of the gates, or a copy, carry no multiply-adds."""
-    return 0
-
-
-EXTRA_FORMULAS: dict[Any, Callable[..., int]] = {
-    aten.mkldnn_rnn_layer: _mkldnn_rnn_layer,
-    aten.mkldnn_rnn_layer_backward: _mkldnn_rnn_layer_backward,
-    aten._cudnn_rnn: _fused_rnn,
-    aten._cudnn_rnn_backward: _fused_rnn_backward,
-    aten.miopen_rnn: _fused_rnn,
-    aten.miopen_rnn_backward: _fused_rnn_backward,
-    aten.lstm: _rnn_module_op,
-    aten.gru: _rnn_module_op,
-    aten.rnn_tanh: _rnn_module_op,
-    aten.rnn_relu: _rnn_module_op,
-    aten._thnn_fused_lstm_cell: _no_macs,
-    aten._thnn_fused_lstm_cell_backward_impl: _no_macs,
-    aten._thnn_fused_gru_cell: _no_macs,
-    aten._thnn_fused_gru_cell_backward: _no_macs,
-    aten._cudnn_rnn_flatten_weight: _no_macs,
-    aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
-    aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_backward,
-    aten._scaled_dot_product_flash_attention_backward: _sdpa_backward,
-    aten._scaled_dot_product_efficient_attention_backward: _sdpa_backward,
-    aten._scaled_dot_product_cudnn_attention_backward: _sdpa_backward,
-    aten._scaled_dot_product_fused_attention_overrideable_backward: _sdpa_backward,
-    aten._scaled_dot_product_fused_attention_overrideable: _sdpa_cpu,
-    aten._scaled_dot_product_attention_math_for_mps: _sdpa_cpu,
-    aten._native_multi_head_attention: _native_mha,
-    aten.mv: _mv,
-    aten.addmv: _addmv,
-    aten.dot: _dot,
-    aten.vdot: _dot,
-    aten.addbmm: _addbmm,
-}
-
-# aten op names (without namespace/overload) that can carry multiply-adds. Seeing one without a formula fails.
-_MAC_OP = re.compile(
-    r"_*("
-    r"\w*convolution\w*|(cudnn_|mkldnn_|miopen_|slow_|thnn_)?conv(\d?d|_tbc|_transpose\dd|_depthwise\dd)(_\w+)?"
-    r"|\w*mm(_\w+)?|matmul\w*|(mkldnn_)?linear\w*|einsum|tensordot|(add)?mv|v?dot"
-    r"|\w*attention\w*|transformer_encoder_layer_fwd|\w*cdist\w*|addr|ger|outer|kron|chain_matmul|bilinear"
-    r"|\w*lstm\w*|\w*gru\w*|\w*rnn\w*"  # recurrent layers: a fused kernel runs a whole sequence of matmuls
-    r")"
-)
-
-
-def carries_macs(op_name: str) -> bool:
-    """``aten.addmm`` / ``aten::addmm`` / ``addmm.default`` -> True; norms, adds, views -> False."""
-    base = op_name.split("::")[-1].split(".")
-    name = base[1] if len(base) > 1 and base[0] == "aten" else base[0]
-    return _MAC_OP.fullmatch(name) is not None
 
 
 def _formulas() -> dict[Any, Any]:
@@ -298,45 +149,6 @@ def forward_backward_macs(model: torch.nn.Module, x: torch.Tensor, *, strict: bo
         model.zero_grad(set_to_none=True)
 
 
-# --- fvcore, the second counter ---------------------------------------------------------------------------------
-
-def _fvcore_sdpa(inputs: list[Any], outputs: list[Any]) -> int:
-    from fvcore.nn.jit_handles import get_shape
-
-    q, k, v = (get_shape(i) for i in inputs[:3])
-    batch = math.prod(q[:-2])
-    lq, d = q[-2], q[-1]
-    lk, dv = k[-2], v[-1]
-    return int(batch * lq * lk * d + batch * lq * lk * dv)
-
-
-def fvcore_macs(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
-    """(MACs, MAC-carrying ops fvcore could not count). Traces with real tensors: use CPU, not meta."""
-    from fvcore.nn import FlopCountAnalysis
-    from fvcore.nn import jit_handles as jh
-
-    model.eval()
-    fca = FlopCountAnalysis(model, (x,))
-    # Only the MAC-carrying ops of the published tables: fvcore's defaults also count norms, pooling, upsampling.
-    fca.clear_op_handles()
-    fca.set_op_handle(
-        "aten::addmm", jh.addmm_flop_jit,
-        "aten::bmm", jh.bmm_flop_jit,
-        "aten::mm", jh.matmul_flop_jit,
-        "aten::matmul", jh.matmul_flop_jit,
-        "aten::linear", jh.linear_flop_jit,
-        "aten::einsum", jh.einsum_flop_jit,
-        "aten::_convolution", jh.conv_flop_jit,
-        "aten::scaled_dot_product_attention", _fvcore_sdpa,
-    )
-    fca.unsupported_ops_warnings(False)
-    fca.uncalled_modules_warnings(False)
-    fca.tracer_warnings("none")
-    total = int(fca.total())
-    missing = {op: n for op, n in fca.unsupported_ops().items() if carries_macs(op)}
-    return total, missing
-
-
 # --- counting conventions ---------------------------------------------------------------------------------------
 #
 # Published numbers differ by convention, not by error; each one is named, recorded, and can be asked for:
@@ -363,8 +175,6 @@ DEFAULT_CONVENTION = "macs"
 
 def parse_convention(text: str) -> tuple[str, ...]:
     """``"fvcore,deploy"`` -> ("fvcore", "deploy"), in a canonical order; unknown or contradictory -> UserError."""
-    from lvmharness.core.errors import ConfigError
-
     names = [t.strip().replace("-", "_") for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in CONVENTIONS]
     if not names or unknown:
@@ -420,32 +230,6 @@ def eval_param_count(model: torch.nn.Module, x: torch.Tensor) -> int:
     return sum(seen.values())
 
 
-# fvcore's handles for the ops that carry multiply-adds (the rest of its defaults count other work).
-_FVCORE_MAC_OPS = ("addmm", "bmm", "conv", "einsum", "matmul", "mm", "linear", "scaled_dot_product_attention")
-
-
-def fvcore_default_count(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
-    """(total, by op) of fvcore's FlopCountAnalysis with its default handles plus an sdpa handle; CPU tensors."""
-    from fvcore.nn import FlopCountAnalysis
-
-    model.eval()
-    fca = FlopCountAnalysis(model, (x,))
-    fca.set_op_handle("aten::scaled_dot_product_attention", _fvcore_sdpa)
-    fca.unsupported_ops_warnings(False)
-    fca.uncalled_modules_warnings(False)
-    fca.tracer_warnings("none")
-    return int(fca.total()), {str(k): int(v) for k, v in fca.by_operator().items() if v}
-
-
-def fvcore_breakdown(fvcore_by_op: dict[str, int], macs: int) -> dict[str, int]:
-    """How fvcore's default count differs from the multiply-adds: its count of each non-MAC op, and
-    ``multiply_adds_counted_differently`` (fvcore's MAC-op total minus ours; 0 when both see the same ops)."""
-    mac_ops = sum(v for k, v in fvcore_by_op.items() if k in _FVCORE_MAC_OPS)
-    out = {k: v for k, v in sorted(fvcore_by_op.items()) if k not in _FVCORE_MAC_OPS}
-    out["multiply_adds_counted_differently"] = mac_ops - macs
-    return out
-
-
 # --- the analysis users call ------------------------------------------------------------------------------------
 
 
@@ -499,8 +283,6 @@ class FlopReport:
 
 def verify_with_fvcore(model_name: str, img_size: int, batch_size: int, macs: int) -> dict[str, Any]:
     """Count again with fvcore on CPU (real weights) and fail loudly on any disagreement above 0.1 %."""
-    from lvmharness.models.build import create_model
-
     net = create_model(model_name, img_size=img_size, device="cpu").eval()
     x = torch.randn(batch_size, 3, img_size, img_size)
     second, missing = fvcore_macs(net, x)
@@ -532,8 +314,6 @@ def analyze(
     no weights or activations are allocated, so even ViT-H answers in seconds and little memory.
 
     ``convention`` (see :data:`CONVENTIONS`) names what is counted; the default is the multiply-adds."""
-    from lvmharness.models.build import count_params, create_model, resolve
-
     conv = parse_convention(convention)
     spec = resolve(model)
     size = img_size or spec.default_img_size
@@ -584,6 +364,12 @@ def scaling_exponent(sizes: Sequence[int], macs: Sequence[int]) -> float:
     if slope is None:
         raise ValueError("need at least two distinct sizes")
     return slope
+
+
+def macs_scaling(model: str, sizes: Sequence[int]) -> dict[str, Any]:
+    """Forward MACs of one image at each input side and the exponent k of MACs ~ pixels^k."""
+    per_size = [analyze(model, img_size=s, batch_size=1, backward=False).macs for s in sizes]
+    return {"img_sizes": list(sizes), "macs": per_size, "exponent_vs_pixels": scaling_exponent(sizes, per_size)}
 
 
 def module_table(report: FlopReport, *, depth: int = 2, top: int = 15) -> list[tuple[str, int, float]]:

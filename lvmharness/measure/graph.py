@@ -16,7 +16,10 @@ container computes itself (timm's attention calls SDPA directly) appear as ``kin
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,7 +28,7 @@ from torch import nn
 from lvmharness import __version__
 from lvmharness.core.clock import utc_now
 from lvmharness.formats.graph_format import GRAPH_FORMAT, GRAPH_VERSION, GraphFormatError, validate_graph, walk
-from lvmharness.measure.flops import PRIMARY_COUNTER, count_run, forward_backward_macs
+from lvmharness.measure.flops import PRIMARY_COUNTER, OpCounts, count_run, forward_backward_macs
 from lvmharness.models.build import count_params, create_model, resolve
 from lvmharness.runtime.devices import DTYPES
 
@@ -67,21 +70,18 @@ def build_graph(
     return {**doc, "model": spec.timm_name, "alias": model, "family": spec.family, "img_size": size}
 
 
-def module_graph(
-    net: nn.Module, x: torch.Tensor, *, dtype: str = "fp32", backward: bool = True, name: str | None = None
-) -> dict[str, Any]:
-    """The graph document of any module on an input (use the meta device to allocate nothing)."""
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}: valid dtypes are {', '.join(DTYPES)}")
-    model_name = name or type(net).__name__
-    itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
-    net.eval()
+@dataclass
+class _Outputs:
+    """What forward hooks saw of every module call: output shapes (first call), calls, new activation elements."""
 
-    named = dict(net.named_modules())
-    paths = {id(m): p for p, m in named.items()}
-    shapes: dict[str, list[list[int]]] = {}
-    calls: dict[str, int] = {}
-    act_elems: dict[str, int] = {}
+    shapes: dict[str, list[list[int]]] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    act_elems: dict[str, int] = field(default_factory=dict)
+
+
+def _count_with_outputs(net: nn.Module, x: torch.Tensor, paths: dict[int, str]) -> tuple[OpCounts, _Outputs]:
+    """One counted no-grad forward, with a hook on every module recording what it output."""
+    seen = _Outputs()
 
     def hook(mod: nn.Module, inp: Any, out: Any) -> None:
         path = paths[id(mod)]
@@ -89,11 +89,11 @@ def module_graph(
         ins = {id(t) for t in _tensors(inp)} | {id(t._base) for t in _tensors(inp) if t._base is not None}
         # An output that is an input or a view of one (Identity, eval Dropout, reshapes) allocates nothing new.
         new = [t for t in outs if id(t) not in ins and (t._base is None or id(t._base) not in ins)]
-        calls[path] = calls.get(path, 0) + 1
-        act_elems[path] = act_elems.get(path, 0) + sum(t.numel() for t in new)
-        shapes.setdefault(path, [list(t.shape) for t in outs])
+        seen.calls[path] = seen.calls.get(path, 0) + 1
+        seen.act_elems[path] = seen.act_elems.get(path, 0) + sum(t.numel() for t in new)
+        seen.shapes.setdefault(path, [list(t.shape) for t in outs])
 
-    handles = [m.register_forward_hook(hook) for m in named.values()]
+    handles = [m.register_forward_hook(hook) for m in net.modules()]
     try:
 
         def run() -> None:
@@ -104,9 +104,11 @@ def module_graph(
     finally:
         for h in handles:
             h.remove()
-    macs_fwd_bwd = forward_backward_macs(net, x).macs if backward else None
+    return counts, seen
 
-    # Params: each tensor counted once, at the first module (in registration order) that owns it.
+
+def _params_own(named: dict[str, nn.Module]) -> dict[str, int]:
+    """Params: each tensor counted once, at the first module (in registration order) that owns it."""
     seen_params: set[int] = set()
     params_own: dict[str, int] = {}
     for path, mod in named.items():
@@ -116,46 +118,76 @@ def module_graph(
                 seen_params.add(id(p))
                 own += p.numel()
         params_own[path] = own
+    return params_own
 
-    def node(path: str, mod: nn.Module, depth: int) -> dict[str, Any]:
+
+def _op_leaves(path: str, depth: int, own_ops: dict[str, int]) -> list[dict[str, Any]]:
+    """MACs a container computes itself (timm's attention calls SDPA directly), as ``kind: "op"`` leaves."""
+    return [{
+        "path": f"{path}#{_short_op(op)}", "name": _short_op(op), "type": op, "kind": "op",
+        "depth": depth + 1, "calls": None, "output_shapes": None, "params_own": 0, "params": 0,
+        "macs_own": v, "macs": v, "activation_bytes": None, "children": [],
+    } for op, v in sorted(own_ops.items())]
+
+
+@dataclass
+class _Tree:
+    """Builds the node tree from the counts, the hooks' outputs and the own params."""
+
+    paths: dict[int, str]
+    counts: OpCounts
+    outputs: _Outputs
+    params_own: dict[str, int]
+    itemsize: int
+    model_name: str
+
+    def node(self, path: str, mod: nn.Module, depth: int) -> dict[str, Any]:
         children = [
-            node(f"{path}.{name}" if path else name, child, depth + 1)
+            self.node(f"{path}.{name}" if path else name, child, depth + 1)
             for name, child in mod.named_children()
-            if paths.get(id(child)) == (f"{path}.{name}" if path else name)  # shared modules: first place only
+            if self.paths.get(id(child)) == (f"{path}.{name}" if path else name)  # shared modules: first place only
         ]
-        subtree_ops = counts.by_module.get(path, {})
+        subtree_ops = self.counts.by_module.get(path, {})
         own_ops = dict(subtree_ops)
         for child in children:
-            for op, v in counts.by_module.get(child["path"], {}).items():
+            for op, v in self.counts.by_module.get(child["path"], {}).items():
                 own_ops[op] = own_ops.get(op, 0) - v
         own_ops = {op: v for op, v in own_ops.items() if v}
         if children:
-            for op, v in sorted(own_ops.items()):
-                children.append({
-                    "path": f"{path}#{_short_op(op)}", "name": _short_op(op), "type": op, "kind": "op",
-                    "depth": depth + 1, "calls": None, "output_shapes": None, "params_own": 0, "params": 0,
-                    "macs_own": v, "macs": v, "activation_bytes": None, "children": [],
-                })
+            children.extend(_op_leaves(path, depth, own_ops))
+        out = self.outputs
         return {
             "path": path,
-            "name": path.rsplit(".", 1)[-1] if path else model_name,
+            "name": path.rsplit(".", 1)[-1] if path else self.model_name,
             "type": type(mod).__name__,
             "kind": "module",
             "depth": depth,
-            "calls": calls.get(path, 0),
-            "output_shapes": shapes.get(path),
-            "params_own": params_own.get(path, 0),
-            "params": params_own.get(path, 0) + sum(c["params"] for c in children),
+            "calls": out.calls.get(path, 0),
+            "output_shapes": out.shapes.get(path),
+            "params_own": self.params_own.get(path, 0),
+            "params": self.params_own.get(path, 0) + sum(c["params"] for c in children),
             "macs_own": 0 if children else sum(own_ops.values()),
             "macs": sum(subtree_ops.values()),
-            "activation_bytes": act_elems[path] * itemsize if path in act_elems else None,
+            "activation_bytes": out.act_elems[path] * self.itemsize if path in out.act_elems else None,
             "children": children,
         }
 
-    root = node("", net, 0)
+
+def module_graph(
+    net: nn.Module, x: torch.Tensor, *, dtype: str = "fp32", backward: bool = True, name: str | None = None
+) -> dict[str, Any]:
+    """The graph document of any module on an input (use the meta device to allocate nothing)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: valid dtypes are {', '.join(DTYPES)}")
+    model_name = name or type(net).__name__
+    itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
+    net.eval()
+    named = dict(net.named_modules())
+    paths = {id(m): p for p, m in named.items()}
+    counts, outputs = _count_with_outputs(net, x, paths)
+    macs_fwd_bwd = forward_backward_macs(net, x).macs if backward else None
+    root = _Tree(paths, counts, outputs, _params_own(named), itemsize, model_name).node("", net, 0)
     leaves = [n for n in walk(root) if not n["children"]]
-    weight_bytes = count_params(net) * itemsize
-    activation_bytes = sum(n["activation_bytes"] or 0 for n in leaves)
     return {
         "format": GRAPH_FORMAT,
         "version": GRAPH_VERSION,
@@ -174,8 +206,8 @@ def module_graph(
             "macs": counts.macs,
             "flops": 2 * counts.macs,
             "macs_fwd_bwd": macs_fwd_bwd,
-            "weight_bytes": weight_bytes,
-            "activation_bytes": activation_bytes,
+            "weight_bytes": count_params(net) * itemsize,
+            "activation_bytes": sum(n["activation_bytes"] or 0 for n in leaves),
             "modules": sum(1 for n in walk(root) if n["kind"] == "module"),
         },
         "root": root,
@@ -184,9 +216,6 @@ def module_graph(
 
 def structure_id(doc: dict[str, Any]) -> int:
     """A 48-bit fingerprint of the module tree (paths, types, output shapes): changes when the architecture does."""
-    import hashlib
-    import json
-
     shape = [(n["path"], n["type"], n.get("output_shapes")) for n in walk(doc["root"])]
     return int(hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:12], 16)
 

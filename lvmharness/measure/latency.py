@@ -24,11 +24,15 @@ from typing import Any, Protocol
 
 import torch
 
+from lvmharness.core.errors import UserError
+from lvmharness.core.oom import is_oom
 from lvmharness.core.stats import percentile
 from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.contention import Contention, Window
-from lvmharness.runtime.devices import on_device, synchronizer
-from lvmharness.runtime.execution import Prepared, numerics_settings
+from lvmharness.models.aliases import ModelSpec
+from lvmharness.models.build import create_model, resolve
+from lvmharness.runtime.devices import on_device, resolve_device, synchronizer
+from lvmharness.runtime.execution import ExecOptions, Prepared, numerics_settings
 
 # IQR / median above this marks a measurement as noisy. ``pyperf check`` (Python's benchmark runner) warns when the
 # standard deviation is 10% of the mean or more; IQR/median is that rule made robust to the long right tail of timings.
@@ -362,55 +366,32 @@ def forward_latency(prepared: Prepared, case: ForwardCase, timer: Timer, *, runn
 
 
 @dataclass
-class FidelityResult:
-    """The same callable timed three ways; ratios near 1.0 say our bookkeeping adds nothing measurable."""
+class SpecLatency:
+    """``forward_latency`` of a registry/timm model built from its name: what was built, where, and the result."""
 
-    ours: TimingResult
-    torch_timer_ms_median: float
-    torch_timer_runs: int
-    bare_loop_ms: list[float]
-
-    def values(self) -> dict[str, Any]:
-        ours_ms = self.ours.stats.p50
-        bare_ms = percentile(self.bare_loop_ms, 50)
-        out: dict[str, Any] = {
-            "latency_ms_p50": ours_ms,
-            "torch_timer_ms_median": self.torch_timer_ms_median,
-            "bare_loop_ms_p50": bare_ms,
-            "ratio_ours_vs_torch_timer": ours_ms / self.torch_timer_ms_median,
-            "ratio_ours_vs_bare_loop": ours_ms / bare_ms,
-            "rounds": float(self.ours.rounds),
-            "torch_timer_runs": float(self.torch_timer_runs),
-        }
-        if self.ours.contention is not None:
-            out.update(self.ours.contention.values())
-        return out
-
-    def provenance(self) -> dict[str, Any]:
-        return {
-            "reference_timers": ["torch.utils.benchmark.Timer.blocked_autorange (clock: ours, synchronized on the "
-                                 "case's device)", "bare perf_counter loop, synchronized at its end"],
-            "contention": self.ours.contention.provenance() if self.ours.contention is not None else None,
-        }
+    spec: ModelSpec
+    device: torch.device
+    img_size: int
+    options: ExecOptions
+    result: LatencyResult
 
 
-def fidelity(fn: RoundFn, timer: Timer, key: Hashable, *, runner: Runner | None = None) -> FidelityResult:
-    """Time ``fn`` with our core, with ``torch.utils.benchmark.Timer`` and with a bare perf_counter loop.
-
-    Ratios near 1.0 say our synchronization and bookkeeping add no measurable overhead; ratios far from 1.0 say
-    one of the three is measuring something else. torch's Timer synchronizes ``torch.accelerator`` — the
-    *current* device — so it gets our synchronized clock instead, which waits for the case's device.
-    """
-    from torch.utils.benchmark import Timer as TorchTimer
-
-    ours = timer.measure(fn, key, runner=runner)
-    budget = max(timer.config.budget_s, 0.2)
-    with on_device(timer.device):
-        theirs = TorchTimer(stmt="fn()", globals={"fn": fn}, timer=timer.now).blocked_autorange(min_run_time=budget)
-        bare: list[float] = []
-        for _ in range(ours.rounds):
-            t0 = time.perf_counter()
-            fn()
-            timer.now()
-            bare.append((time.perf_counter() - t0) * 1e3)
-    return FidelityResult(ours, theirs.median * 1e3, theirs.number_per_run * len(theirs.raw_times), bare)
+def latency_from_spec(model: str, *, device: str = "auto", options: ExecOptions | None = None, batch_size: int = 1,
+                      img_size: int | None = None, budget_s: float = 2.0) -> SpecLatency:
+    """Build a registry/timm model and time its forward (what ``lvm latency`` runs); running out of memory is a
+    ValueError that names the batch size and input side to lower."""
+    spec = resolve(model)
+    dev = resolve_device(device)
+    size = img_size if img_size is not None else spec.default_img_size
+    opts = options or ExecOptions()
+    prepared = Prepared(create_model(spec, img_size=size, device=dev).eval(), dev, opts)
+    timer = Timer(dev, TimingConfig(budget_s=budget_s))
+    try:
+        result = forward_latency(prepared, ForwardCase(batch_size, size), timer)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"out of memory at --batch-size {batch_size}, {size}px on {dev} ({first}); "
+                         "try a smaller --batch-size or --img-size") from exc
+    return SpecLatency(spec, dev, size, opts, result)

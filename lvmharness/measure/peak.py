@@ -30,7 +30,8 @@ from typing import Any
 
 import torch
 
-from lvmharness.measure.latency import Timer, TimingConfig
+from lvmharness.measure.budget import TimingConfig
+from lvmharness.measure.latency import Timer
 from lvmharness.runtime.execution import numerics_settings
 
 # (matmul n, conv batch) per device type: large enough to reach the plateau, small enough for about a second.

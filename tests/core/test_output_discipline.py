@@ -148,7 +148,7 @@ def test_unwritable_or_impossible_outputs_are_one_line_before_any_work(
         store.add(flops_record(store.run_id, "m"))
     # Work started would be a measurement: make any attempt fail loudly instead of taking seconds.
     import lvmharness.measure.latency as latency
-    import lvmharness.measure.layers as layers
+    import lvmharness.measure.layers.run as layers
 
     def no_work(*args: object, **kwargs: object) -> None:
         raise AssertionError("a measurement started before the output was checked")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from lvmharness.measure import contention
+from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.contention import (
     Snapshot,
     descendants_cpu_s,
@@ -22,7 +23,7 @@ from lvmharness.measure.contention import (
     read_proc_stat,
     read_run_wait_s,
 )
-from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
+from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
 from lvmharness.models.build import create_model
 from lvmharness.runtime.execution import ExecOptions, Prepared
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lvmharness.measure import flops
+from lvmharness.measure import flop_formulas, flop_fvcore, flops
 from lvmharness.measure.flops import UncountedOpError, analyze, count_run, forward_macs, scaling_exponent
 
 # Published: timm name -> (params in M to 3 decimals, GMACs at 224, batch 1). Sources: torchvision's model
@@ -215,7 +215,7 @@ def test_an_op_without_formula_fails_loudly_naming_it() -> None:
      ("aten", False)],  # a bare namespace names no op (and must not raise)
 )
 def test_which_ops_carry_macs(op: str, expected: bool) -> None:
-    assert flops.carries_macs(op) is expected
+    assert flop_formulas.carries_macs(op) is expected
 
 
 def test_batch_scales_macs_linearly() -> None:
@@ -259,7 +259,7 @@ def test_the_uncounted_op_error_lists_each_op_with_its_count_and_says_what_to_do
     assert str(info.value) == (
         "the model ran ops that carry multiply-adds but have no MAC formula: aten._cdist_forward (x2), aten.addr (x1)."
         " Refusing to report a count that would be too small; add a formula for each to EXTRA_FORMULAS in"
-        " lvmharness/measure/flops.py"
+        " lvmharness/measure/flop_formulas.py"
     )
 
 
@@ -442,7 +442,7 @@ def test_fvcore_counts_each_op_it_is_given(op: str, expected: int) -> None:
                                                   torch.ones(*lead, 7, 4)) * x.sum()
 
     net, x = One(), torch.randn(2, 4, 3)
-    assert flops.fvcore_macs(net, x) == (expected, {})
+    assert flop_fvcore.fvcore_macs(net, x) == (expected, {})
     assert forward_macs(net, x).macs == expected
 
 
@@ -458,7 +458,7 @@ def test_fvcore_counts_only_multiply_adds_and_names_what_it_cannot_count(caplog:
             return torch.mv(torch.relu(self.norm(self.fc(x))), torch.ones(4))
 
     with caplog.at_level("WARNING"):
-        macs, missing = flops.fvcore_macs(Mixed(), torch.randn(3, 6))
+        macs, missing = flop_fvcore.fvcore_macs(Mixed(), torch.randn(3, 6))
     assert macs == 3 * 6 * 4  # the linear layer; fvcore's norm handle (on by default) is cleared
     assert missing == {"aten::mv": 1}  # layer_norm and relu are not reported: they carry no multiply-adds
     assert caplog.records == []  # no warnings for unsupported ops or uncalled modules: they are returned instead
@@ -515,9 +515,8 @@ class Fixed(nn.Module):
 )
 def test_fvcore_verification_edge_cases(monkeypatch: pytest.MonkeyPatch, model_macs: int, ours: int,
                                         outcome: str) -> None:
-    import lvmharness.models.build
 
-    monkeypatch.setattr(lvmharness.models.build, "create_model", lambda name, img_size, device: Fixed(model_macs))
+    monkeypatch.setattr(flops, "create_model", lambda name, img_size, device: Fixed(model_macs))
     if outcome == "agree":
         assert flops.verify_with_fvcore("fixed", 4, 1, ours)["rel_diff"] == 0.0
     elif outcome == "disagree":
@@ -556,7 +555,6 @@ def test_analyze_defaults() -> None:
 
 
 def test_analyze_on_a_real_device_feeds_a_standard_normal_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lvmharness.models.build
 
     seen: list[torch.Tensor] = []
 
@@ -569,7 +567,7 @@ def test_analyze_on_a_real_device_feeds_a_standard_normal_batch(monkeypatch: pyt
             seen.append(x.detach().clone())
             return self.fc(x.mean((2, 3)))
 
-    monkeypatch.setattr(lvmharness.models.build, "create_model", lambda spec, img_size, device: Probe().to(device))
+    monkeypatch.setattr(flops, "create_model", lambda spec, img_size, device: Probe().to(device))
     report = analyze("smoke_vit", img_size=16, batch_size=4, device="cpu", backward=False)
     assert (report.macs, report.device) == (4 * 3 * 2, "cpu")
     analyze("smoke_vit", img_size=16, batch_size=4, device="cpu", backward=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.instance import (
     binom_cdf,
     min_samples,
@@ -15,7 +16,7 @@ from lvmharness.measure.instance import (
     synthetic_samples,
     upper_bound_rank,
 )
-from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
+from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
 from lvmharness.models.build import create_model
 from lvmharness.runtime.execution import ExecOptions, Prepared
 

@@ -14,20 +14,20 @@ import pytest
 import torch
 from torch import nn
 
+import lvmharness.measure.fidelity
 from lvmharness.core.stats import percentile
 from lvmharness.measure import latency
+from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.contention import Contention
+from lvmharness.measure.fidelity import FidelityResult, fidelity
 from lvmharness.measure.latency import (
-    FidelityResult,
     ForwardCase,
     LatencyResult,
     NoMarks,
     Stats,
     Timer,
-    TimingConfig,
     TimingResult,
     default_marks,
-    fidelity,
     forward_latency,
     settings,
 )
@@ -720,7 +720,7 @@ def test_fidelity_on_a_fake_clock(monkeypatch: pytest.MonkeyPatch, budget_s: flo
     """
     step = 2.0**-9
     dev = FakeDevice([step] * 1000)
-    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=FakeTime(dev).perf_counter))
+    monkeypatch.setattr(lvmharness.measure.fidelity, "time", SimpleNamespace(perf_counter=FakeTime(dev).perf_counter))
     timer = make(TimingConfig(warmup_rounds=1, warmup_s=0, budget_s=budget_s, min_rounds=4, max_rounds=4), dev)
     drove: list[int] = []
 

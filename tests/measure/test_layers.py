@@ -1,4 +1,4 @@
-"""Time per module: attribution of profiler events, FLOPs and bytes per op, the roofline, the CLI.
+"""Time per module: attribution of profiler events, FLOPs and bytes per op, the roofline, the pass.
 
 Expected numbers are derived by hand in each test (matmul FLOPs 2·M·N·K, bytes from shapes × 4 bytes per float32,
 the roofline formula min(peak, I × bandwidth)), never read back from our own output.
@@ -6,26 +6,18 @@ the roofline formula min(peak, I × bandwidth)), never read back from our own ou
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from lvmharness.commands.main import main
-from lvmharness.measure.layers import (
-    CHILDREN_TOLERANCE,
-    LayerTimingError,
-    attribute,
-    forward_traffic,
-    layer_type,
-    measure_layers,
-    record_values,
-)
+from lvmharness.measure.layers.attribution import attribute
+from lvmharness.measure.layers.document import CHILDREN_TOLERANCE, layer_type
+from lvmharness.measure.layers.run import LayerTimingError, measure_layers
+from lvmharness.measure.layers.traffic import forward_traffic
 from lvmharness.measure.roofline import copy_bandwidth, place
 from lvmharness.models.build import create_model
 from lvmharness.runtime.execution import ExecOptions, Prepared
@@ -246,8 +238,6 @@ def test_tree_is_additive_and_every_module_is_there() -> None:
     # The SDPA the attention module calls itself is its own op, with a roofline place of its own.
     attn = nodes["blocks.0.attn"]
     assert "aten::scaled_dot_product_attention" in attn["own_ops"] and attn["own_flops"] > 0
-    values = record_values(doc)
-    assert values["layers_reference_p50_ms"] == 1.0 and values["layers_children_ms"] == doc["totals"]["children_ms"]
 
 
 def test_train_mode_times_backward_and_restores_batchnorm() -> None:
@@ -303,91 +293,3 @@ def test_compiled_model_is_refused() -> None:
     p = Prepared(nn.Linear(4, 4), CPU, ExecOptions(compile=True))
     with pytest.raises(LayerTimingError, match="eager"):
         measure_layers(p, torch.randn(2, 4))
-
-
-def test_layers_on_mps_are_refused_in_one_line(monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    # The profiler gives MPS ops only their CPU self time (encoding into a command buffer that returns before the
-    # GPU runs): refused before any model is built there, as a user error (exit 2, one line).
-    import lvmharness.models.build
-    import lvmharness.runtime.devices
-
-    monkeypatch.setattr(lvmharness.runtime.devices, "_mps_available", lambda: True)
-
-    def no_build(*a: Any, **k: Any) -> None:
-        raise AssertionError("a model was built on MPS before the refusal")
-
-    monkeypatch.setattr(lvmharness.models.build, "create_model", no_build)
-    assert main(["layers", "smoke_vit", "--device", "mps", "--no-roofline"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not available on MPS" in err[0] and "--device cpu or cuda" in err[0]
-
-
-# --- the CLI --------------------------------------------------------------------------------------------------------
-
-
-def test_cli_json_and_page_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["layers", "smoke_vit", "--json", "--steps", "2", "--warmup", "1", "--no-roofline",
-               "-o", str(tmp_path / "graphs")])
-    assert rc == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["format"] == "lvmharness.layers" and doc["img_size"] == 32 and doc["device"] == "cpu"
-    blocks = [n for n in doc["nodes"] if n["parent"] == "blocks"]
-    assert [n["path"] for n in blocks] == ["blocks.0", "blocks.1"] and all(n["ms"] > 0 for n in blocks)
-    saved = tmp_path / "graphs" / "layers" / "smoke_vit-32-b1-fp32-cpu-inference.json"
-    assert json.loads(saved.read_text())["nodes"] == doc["nodes"]
-    assert (tmp_path / "graphs" / "smoke_vit-32-b1-fp32.json").is_file()  # the page needs the graph too
-
-
-def test_cli_text_tree(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["layers", "smoke_resnet", "--steps", "1", "--warmup", "1", "--no-roofline", "--depth", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "layer1" in out and "layer1.0" not in out  # depth 1 only
-    assert "time by layer type: " in out and "conv" in out and "direct children" in out
-
-
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--batch-size", "0"], "must be an integer between 1 and"), (["--steps", "0"], "must be an integer between 1"),
-    (["--img-size", "-3"], "must be an integer between 16"), (["--mode", "eval"], "invalid choice"),
-    (["-o", "{file}"], "is a file; give a folder"),
-])
-def test_cli_bad_input(argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(SystemExit) as exc:
-        main(["layers", "smoke_vit", *(a.format(file=tmp_path / "file") for a in argv)])
-    assert exc.value.code == 2
-    assert message in capsys.readouterr().err
-
-
-# --- the bench: --lvm-layers ----------------------------------------------------------------------------------------
-
-
-def test_bench_layers_option_writes_a_layer_times_record(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "benches/bench_latency.py", "--lvm-profile", "smoke", "--lvm-models",
-         "smoke_vit", "--lvm-batch-sizes", "1", "--lvm-img-sizes", "32", "--lvm-budget-s", "0.2", "--lvm-layers",
-         "--lvm-device", "cpu",
-         "--lvm-out", str(tmp_path), "--lvm-run-id", "run", "-p", "no:cacheprovider", "-q"],
-        cwd=root, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    from lvmharness.store.loading import load_records
-
-    records = load_records(tmp_path / "run")
-    latency = next(r for r in records if r["metric"] == "latency")
-    layers = next(r for r in records if r["metric"] == "layer_times")
-    assert layers["status"] == "ok" and layers["case_id"] == "layer_times[smoke_vit-cpu-fp32-b1-32]"
-    # The children's sum is held against this very case's timed p50, and the ratio is theirs.
-    v = layers["values"]
-    assert v["layers_reference_p50_ms"] == latency["values"]["latency_ms_p50"]
-    assert v["layers_children_vs_p50"] == pytest.approx(v["layers_children_ms"] / v["layers_reference_p50_ms"])
-    assert v["layer_type_attention_ms"] > 0 and v["layer_type_mlp_ms"] > 0
-    doc = json.loads((tmp_path / "run" / layers["provenance"]["layers_file"]).read_text())
-    assert doc["format"] == "lvmharness.layers" and doc["totals"]["children_ms"] == v["layers_children_ms"]
-    env = json.loads((tmp_path / "run" / "env.json").read_text())
-    assert env["peak_bytes_per_s"]["cpu"] > 0 and env["bandwidth_probes"]["cpu"]["rounds"] >= 5
-    assert doc["peaks"]["bytes_per_s"] == env["peak_bytes_per_s"]["cpu"]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
+from lvmharness.measure.budget import TimingConfig
+from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
 from lvmharness.report.render import CSV_COLUMNS, DERIVED_COLUMNS, IDENTITY_COLUMNS, csv_rows
 from lvmharness.runtime.execution import ExecOptions, Prepared
 from lvmharness.store import keys
