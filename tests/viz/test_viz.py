@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
+from lvmharness.formats.graph_format import canonical_model, graph_name
 from lvmharness.measure.graph import build_graph
 from lvmharness.store.results import atomic_write_json
-from viz.app import create_app, graph_name
+from viz.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,8 +70,6 @@ def test_a_new_size_is_generated_saved_and_then_served(client: FlaskClient, grap
 
 
 def test_aliases_share_their_timm_models_graphs() -> None:
-    from viz.app import canonical_model
-
     assert canonical_model("vit") == canonical_model("vit_base") == "vit_base_patch16_224"
     assert canonical_model("smoke_vit") == "smoke_vit"  # has overrides: not the timm default
 
