@@ -157,9 +157,13 @@ def test_unknown_model_404_carries_close_matches(client: FlaskClient) -> None:
 
 def test_page_and_static_files_with_security_headers(client: FlaskClient) -> None:
     page = client.get("/")
-    assert page.status_code == 200 and b"/static/app.js" in page.data
+    assert page.status_code == 200 and b'<script type="module" src="/static/main.js">' in page.data
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
-    assert client.get("/static/app.js").status_code == 200
+    # A browser runs a module script only when it comes with a JavaScript MIME type.
+    for name in ("main.js", "format.js", "memory.js"):
+        script = client.get(f"/static/{name}")
+        assert script.status_code == 200 and script.mimetype == "text/javascript", name
+    assert client.get("/static/style.css").mimetype == "text/css"
     assert client.post("/api/models").status_code == 405
 
 
