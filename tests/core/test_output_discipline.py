@@ -363,17 +363,6 @@ def test_a_killed_run_does_not_pass_the_gate_and_its_torn_line_is_named(
 # --- 4. the page answers JSON for every failure ----------------------------------------------------------------
 
 
-@pytest.fixture
-def graphs(tmp_path: Path) -> Path:
-    from lvmharness.formats.graph_format import graph_name
-    from lvmharness.measure.graph import build_graph
-
-    d = tmp_path / "graphs"
-    d.mkdir()
-    atomic_write_json(d / f"{graph_name('smoke_vit', 32, 1, 'fp32')}.json", build_graph("smoke_vit"))
-    return d
-
-
 def _client(graphs: Path, *, generate: bool = True) -> FlaskClient:
     from viz.app import create_app
 

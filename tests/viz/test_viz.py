@@ -8,34 +8,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
-from lvmharness.formats.graph_format import canonical_model, graph_name
+from lvmharness.formats.graph_format import canonical_model
 from lvmharness.measure.graph import build_graph
-from lvmharness.store.results import atomic_write_json
 from viz.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def graphs(tmp_path: Path) -> Path:
-    d = tmp_path / "graphs"
-    d.mkdir()
-    atomic_write_json(d / f"{graph_name('smoke_vit', 32, 1, 'fp32')}.json", build_graph("smoke_vit"))
-    return d
-
-
-@pytest.fixture
-def client(graphs: Path) -> Iterator[FlaskClient]:
-    app = create_app(graphs)
-    app.testing = True
-    with app.test_client() as c:
-        yield c
 
 
 def test_models_lists_aliases_seed_first_and_saved_graphs(client: FlaskClient) -> None:

@@ -13,27 +13,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from lvmharness.formats.graph_format import MAX_GRAPH_DEPTH, graph_name
-from lvmharness.measure.graph import build_graph
 from lvmharness.store.results import atomic_write_json
 from viz.app import create_app
 
 GOOD = "smoke_vit-32-b1-fp32"
-
-
-@pytest.fixture
-def graphs(tmp_path: Path) -> Path:
-    d = tmp_path / "graphs"
-    d.mkdir()
-    atomic_write_json(d / f"{GOOD}.json", build_graph("smoke_vit"))
-    return d
-
-
-@pytest.fixture
-def client(graphs: Path) -> Iterator[FlaskClient]:
-    app = create_app(graphs)
-    app.testing = True
-    with app.test_client() as c:
-        yield c
 
 
 def _nested_graph_text(levels: int) -> str:
