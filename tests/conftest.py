@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from lvmharness.core.fileio import atomic_write_json
 from lvmharness.models import aliases
+from lvmharness.models.aliases import graph_name
+from tests.helpers.browser import chromium_page
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "own-model"
 
@@ -26,3 +29,21 @@ def user_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         aliases.unregister(alias)
     for name in ("mymodels", "badmodels", "brokenmodule", "evilmod"):
         sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def page() -> Iterator[object]:
+    """A headless chromium page (``tests/helpers/browser.py``); the test is skipped where chromium is missing."""
+    with chromium_page() as pg:
+        yield pg
+
+
+@pytest.fixture
+def graphs(tmp_path: Path) -> Path:
+    """A graphs folder holding what ``lvm graph smoke_vit`` saves (smoke_vit at 32 px, batch 1, fp32)."""
+    from lvmharness.measure.graph import build_graph  # lazy: torch, for the tests that ask for this fixture only
+
+    d = tmp_path / "graphs"
+    d.mkdir()
+    atomic_write_json(d / f"{graph_name('smoke_vit', 32, 1, 'fp32')}.json", build_graph("smoke_vit"))
+    return d

@@ -82,7 +82,7 @@ def test_wheel_installs_only_lvmharness_and_works_from_a_fresh_venv(tmp_path: Pa
                 assert server.poll() is None, server.communicate()[0][-2000:]
                 time.sleep(0.5)
         assert page is not None and "<html" in page.lower()
-        for path in ("/api/models", "/static/app.js", "/static/style.css"):  # the static files came with it
+        for path in ("/api/models", "/static/main.js", "/static/style.css"):  # the static files came with it
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
                 assert resp.status == 200 and resp.read()
     finally:

@@ -8,7 +8,15 @@ runs it as ``python -m`` would.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import runpy
 import sys
+
+from lvmharness.core.errors import UserError
+
+
+class PageNotInstalledError(UserError):
+    """Neither ``lvmharness.viz`` nor a checkout's ``viz`` package can be imported."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,18 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def page_module() -> str:
-    import importlib.util
-
     for name in ("lvmharness.viz", "viz"):
         if importlib.util.find_spec(name) is not None:
             return name
-    raise ValueError("the architecture page is not importable: install lvmharness (it ships lvmharness.viz) or run "
-                     "`lvm viz` from the repository root")
+    raise PageNotInstalledError("the architecture page is not importable: install lvmharness (it ships "
+                                "lvmharness.viz) or run `lvm viz` from the repository root")
 
 
 def run(args: argparse.Namespace) -> int:
-    import runpy
-
     module = page_module()
     sys.argv = ["lvm viz", *args.argv]
     runpy.run_module(module, run_name="__main__")

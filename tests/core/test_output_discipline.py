@@ -366,17 +366,6 @@ def test_a_killed_run_does_not_pass_the_gate_and_its_torn_line_is_named(
 # --- 4. the page answers JSON for every failure ----------------------------------------------------------------
 
 
-@pytest.fixture
-def graphs(tmp_path: Path) -> Path:
-    from lvmharness.measure.graph import build_graph
-    from viz.app import graph_name
-
-    d = tmp_path / "graphs"
-    d.mkdir()
-    atomic_write_json(d / f"{graph_name('smoke_vit', 32, 1, 'fp32')}.json", build_graph("smoke_vit"))
-    return d
-
-
 def _client(graphs: Path, *, generate: bool = True) -> FlaskClient:
     from viz.app import create_app
 
@@ -430,12 +419,12 @@ def test_an_unwritable_graphs_folder_is_a_json_error_and_the_page_still_works(re
 
 
 def test_any_unexpected_failure_is_json(graphs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import viz.app as app
+    import viz.work as work
 
     def broken(*args: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(app, "_generate", broken)
+    monkeypatch.setattr(work, "generate", broken)
     resp = _client(graphs).get("/api/graph?model=smoke_vit&img_size=48")
     assert resp.status_code == 500 and resp.is_json
     assert resp.get_json()["error"] == "internal error: RuntimeError: disk on fire"

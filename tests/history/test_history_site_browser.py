@@ -4,9 +4,6 @@ with every request that leaves the file refused (the page must work offline)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +11,6 @@ import pytest
 from lvmharness.commands.main import main
 from lvmharness.history.store import History
 from tests.helpers.history_helpers import FP_A, FP_B, make_run
-
-CHROMIUM = "/usr/bin/chromium"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,39 +26,6 @@ def site(tmp_path: Path) -> Path:
         hist.add(run, commit=f"c{i:02d}", branch="main", repo=tmp_path)
     assert main(["history", "--history", str(hist.root), "site", "-o", str(tmp_path / "site")]) == 0
     return tmp_path / "site"
-
-
-@pytest.fixture
-def page() -> Iterator[object]:
-    if not (os.path.exists(CHROMIUM) and shutil.which("chromium")):
-        if os.environ.get("LVM_REQUIRE_BROWSER"):
-            pytest.fail("chromium is required (LVM_REQUIRE_BROWSER is set) but /usr/bin/chromium is missing")
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        pg = browser.new_page(viewport={"width": 1300, "height": 900})
-        errors: list[str] = []
-        outside: list[str] = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-
-        def refuse(route: object) -> None:
-            url = route.request.url  # type: ignore[attr-defined]
-            if url.startswith(("file:", "data:", "blob:")):
-                route.continue_()  # type: ignore[attr-defined]
-            else:
-                outside.append(url)
-                route.abort()  # type: ignore[attr-defined]
-
-        pg.route("**/*", refuse)
-        yield pg
-        browser.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
-        assert not outside, f"the page asked the network for {outside}"
 
 
 def test_site_draws_segments_change_points_and_contended_points(site: Path, page: object) -> None:

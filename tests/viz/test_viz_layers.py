@@ -14,27 +14,10 @@ from flask.testing import FlaskClient
 
 from lvmharness.core.fileio import atomic_write_json
 from lvmharness.formats.graph_format import MAX_GRAPH_DEPTH
-from lvmharness.measure.graph import build_graph
 from lvmharness.models.aliases import graph_name
 from viz.app import create_app
 
 GOOD = "smoke_vit-32-b1-fp32"
-
-
-@pytest.fixture
-def graphs(tmp_path: Path) -> Path:
-    d = tmp_path / "graphs"
-    d.mkdir()
-    atomic_write_json(d / f"{GOOD}.json", build_graph("smoke_vit"))
-    return d
-
-
-@pytest.fixture
-def client(graphs: Path) -> Iterator[FlaskClient]:
-    app = create_app(graphs)
-    app.testing = True
-    with app.test_client() as c:
-        yield c
 
 
 def _nested_graph_text(levels: int) -> str:

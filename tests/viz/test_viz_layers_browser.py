@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lvmharness.commands.main import main
-from tests.viz.test_viz_browser import CHROMIUM, ROOT, free_port
+from tests.helpers.browser import serve_page
 
 pytestmark = pytest.mark.browser
 
@@ -27,55 +22,10 @@ def graphs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def _serve(graphs: Path, *extra: str) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "model_viz.py", "--port", str(port), "--graphs", str(graphs), *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/api/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out = proc.stdout.read() if proc.stdout else ""
-                    raise RuntimeError(f"model_viz.py did not start: {out[-2000:]}") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 @pytest.fixture
 def server(graphs: Path) -> Iterator[str]:
-    yield from _serve(graphs, "--allow-measure")
-
-
-@pytest.fixture
-def page() -> Iterator[object]:
-    if not (os.path.exists(CHROMIUM) and shutil.which("chromium")):
-        if os.environ.get("LVM_REQUIRE_BROWSER"):
-            pytest.fail("chromium is required (LVM_REQUIRE_BROWSER is set) but /usr/bin/chromium is missing")
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        pg = browser.new_page(viewport={"width": 1500, "height": 1300})
-        errors: list[str] = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield pg
-        browser.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
+    with serve_page(graphs, "--allow-measure") as url:
+        yield url
 
 
 def _screenshot(page: object, tmp_path: Path, name: str) -> Path:
@@ -147,7 +97,7 @@ def test_the_page_opens_with_the_default_model(tmp_path: Path, page: object) -> 
     from playwright.sync_api import Page, expect
 
     assert isinstance(page, Page)
-    for url in _serve(tmp_path / "empty"):
+    with serve_page(tmp_path / "empty") as url:
         page.goto(url + "/")
         expect(page.locator("#status")).to_contain_text("Loading vit", timeout=10_000)  # says it is generating
         expect(page.locator("#title")).to_contain_text("vit_base_patch16_224 at 224×224", timeout=120_000)
