@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lvmharness.measure.latency import ForwardCase, Timer, TimingConfig, forward_latency
-from lvmharness.report.render import CSV_COLUMNS, DERIVED_COLUMNS, IDENTITY_COLUMNS, csv_rows
+from lvmharness.report.tables import CSV_COLUMNS, DERIVED_COLUMNS, IDENTITY_COLUMNS, csv_rows
 from lvmharness.runtime.execution import ExecOptions, Prepared
 from lvmharness.store import keys
 from lvmharness.store.compare import compare_records
