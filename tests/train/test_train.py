@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 import torch
 
+from lvmharness.commands.train import main
 from lvmharness.runtime import data as datamod
 from lvmharness.store.results import load_records, schema
 from lvmharness.train import (
@@ -24,7 +25,6 @@ from lvmharness.train import (
     fit,
     load_checkpoint,
     load_init_weights,
-    main,
     save_checkpoint,
     train,
 )
