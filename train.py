@@ -6,7 +6,7 @@
 
 import sys
 
-from lvmharness.train.cli import main
+from lvmharness.commands.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,11 +4,15 @@ top-1 on the 10,000 test images and training time, and write ``train_result`` re
 from __future__ import annotations
 
 import argparse
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from lvmharness.core.argtypes import batch_size, int_at_least, output_folder, seconds
+from lvmharness.core.errors import UserError
 from lvmharness.core.parsing import MAX_SEED
 from lvmharness.models.ladder import LADDER_ALIASES
+from lvmharness.store.run_ids import new_run_id, validate_run_id
 
 # The library's setting names -> this command's options.
 OPTION_NAMES = {"results_dir": "--out", "work_dir": "--work-dir", "data_dir": "--data-dir", "dataset": "--data-dir",
@@ -61,11 +65,7 @@ def torch_threads() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
-    from dataclasses import replace
-
-    from lvmharness.core.errors import UserError
-    from lvmharness.store.run_ids import new_run_id, validate_run_id
+    # Imported here: the training engine imports torch, and ``lvm accuracy --help`` answers without it.
     from lvmharness.train.accuracy import BUDGETS, pareto, run_ladder, table
 
     if args.threads is not None:

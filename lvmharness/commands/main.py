@@ -43,7 +43,7 @@ COMMANDS: tuple[Command, ...] = (
             "train / fine-tune a model (same flags as train.py; lvm train --help)", passthrough=True),
     Command("viz", "lvmharness.commands.viz", "serve the architecture page (same as python model_viz.py)",
             passthrough=True),
-    Command("report", "lvmharness.report.render", "HTML page, PNG plots and CSV from run folders or results files"),
+    Command("report", "lvmharness.commands.report", "HTML page, PNG plots and CSV from run folders or results files"),
     Command("compare", "lvmharness.commands.compare", "compare two runs; exit 1 on a regression, 2 on bad input"),
     Command("baseline", "lvmharness.commands.baseline",
             "write the deterministic records of a run (params, MACs, graph) as a baseline"),

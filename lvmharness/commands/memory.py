@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from lvmharness.core.argtypes import batch_size, img_size, int_at_least, timeout
+from lvmharness.core.units import fmt_bytes
 from lvmharness.core.vocab import DTYPE_NAMES
 from lvmharness.measure.prediction import MODES, OPTIMIZERS
 
@@ -59,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
         CATEGORIES,
         StepConfig,
         device_budget,
-        fmt_bytes,
         measure_isolated,
         predict_step,
         predicted_max_batch,

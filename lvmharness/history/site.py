@@ -18,8 +18,17 @@ from typing import Any
 
 from lvmharness.core.fileio import atomic_write
 from lvmharness.history import detect
-from lvmharness.history.series import Alert, Track, detect_all, median_interval, open_regressions, tracks_from_history
+from lvmharness.history.series import (
+    Alert,
+    Segment,
+    Track,
+    detect_all,
+    median_interval,
+    open_regressions,
+    tracks_from_history,
+)
 from lvmharness.history.store import History, HistoryError
+from lvmharness.report.charts import plotly_script
 
 COLORS = {"regression": "#d62728", "improvement": "#2ca02c", "suspicious": "#ff7f0e"}
 SEGMENT_COLORS = ("#1f77b4", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2")
@@ -29,68 +38,91 @@ def _mag(a: Alert) -> str:
     return f"{a.magnitude:+.1%}" if math.isfinite(a.magnitude) else "from 0"
 
 
-def figure(track: Track) -> Any:
+def _segment_start(si: int, seg: Segment) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A dotted line and its label where segment ``si`` (> 0) starts: another machine or benchmark definition."""
+    if not si or not seg.points:
+        return [], []
+    x0 = seg.points[0].seq - 0.5
+    return ([{"type": "line", "x0": x0, "x1": x0, "yref": "paper", "y0": 0, "y1": 1,
+              "line": {"color": "#777", "dash": "dot", "width": 1}}],
+            [{"x": x0, "yref": "paper", "y": 1.0, "text": f"segment {si}", "showarrow": False, "xanchor": "left",
+              "font": {"size": 10, "color": "#555"}}])
+
+
+def _add_segment(fig: Any, si: int, seg: Segment, ticks: list[tuple[int, str]],
+                 positions: dict[tuple[int, int], int]) -> None:
+    """Segment ``si``'s traces: its uncontended points joined, with the median's 95 % interval as error bars, and
+    its contended points as grey open crosses. Fills ``ticks`` (x, commit) and ``positions``."""
     import plotly.graph_objects as go
 
-    fig = go.Figure()
-    ticks: list[tuple[int, str]] = []
-    positions: dict[tuple[int, int], int] = {}  # (segment, index among its uncontended points) -> x
+    calm_x: list[int] = []
+    calm_y, calm_text, lo, hi = [], [], [], []
+    busy_x, busy_y, busy_text = [], [], []
+    for p in seg.points:
+        label = f"{p.commit[:12]} run {p.run_id}"
+        ticks.append((p.seq, p.commit[:8]))
+        if p.contended:
+            busy_x.append(p.seq)
+            busy_y.append(p.value)
+            busy_text.append(label + " (contended: excluded)")
+            continue
+        positions[(si, len(calm_x))] = p.seq  # (segment, index among its uncontended points) -> x
+        calm_x.append(p.seq)
+        calm_y.append(p.value)
+        calm_text.append(label)
+        ci = median_interval(p.samples) if p.samples else None
+        lo.append(p.value - ci[0] if ci else 0.0)
+        hi.append(ci[1] - p.value if ci else 0.0)
+    color = SEGMENT_COLORS[si % len(SEGMENT_COLORS)]
+    fig.add_trace(go.Scatter(
+        x=calm_x, y=calm_y, text=calm_text, mode="lines+markers", line={"color": color},
+        name=f"segment {si}: machine {seg.fingerprint[:8]}, definition {seg.definition[:8]}",
+        error_y={"type": "data", "array": hi, "arrayminus": lo, "visible": any(hi) or any(lo)}))
+    if busy_x:
+        fig.add_trace(go.Scatter(x=busy_x, y=busy_y, text=busy_text, mode="markers",
+                                 marker={"symbol": "x-open", "color": "#999", "size": 9},
+                                 name=f"segment {si}: contended (excluded)"))
+
+
+def _alert_marks(track: Track, positions: dict[tuple[int, int], int]) -> tuple[list[dict[str, Any]],
+                                                                                  list[dict[str, Any]]]:
+    """A solid line (red regression, green improvement, orange suspicious) before each change point's first point."""
     shapes: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    for si, seg in enumerate(track.segments):
-        if si and seg.points:
-            x0 = seg.points[0].seq - 0.5
-            shapes.append({"type": "line", "x0": x0, "x1": x0, "yref": "paper", "y0": 0, "y1": 1,
-                           "line": {"color": "#777", "dash": "dot", "width": 1}})
-            annotations.append({"x": x0, "yref": "paper", "y": 1.0, "text": f"segment {si}",
-                                "showarrow": False, "xanchor": "left", "font": {"size": 10, "color": "#555"}})
-        calm_x, calm_y, calm_text, lo, hi = [], [], [], [], []
-        busy_x, busy_y, busy_text = [], [], []
-        k = 0
-        for p in seg.points:
-            x = p.seq
-            label = f"{p.commit[:12]} run {p.run_id}"
-            ticks.append((x, p.commit[:8]))
-            if p.contended:
-                busy_x.append(x)
-                busy_y.append(p.value)
-                busy_text.append(label + " (contended: excluded)")
-            else:
-                positions[(si, k)] = x
-                k += 1
-                calm_x.append(x)
-                calm_y.append(p.value)
-                calm_text.append(label)
-                ci = median_interval(p.samples) if p.samples else None
-                lo.append(p.value - ci[0] if ci else 0.0)
-                hi.append(ci[1] - p.value if ci else 0.0)
-        color = SEGMENT_COLORS[si % len(SEGMENT_COLORS)]
-        fig.add_trace(go.Scatter(
-            x=calm_x, y=calm_y, text=calm_text, mode="lines+markers", line={"color": color},
-            name=f"segment {si}: machine {seg.fingerprint[:8]}, definition {seg.definition[:8]}",
-            error_y={"type": "data", "array": hi, "arrayminus": lo, "visible": any(hi) or any(lo)}))
-        if busy_x:
-            fig.add_trace(go.Scatter(x=busy_x, y=busy_y, text=busy_text, mode="markers",
-                                     marker={"symbol": "x-open", "color": "#999", "size": 9},
-                                     name=f"segment {si}: contended (excluded)"))
     for a in track.alerts:
-        seg = track.segments[a.segment]
-        calm_commits = [p.commit for p in seg.points if not p.contended]
-        idx = len(calm_commits) - a.points_after
-        pos = positions.get((a.segment, idx))
+        calm = sum(not p.contended for p in track.segments[a.segment].points)
+        pos = positions.get((a.segment, calm - a.points_after))
         if pos is None:
             continue
         shapes.append({"type": "line", "x0": pos - 0.5, "x1": pos - 0.5, "yref": "paper", "y0": 0, "y1": 1,
                        "line": {"color": COLORS[a.label], "width": 2}})
         annotations.append({"x": pos - 0.5, "yref": "paper", "y": 0.92, "text": f"{a.label} {_mag(a)}",
                             "showarrow": False, "xanchor": "right", "font": {"size": 11, "color": COLORS[a.label]}})
+    return shapes, annotations
+
+
+def figure(track: Track) -> Any:
+    """One track's chart: a trace per segment, segment starts dotted, change points solid, commits on the x axis."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    ticks: list[tuple[int, str]] = []
+    positions: dict[tuple[int, int], int] = {}
+    shapes: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    for si, seg in enumerate(track.segments):
+        seg_shapes, seg_notes = _segment_start(si, seg)
+        shapes += seg_shapes
+        annotations += seg_notes
+        _add_segment(fig, si, seg, ticks, positions)
+    alert_shapes, alert_notes = _alert_marks(track, positions)
     ticks.sort()
     step = max(1, len(ticks) // 30)  # at most ~30 commit labels under a chart
     xaxis = {"title": "commit (oldest first)", "tickmode": "array", "tickvals": [t[0] for t in ticks[::step]],
              "ticktext": [t[1] for t in ticks[::step]], "tickangle": -45}
     fig.update_layout(title={"text": html.escape(track.name), "font": {"size": 13}}, height=320,
-                      margin={"l": 60, "r": 20, "t": 40, "b": 40}, template="plotly_white", shapes=shapes,
-                      annotations=annotations, xaxis=xaxis,
+                      margin={"l": 60, "r": 20, "t": 40, "b": 40}, template="plotly_white",
+                      shapes=shapes + alert_shapes, annotations=annotations + alert_notes, xaxis=xaxis,
                       yaxis={"title": f"{track.key} [{track.unit}]"}, legend={"font": {"size": 10}})
     return fig
 
@@ -126,8 +158,6 @@ def markdown(tracks: list[Track], alerts: list[Alert], open_regs: list[Alert]) -
 
 def render(tracks: list[Track], alerts: list[Alert], open_regs: list[Alert], title: str) -> str:
     import plotly.io as pio
-
-    from lvmharness.report.charts import plotly_script
 
     ordered = sorted(tracks, key=lambda t: (not t.alerts, t.name))
     charts = []

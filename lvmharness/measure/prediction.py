@@ -576,13 +576,5 @@ def activation_scaling(model: str, sizes: list[int], *, batch_size: int = 1, dty
             "quantity": "bytes of distinct storages autograd saves for backward in one train-mode forward"}
 
 
-def fmt_bytes(n: float) -> str:
-    """Bytes for people: binary units, two decimals."""
-    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {unit}"
-    return f"{int(n)} B"
-
-
 if __name__ == "__main__":
     sys.exit(_child_main(sys.argv[1]))

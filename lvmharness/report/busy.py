@@ -11,14 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from lvmharness.store import keys
+from lvmharness.store.records import is_contended
 
 COLOR = "#9a9a9a"  # grey: apart from every series colour
-
-
-def is_contended(record: dict[str, Any]) -> bool:
-    values = record.get("values") or {}
-    return any(values.get(k) is True for k in keys.FLAG_KEYS)
 
 
 def split(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

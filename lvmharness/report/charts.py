@@ -12,16 +12,16 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lvmharness.core.stats import loglog_slope
+from lvmharness.core.units import GIB, to_mib
 from lvmharness.report import busy as report_busy
+from lvmharness.report.records import ok
+from lvmharness.store.records import is_contended
 
 LAYER_TYPES = ("attention", "mlp", "conv", "norm", "embedding", "head", "other")
 TYPE_COLORS = {"attention": "#d62728", "mlp": "#1f77b4", "conv": "#2ca02c", "norm": "#9467bd",
                "embedding": "#ff7f0e", "head": "#8c564b", "other": "#7f7f7f"}
 Figure = Any  # plotly.graph_objects.Figure (imported lazily: plotly is only needed when a report is written)
-
-
-def _ok(records: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("metric") == metric and r.get("status") == "ok"]
 
 
 def _series_name(r: dict[str, Any], *fields: str) -> str:
@@ -34,10 +34,10 @@ def latency_and_throughput_vs_batch(records: Sequence[dict[str, Any]]) -> Figure
 
     series: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     busy: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
-    for r in _ok(records, "latency"):
+    for r in ok(records, "latency"):
         v = r["values"]
         if v.get("latency_ms_p50") is not None and v.get("throughput_img_s") is not None:
-            (busy if report_busy.is_contended(r) else series)[_series_name(r, "alias", "device", "dtype",
+            (busy if is_contended(r) else series)[_series_name(r, "alias", "device", "dtype",
                                                                            "img_size")].append(
                 (r["batch_size"], v["latency_ms_p50"], v["throughput_img_s"]))
     shown = sorted(k for k in set(series) | set(busy) if len({p[0] for p in series[k] + busy[k]}) >= 2)
@@ -72,13 +72,11 @@ def latency_vs_resolution(records: Sequence[dict[str, Any]]) -> Figure | None:
     """Batch-1 latency p50 against the input side, log-log: the slope against pixels is the scaling exponent."""
     import plotly.graph_objects as go
 
-    from lvmharness.core.stats import loglog_slope
-
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     busy: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for r in _ok(records, "latency"):
+    for r in ok(records, "latency"):
         if r["batch_size"] == 1 and r["values"].get("latency_ms_p50") is not None:
-            (busy if report_busy.is_contended(r) else series)[_series_name(r, "alias", "device", "dtype")].append(
+            (busy if is_contended(r) else series)[_series_name(r, "alias", "device", "dtype")].append(
                 (r["img_size"], r["values"]["latency_ms_p50"]))
     shown = sorted(k for k in set(series) | set(busy) if len({s for s, _ in series[k] + busy[k]}) >= 2)
     if not shown:
@@ -109,7 +107,7 @@ def time_by_layer_type(records: Sequence[dict[str, Any]]) -> Figure | None:
     model, one stacked bar per resolution: where ViT, Swin and ResNet spend their time as inputs grow."""
     from plotly.subplots import make_subplots
 
-    rows = [r for r in _ok(records, "layer_times") if any(f"layer_type_{t}_ms" in r["values"] for t in LAYER_TYPES)]
+    rows = [r for r in ok(records, "layer_times") if any(f"layer_type_{t}_ms" in r["values"] for t in LAYER_TYPES)]
     if not rows:
         return None
     panels: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -142,11 +140,10 @@ def memory_predicted_vs_measured(records: Sequence[dict[str, Any]]) -> Figure | 
     band the prediction aims at; hover shows the relative error."""
     import plotly.graph_objects as go
 
-    rows = [r for r in _ok(records, "memory_predicted")
+    rows = [r for r in ok(records, "memory_predicted")
             if r["values"].get("measured_peak_bytes") and r["values"].get("predicted_peak_bytes")]
     if not rows:
         return None
-    mib = 2**20
     fig = go.Figure()
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -154,13 +151,13 @@ def memory_predicted_vs_measured(records: Sequence[dict[str, Any]]) -> Figure | 
     for i, (name, rs) in enumerate(sorted(groups.items())):
         rs.sort(key=lambda r: (r["img_size"] or 0, r["batch_size"] or 0))
         fig.add_scatter(
-            x=[r["values"]["measured_peak_bytes"] / mib for r in rs],
-            y=[r["values"]["predicted_peak_bytes"] / mib for r in rs], mode="markers", name=name,
+            x=[to_mib(r["values"]["measured_peak_bytes"]) for r in rs],
+            y=[to_mib(r["values"]["predicted_peak_bytes"]) for r in rs], mode="markers", name=name,
             marker={"color": _palette(i), "size": 9},
             text=[f"batch {r['batch_size']}, {r['img_size']}px, error "
                   f"{(r['values']['predicted_peak_bytes'] / r['values']['measured_peak_bytes'] - 1):+.1%}" for r in rs],
             hovertemplate="measured %{x:.1f} MiB<br>predicted %{y:.1f} MiB<br>%{text}<extra></extra>")
-    top = max(max(r["values"]["measured_peak_bytes"], r["values"]["predicted_peak_bytes"]) for r in rows) / mib * 1.1
+    top = to_mib(max(max(r["values"]["measured_peak_bytes"], r["values"]["predicted_peak_bytes"]) for r in rows)) * 1.1
     for factor, dash, label in ((1.0, "solid", "predicted = measured"), (1.03, "dot", "+3%"), (0.97, "dot", "−3%")):
         fig.add_scatter(x=[0, top], y=[0, top * factor], mode="lines", name=label,
                         line={"color": "#2ca02c" if factor == 1.0 else "#98df8a", "dash": dash}, hoverinfo="skip")
@@ -202,12 +199,12 @@ def machine_line(env: dict[str, Any]) -> str:
     core_text = f"{cores} cores available" + (f" of {logical} logical" if logical and logical != cores else "")
     ram = env.get("ram_bytes")
     parts = [f"CPU {env.get('cpu_model') or 'unknown'} ({core_text}"
-             + (f", {ram / 2**30:.0f} GiB RAM)" if ram else ")")]
+             + (f", {ram / GIB:.0f} GiB RAM)" if ram else ")")]
     gpus = env.get("cuda_devices") or []
     if gpus:
         names: dict[str, int] = defaultdict(int)
         for g in gpus:
-            names[f"{g.get('name')} ({g.get('total_memory_bytes', 0) / 2**30:.0f} GiB)"] += 1
+            names[f"{g.get('name')} ({g.get('total_memory_bytes', 0) / GIB:.0f} GiB)"] += 1
         parts.append("GPU " + ", ".join(f"{n} × {c}" if c > 1 else n for n, c in names.items()))
     else:
         parts.append("no GPU")

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lvmharness.core.errors import UserError
+from lvmharness.runtime import idx_data
 
 DATASETS = ("cifar100", "imagenet", "fashion_mnist", "digits", "synthetic")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -175,6 +176,63 @@ def _imagenet_split(split_dir: Path, transform: Callable[[Any], Any]) -> tuple[D
     return flat, len(flat.classes)
 
 
+def _synthetic(img_size: int, size: int, classes: int, seed: int) -> DataSplits:
+    """A quarter as many validation images as training ones, continuing the same sequence (fresh noise)."""
+    val_size = max(1, size // 4)
+    return DataSplits(
+        SyntheticImages(size, classes, img_size, seed),
+        SyntheticImages(val_size, classes, img_size, seed, first_index=size),
+        classes, "synthetic", f"synthetic: {size} train / {val_size} val, {classes} classes",
+    )
+
+
+def _cifar100(root: Path, img_size: int, download: bool) -> DataSplits:
+    CIFAR100 = _cifar100_class()
+    folder = root / "cifar-100-python"
+    if not download and not all((folder / f).is_file() for f in ("train", "test", "meta")):
+        raise _missing(
+            "cifar100", folder, "cifar-100-python/{train,test,meta} (torchvision's pickles)",
+            f"Get it with {{opt:download}} (machines online) or unpack {CIFAR100_URL} into {root}.",
+        )
+    try:
+        train = CIFAR100(str(root), train=True, transform=train_transform(img_size), download=download)
+        val = CIFAR100(str(root), train=False, transform=eval_transform(img_size), download=download)
+    except Exception as exc:
+        # A truncated or foreign file: unpickling junk may raise "AttributeError, EOFError, ImportError, and
+        # IndexError" among others (the pickle module's documentation), UnpicklingError for a bad opcode,
+        # KeyError/ValueError for a pickle without CIFAR's b"data"/b"fine_labels" arrays of the right shape.
+        raise DatasetNotFoundError(
+            f"CIFAR-100 at {folder} could not be read ({type(exc).__name__}: {str(exc)[:200]}); the files "
+            f"must be torchvision's pickles: unpack {CIFAR100_URL} again into {root}", field="data_dir"
+        ) from exc
+    return DataSplits(train, val, 100, "cifar100", str(folder))
+
+
+def _imagenet(root: Path, img_size: int) -> DataSplits:
+    folder = root / "imagenet"
+    if not (folder / "train").is_dir() or not (folder / "val").is_dir():
+        raise _missing(
+            "imagenet", folder,
+            "imagenet/{train,val}/<wnid>/*.JPEG (ImageFolder) or imagenet/{train,val}/<wnid>_*.JPEG",
+            "ImageNet-1K needs a licence: download ILSVRC2012 from image-net.org and arrange it in that layout.",
+        )
+    train_ds, n_train = _imagenet_split(folder / "train", train_transform(img_size))
+    val_ds, n_val = _imagenet_split(folder / "val", eval_transform(img_size))
+    if n_train != n_val:
+        raise DatasetNotFoundError(f"{folder}: train has {n_train} classes but val has {n_val}")
+    return DataSplits(train_ds, val_ds, n_train, "imagenet", str(folder))
+
+
+def _grey(name: str, root: Path, img_size: int, seed: int) -> DataSplits:
+    """Fashion-MNIST (IDX files under ``root``) or scikit-learn's digits, grey replicated to 3 channels."""
+    try:
+        grey = idx_data.fashion_mnist(root, img_size=img_size) if name == "fashion_mnist" else \
+            idx_data.digits(img_size=img_size, seed=seed)
+    except idx_data.IdxError as exc:
+        raise DatasetNotFoundError(exc.template, field=exc.field) from None
+    return DataSplits(grey.train, grey.val, grey.num_classes, name, grey.source)
+
+
 def build(
     name: str,
     *,
@@ -188,53 +246,13 @@ def build(
     """Train and validation splits of a dataset, with transforms sized to ``img_size``."""
     root = Path(data_dir)
     if name == "synthetic":
-        val_size = max(1, synthetic_size // 4)
-        return DataSplits(
-            SyntheticImages(synthetic_size, synthetic_classes, img_size, seed),
-            SyntheticImages(val_size, synthetic_classes, img_size, seed, first_index=synthetic_size),
-            synthetic_classes, name, f"synthetic: {synthetic_size} train / {val_size} val, {synthetic_classes} classes",
-        )
+        return _synthetic(img_size, synthetic_size, synthetic_classes, seed)
     if name == "cifar100":
-        CIFAR100 = _cifar100_class()
-        folder = root / "cifar-100-python"
-        if not download and not all((folder / f).is_file() for f in ("train", "test", "meta")):
-            raise _missing(
-                name, folder, "cifar-100-python/{train,test,meta} (torchvision's pickles)",
-                f"Get it with {{opt:download}} (machines online) or unpack {CIFAR100_URL} into {root}.",
-            )
-        try:
-            train = CIFAR100(str(root), train=True, transform=train_transform(img_size), download=download)
-            val = CIFAR100(str(root), train=False, transform=eval_transform(img_size), download=download)
-        except Exception as exc:
-            # A truncated or foreign file: unpickling junk may raise "AttributeError, EOFError, ImportError, and
-            # IndexError" among others (the pickle module's documentation), UnpicklingError for a bad opcode,
-            # KeyError/ValueError for a pickle without CIFAR's b"data"/b"fine_labels" arrays of the right shape.
-            raise DatasetNotFoundError(
-                f"CIFAR-100 at {folder} could not be read ({type(exc).__name__}: {str(exc)[:200]}); the files "
-                f"must be torchvision's pickles: unpack {CIFAR100_URL} again into {root}", field="data_dir"
-            ) from exc
-        return DataSplits(train, val, 100, name, str(folder))
+        return _cifar100(root, img_size, download)
     if name == "imagenet":
-        folder = root / "imagenet"
-        if not (folder / "train").is_dir() or not (folder / "val").is_dir():
-            raise _missing(
-                name, folder, "imagenet/{train,val}/<wnid>/*.JPEG (ImageFolder) or imagenet/{train,val}/<wnid>_*.JPEG",
-                "ImageNet-1K needs a licence: download ILSVRC2012 from image-net.org and arrange it in that layout.",
-            )
-        train_ds, n_train = _imagenet_split(folder / "train", train_transform(img_size))
-        val_ds, n_val = _imagenet_split(folder / "val", eval_transform(img_size))
-        if n_train != n_val:
-            raise DatasetNotFoundError(f"{folder}: train has {n_train} classes but val has {n_val}")
-        return DataSplits(train_ds, val_ds, n_train, name, str(folder))
+        return _imagenet(root, img_size)
     if name in ("fashion_mnist", "digits"):
-        from lvmharness.runtime import idx_data
-
-        try:
-            grey = idx_data.fashion_mnist(root, img_size=img_size) if name == "fashion_mnist" else \
-                idx_data.digits(img_size=img_size, seed=seed)
-        except idx_data.IdxError as exc:
-            raise DatasetNotFoundError(exc.template, field=exc.field) from None
-        return DataSplits(grey.train, grey.val, grey.num_classes, name, grey.source)
+        return _grey(name, root, img_size, seed)
     raise ValueError(f"unknown dataset {name!r}: valid datasets are {', '.join(DATASETS)}")
 
 

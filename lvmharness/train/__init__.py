@@ -5,11 +5,11 @@
 * ``run``: building the pieces from a config (loaders, model, optimizer, AMP, resume) into a ``TrainRun``.
 * ``fit``: epochs with outputs to sinks (``sinks``: checkpoint, records, TensorBoard, console); the trace pass.
 * ``checkpoint``: save/load, starting weights, random-generator state. ``distributed``: torchrun helpers.
-* ``cli``: ``train.py`` / ``lvm train``.
+
+The command line (``train.py`` / ``lvm train``) is :mod:`lvmharness.commands.train`, a front end above this.
 """
 
 from lvmharness.train.checkpoint import CheckpointError, load_checkpoint, load_init_weights, save_checkpoint
-from lvmharness.train.cli import main
 from lvmharness.train.config import TrainConfig, TrainingError, build_parser
 from lvmharness.train.fit import fit, trace_steps, train
 from lvmharness.train.loop import EpochStats, EvalStats, NonFiniteLossError, SteadyState, evaluate, train_one_epoch
@@ -30,7 +30,6 @@ __all__ = [
     "fit",
     "load_checkpoint",
     "load_init_weights",
-    "main",
     "save_checkpoint",
     "trace_steps",
     "train",

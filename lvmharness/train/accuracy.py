@@ -20,7 +20,18 @@ from typing import Any
 import torch
 
 from lvmharness.core.errors import ConfigError
-from lvmharness.train.sinks import Sink
+from lvmharness.measure.budget import TimingConfig
+from lvmharness.measure.flops import forward_macs
+from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
+from lvmharness.models.build import resolve
+from lvmharness.runtime import idx_data
+from lvmharness.runtime.data import DataSplits
+from lvmharness.runtime.execution import ExecOptions, Prepared
+from lvmharness.train import checkpoint, distributed
+from lvmharness.train.config import TrainConfig
+from lvmharness.train.fit import fit
+from lvmharness.train.run import build_run, check_output_dir
+from lvmharness.train.sinks import CheckpointSink, ConsoleSink, RecordSink, Sink
 
 CNN_FAMILIES = ("resnet", "convnext")
 
@@ -69,11 +80,6 @@ class CostSink(Sink):
         self.latency_budget_s = latency_budget_s
 
     def finish(self, run: Any, summary: dict[str, Any]) -> None:
-        from lvmharness.measure.budget import TimingConfig
-        from lvmharness.measure.flops import forward_macs
-        from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
-        from lvmharness.runtime.execution import ExecOptions, Prepared
-
         model = run.model
         x = torch.zeros(1, 3, run.img_size, run.img_size, device=run.device)
         summary["gmacs"] = forward_macs(model, x).macs / 1e9
@@ -84,36 +90,56 @@ class CostSink(Sink):
         model.train()
 
 
-def _splits(data_dir: Path | str | None, budget: Budget, seed: int, img_size: int) -> Any:
-    from lvmharness.runtime import idx_data
-    from lvmharness.runtime.data import DataSplits
-
+def _splits(data_dir: Path | str | None, budget: Budget, seed: int, img_size: int) -> DataSplits:
     grey = idx_data.fashion_mnist(data_dir, img_size=img_size, augment=budget.augment,
                                   train_subset=budget.train_images, seed=seed)
     return DataSplits(grey.train, grey.val, grey.num_classes, "fashion_mnist", grey.source)
 
 
-def _train_one(cfg: Any, splits: Any, *, latency_budget_s: float, quiet: bool) -> dict[str, Any]:
-    from lvmharness.train import checkpoint, distributed
-    from lvmharness.train.fit import fit
-    from lvmharness.train.run import build_run
-    from lvmharness.train.sinks import CheckpointSink, ConsoleSink, RecordSink
+@dataclass(frozen=True)
+class _Ladder:
+    """What every training run of one ``run_ladder`` call shares: the budget, where outputs go, device and seed."""
 
-    device = distributed.init(distributed.Dist(), cfg.device)
-    checkpoint.seed_everything(cfg.seed)
-    run = build_run(cfg, device=device, splits=splits)
-    run.out.mkdir(parents=True, exist_ok=True)
-    sinks: list[Sink] = [CheckpointSink(), CostSink(latency_budget_s), RecordSink(cfg.results_dir)]
-    if not quiet:
-        sinks.append(ConsoleSink())
-    try:
-        summary = fit(run, sinks)
-    finally:
-        for sink in sinks:
-            sink.close()
-    summary["family"] = run.spec.family
-    summary["init_info"] = run.init_info
-    return summary
+    budget: Budget
+    results_dir: Path | str
+    work_dir: Path | str
+    run_id: str
+    device: str
+    seed: int
+    max_steps_per_epoch: int | None
+    latency_budget_s: float
+    quiet: bool
+
+    def config(self, alias: str, **changes: Any) -> TrainConfig:
+        """The budget's TrainConfig for ``alias``, checkpoints under ``work_dir/run_id/alias``, then ``changes``."""
+        b = self.budget
+        return replace(TrainConfig(
+            model=alias, dataset="fashion_mnist", epochs=b.epochs, batch_size=b.batch_size, lr=b.lr,
+            warmup_epochs=b.warmup_epochs, weight_decay=b.weight_decay, label_smoothing=b.label_smoothing,
+            workers=0, device=self.device, seed=self.seed, output_dir=str(self.out(alias)),
+            results_dir=str(self.results_dir), run_id=self.run_id, max_steps_per_epoch=self.max_steps_per_epoch),
+            **changes)
+
+    def out(self, name: str) -> Path:
+        return Path(self.work_dir) / self.run_id / name
+
+    def train(self, cfg: TrainConfig, splits: DataSplits) -> dict[str, Any]:
+        """One training run with its checkpoint, costs (GMACs, batch-1 latency) and record; its summary."""
+        device = distributed.init(distributed.Dist(), cfg.device)
+        checkpoint.seed_everything(cfg.seed)
+        run = build_run(cfg, device=device, splits=splits)
+        run.out.mkdir(parents=True, exist_ok=True)
+        sinks: list[Sink] = [CheckpointSink(), CostSink(self.latency_budget_s), RecordSink(cfg.results_dir)]
+        if not self.quiet:
+            sinks.append(ConsoleSink())
+        try:
+            summary = fit(run, sinks)
+        finally:
+            for sink in sinks:
+                sink.close()
+        summary["family"] = run.spec.family
+        summary["init_info"] = run.init_info
+        return summary
 
 
 def _result(alias: str, summary: dict[str, Any], options: dict[str, Any]) -> LadderResult:
@@ -123,8 +149,6 @@ def _result(alias: str, summary: dict[str, Any], options: dict[str, Any]) -> Lad
 
 
 def check_models(models: Sequence[str]) -> None:
-    from lvmharness.models.build import resolve
-
     for m in models:
         resolve(m)  # a ModelError (one line, with close matches) before anything is trained
 
@@ -142,18 +166,8 @@ class AccuracyRun:
     finetune_run_dir: Path | None = None
 
 
-def run_ladder(models: Sequence[str], *, budget: Budget, results_dir: Path | str, work_dir: Path | str,
-               run_id: str, data_dir: Path | str | None = "data", device: str = "cpu", seed: int = 0,
-               distill: bool = False, finetune: str | None = None, max_steps_per_epoch: int | None = None,
-               latency_budget_s: float = 1.0, quiet: bool = False,
-               progress: Callable[[str], None] = print) -> AccuracyRun:
-    """Train ``models`` on Fashion-MNIST under ``budget``; records go to ``results_dir/run_id``, checkpoints to
-    ``work_dir/run_id/<alias>``. Every input is checked (models, output folders, data files, the teacher) before
-    the first model trains."""
-    from lvmharness.models.build import resolve
-    from lvmharness.train.config import TrainConfig
-    from lvmharness.train.run import check_output_dir
-
+def _check_ladder(models: Sequence[str], distill: bool, finetune: str | None) -> tuple[list[str], list[str]]:
+    """Every model resolves, the optional experiments have what they need; (DeiTs with a distillation token, CNNs)."""
     check_models(models)
     if finetune is not None:
         check_models([finetune])
@@ -165,56 +179,65 @@ def run_ladder(models: Sequence[str], *, budget: Budget, results_dir: Path | str
     if distill and (not distilled or not cnns):
         raise ConfigError("--distill needs a DeiT with a distillation token (e.g. ladder_deit_tiny) and a CNN "
                           "teacher (ladder_resnet_* or ladder_convnext_*) among --models", field=None)
+    return distilled, cnns
+
+
+def _distill(ladder: _Ladder, student: str, teacher: LadderResult, splits: DataSplits,
+             progress: Callable[[str], None]) -> LadderResult:
+    """``student`` trained again on the same budget, with the most accurate CNN's checkpoint as its teacher."""
+    progress(f"[distill] {student} with teacher {teacher.alias} ({teacher.top1:.2f}%)")
+    cfg = ladder.config(student, distill_from=str(teacher.checkpoint),
+                        output_dir=str(ladder.out(f"{student}-distilled")))
+    return _result(student, ladder.train(cfg, splits), {"teacher": teacher.alias})
+
+
+def _finetune(ladder: _Ladder, alias: str, phase1: Path, progress: Callable[[str], None]) -> tuple[LadderResult,
+                                                                                                   LadderResult]:
+    """Phase 2 on scikit-learn's digits: ``alias`` from scratch, then from its phase-1 checkpoint, same steps."""
+    grey = idx_data.digits(img_size=resolve(alias).default_img_size, seed=ladder.seed)
+    digits = DataSplits(grey.train, grey.val, grey.num_classes, "digits", grey.source)
+    pair = []
+    for init in (None, str(phase1)):
+        label = "fine-tuned" if init else "scratch"
+        progress(f"[phase 2] {alias} on digits, {label}")
+        cfg = ladder.config(alias, phase=2, dataset="digits", epochs=ladder.budget.finetune_epochs,
+                            lr=ladder.budget.finetune_lr, batch_size=64, warmup_epochs=1.0, init_checkpoint=init,
+                            run_id=f"{ladder.run_id}-digits", output_dir=str(ladder.out(f"{alias}-digits-{label}")))
+        pair.append(_result(alias, ladder.train(cfg, digits), {"init": label}))
+    return pair[0], pair[1]
+
+
+def run_ladder(models: Sequence[str], *, budget: Budget, results_dir: Path | str, work_dir: Path | str,
+               run_id: str, data_dir: Path | str | None = "data", device: str = "cpu", seed: int = 0,
+               distill: bool = False, finetune: str | None = None, max_steps_per_epoch: int | None = None,
+               latency_budget_s: float = 1.0, quiet: bool = False,
+               progress: Callable[[str], None] = print) -> AccuracyRun:
+    """Train ``models`` on Fashion-MNIST under ``budget``; records go to ``results_dir/run_id``, checkpoints to
+    ``work_dir/run_id/<alias>``. Every input is checked (models, output folders, data files, the teacher) before
+    the first model trains."""
+    distilled, cnns = _check_ladder(models, distill, finetune)
     check_output_dir(results_dir, "results_dir")
     check_output_dir(work_dir, "work_dir")
     t0 = time.perf_counter()
     sizes = {resolve(m).default_img_size for m in models}
     splits_by_size = {s: _splits(data_dir, budget, seed, s) for s in sorted(sizes)}  # reads and checks the files
-
-    def config(alias: str, **changes: Any) -> TrainConfig:
-        return replace(TrainConfig(
-            model=alias, dataset="fashion_mnist", epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr,
-            warmup_epochs=budget.warmup_epochs, weight_decay=budget.weight_decay,
-            label_smoothing=budget.label_smoothing, workers=0, device=device, seed=seed,
-            output_dir=str(Path(work_dir) / run_id / alias), results_dir=str(results_dir), run_id=run_id,
-            max_steps_per_epoch=max_steps_per_epoch), **changes)
-
+    ladder = _Ladder(budget, results_dir, work_dir, run_id, device, seed, max_steps_per_epoch, latency_budget_s,
+                     quiet)
     results = []
     for i, alias in enumerate(models, 1):
         progress(f"[{i}/{len(models)}] {alias}")
-        size = resolve(alias).default_img_size
-        summary = _train_one(config(alias), splits_by_size[size], latency_budget_s=latency_budget_s, quiet=quiet)
+        summary = ladder.train(ladder.config(alias), splits_by_size[resolve(alias).default_img_size])
         results.append(_result(alias, summary, {}))
     out = AccuracyRun(run_id, Path(results_dir) / run_id, results, 0.0)
     by_alias = {r.alias: r for r in results}
     if distill:
-        teacher = max((by_alias[m] for m in cnns), key=lambda r: r.top1)
         student = distilled[0]
-        progress(f"[distill] {student} with teacher {teacher.alias} ({teacher.top1:.2f}%)")
-        cfg = config(student, distill_from=str(teacher.checkpoint),
-                     output_dir=str(Path(work_dir) / run_id / f"{student}-distilled"))
-        summary = _train_one(cfg, splits_by_size[resolve(student).default_img_size],
-                             latency_budget_s=latency_budget_s, quiet=quiet)
-        out.distill = (by_alias[student], _result(student, summary, {"teacher": teacher.alias}))
+        teacher = max((by_alias[m] for m in cnns), key=lambda r: r.top1)
+        out.distill = (by_alias[student], _distill(ladder, student, teacher,
+                                                   splits_by_size[resolve(student).default_img_size], progress))
     if finetune is not None:
-        from lvmharness.runtime import idx_data
-        from lvmharness.runtime.data import DataSplits
-
-        size = resolve(finetune).default_img_size
-        grey = idx_data.digits(img_size=size, seed=seed)
-        digits = DataSplits(grey.train, grey.val, grey.num_classes, "digits", grey.source)
-        ft_run = f"{run_id}-digits"
-        pair = []
-        for init in (None, str(by_alias[finetune].checkpoint)):
-            label = "fine-tuned" if init else "scratch"
-            progress(f"[phase 2] {finetune} on digits, {label}")
-            cfg = config(finetune, phase=2, dataset="digits", epochs=budget.finetune_epochs, lr=budget.finetune_lr,
-                         batch_size=64, warmup_epochs=1.0, init_checkpoint=init, run_id=ft_run,
-                         output_dir=str(Path(work_dir) / run_id / f"{finetune}-digits-{label}"))
-            summary = _train_one(cfg, digits, latency_budget_s=latency_budget_s, quiet=quiet)
-            pair.append(_result(finetune, summary, {"init": label}))
-        out.finetune = (pair[0], pair[1])
-        out.finetune_run_dir = Path(results_dir) / ft_run
+        out.finetune = _finetune(ladder, finetune, by_alias[finetune].checkpoint, progress)
+        out.finetune_run_dir = Path(results_dir) / f"{run_id}-digits"
     out.wall_s = time.perf_counter() - t0
     return out
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lvmharness.core.fileio import atomic_write
 from lvmharness.train.config import TrainingError
 
 CHECKPOINT_FORMAT = "lvmharness.checkpoint"
@@ -79,8 +80,6 @@ def seed_everything(seed: int) -> None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Atomically: a reader (or a crash) sees the previous complete file or the new complete file."""
-    from lvmharness.core.fileio import atomic_write
-
     atomic_write(path, lambda fh: torch.save(payload, fh))
 
 

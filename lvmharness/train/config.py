@@ -15,9 +15,10 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from lvmharness.core.errors import ConfigError, UserError
-from lvmharness.core.parsing import MAX_BATCH_SIZE, MAX_IMG_SIZE, MAX_SEED, parse_float, parse_int
+from lvmharness.core.parsing import MAX_BATCH_SIZE, MAX_IMG_SIZE, MAX_SEED, parse_float, parse_int, shorten
 from lvmharness.core.vocab import LOW_PRECISION_NAMES
 from lvmharness.runtime.data import DATASETS
+from lvmharness.store.run_ids import validate_run_id
 
 AMP_MODES = ("auto", *LOW_PRECISION_NAMES)
 
@@ -95,8 +96,6 @@ class TrainConfig:
             if getattr(self, name) is not None and not str(getattr(self, name)).strip():
                 raise ConfigError(f"{{opt:{name}}} is an empty path; name a checkpoint file", field=name)
         if self.run_id is not None:
-            from lvmharness.store.run_ids import validate_run_id
-
             try:
                 validate_run_id(self.run_id)
             except ValueError as exc:
@@ -130,8 +129,6 @@ def _in_range(name: str, value: int, low: int, high: int) -> None:
     if value < low:
         raise ConfigError(f"{{opt:{name}}} must be >= {low}, got {value}", field=name)
     if value > high:
-        from lvmharness.core.parsing import shorten
-
         raise ConfigError(f"{{opt:{name}}} must be <= {high:,}, got {shorten(str(value))}", field=name)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lvmharness.models.build import create_model, resolve
 from lvmharness.train.checkpoint import CheckpointError, load_checkpoint
 
 
@@ -46,8 +47,6 @@ def load_teacher(path: Path, *, num_classes: int, img_size: int, device: torch.d
                                                                                                     dict[str, Any]]:
     """The teacher from an lvmharness checkpoint, checked against the student's class count and input size before
     anything is trained or written; returns (frozen model in eval mode, what the record says of it)."""
-    from lvmharness.models.build import create_model, resolve
-
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as exc:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lvmharness.measure.contention import Contention, Window
+from lvmharness.measure.latency import Stats
 from lvmharness.runtime.devices import synchronizer
 from lvmharness.runtime.execution import autocast
 from lvmharness.train import distributed
@@ -95,6 +96,23 @@ def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torc
     return loss.detach()
 
 
+def _stop_unless_finite(loss: torch.Tensor, dist: distributed.Dist, device: torch.device, where: str) -> None:
+    """Raise NonFiniteLossError when the step's loss (a () tensor on the device) is nan or inf on any rank."""
+    finite = bool(torch.isfinite(loss))  # read after the step's sync: no stall inside the timed window
+    if dist.enabled:
+        # Every rank decides together: a rank stopping alone on its own NaN would leave the others waiting in the
+        # next step's gradient all-reduce (NCCL waits forever). One scalar collective per step, outside the timed
+        # window.
+        (bad,) = distributed.reduce(dist, [0.0 if finite else 1.0], device, op="max")
+        finite = bad == 0.0
+    if not finite:
+        raise NonFiniteLossError(
+            f"loss became {float(loss)} at {where}"
+            + (f" (non-finite on at least one of {dist.world} ranks; this is rank {dist.rank})" if dist.enabled else "")
+            + "; training stopped and nothing of this epoch was saved. Lower {opt:lr} or check the data."
+        )
+
+
 def train_one_epoch(
     net: nn.Module,
     loader: Iterable[Any],
@@ -144,20 +162,7 @@ def train_one_epoch(
             data_wait, compute = data_wait + (t1 - t0), compute + (t2 - t1)
             step_ms.append((t2 - t0) * 1e3)
             images += x.shape[0]
-            finite = bool(torch.isfinite(loss))  # read after the step's sync: no stall inside the timed window
-            if dist.enabled:
-                # Every rank decides together: a rank stopping alone on its own NaN would leave the others waiting
-                # in the next step's gradient all-reduce (NCCL waits forever). One scalar collective per step,
-                # outside the timed window.
-                (bad,) = distributed.reduce(dist, [0.0 if finite else 1.0], device, op="max")
-                finite = bad == 0.0
-            if not finite:
-                raise NonFiniteLossError(
-                    f"loss became {float(loss)} at epoch {epoch + 1}, step {len(step_ms)}"
-                    + (f" (non-finite on at least one of {dist.world} ranks; this is rank {dist.rank})"
-                       if dist.enabled else "")
-                    + "; training stopped and nothing of this epoch was saved. Lower {opt:lr} or check the data."
-                )
+            _stop_unless_finite(loss, dist, device, f"epoch {epoch + 1}, step {len(step_ms)}")
             if on_step is not None:
                 on_step(len(step_ms), loss)
         elapsed = time.perf_counter() - t_epoch
@@ -218,8 +223,6 @@ class SteadyState:
 
     @property
     def stats(self) -> Any:
-        from lvmharness.measure.latency import Stats
-
         return Stats.of(list(self.steady)) if self.steady else None
 
     @property

@@ -13,18 +13,21 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, Subset
 
 from lvmharness.core.errors import ConfigError
+from lvmharness.core.outputs import OutputPathError, check_output_folder
 from lvmharness.models.build import ModelSpec, create_model, resolve
+from lvmharness.models.ladder import DISTILLED
 from lvmharness.runtime import data as datamod
+from lvmharness.runtime.execution import auto_amp_dtype, check_dtype_mode
+from lvmharness.store.run_ids import new_run_id
 from lvmharness.train import checkpoint, distributed
 from lvmharness.train.config import TrainConfig
+from lvmharness.train.distill import DistillationLoss, load_teacher, supports_distillation
 from lvmharness.train.loop import cosine_with_warmup
 
 
 def check_output_dir(path: Path | str, option: str) -> Path:
     """Fail before any work when ``path`` cannot become a writable folder (a file in the way, no write access),
     creating nothing."""
-    from lvmharness.core.outputs import OutputPathError, check_output_folder
-
     try:
         return check_output_folder(path, what="folder")
     except OutputPathError as exc:
@@ -46,8 +49,6 @@ def resolve_amp(mode: str | None, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``--amp MODE``: bf16 or fp16 as asked; ``auto`` takes bf16 where the device runs it
     natively (CPU, MPS, CUDA compute capability >= 8.0), else fp16. ``including_emulation=False``: pre-Ampere
     GPUs report bf16 as supported through emulation, far slower than their fp16 tensor cores."""
-    from lvmharness.runtime.execution import auto_amp_dtype, check_dtype_mode
-
     if mode is None:
         return None
     if mode == "auto":
@@ -202,8 +203,6 @@ def build_run(cfg: TrainConfig, *, device: torch.device, dist: distributed.Dist 
                    grad_scaler(device, amp_dtype), criterion, amp_dtype, loader, steps, init_info=init_info)
     if cfg.resume:
         _resume(run, Path(cfg.resume))
-    from lvmharness.store.run_ids import new_run_id
-
     run.run_id = cfg.run_id or run.resumed_run_id or new_run_id()
     return run
 
@@ -211,11 +210,7 @@ def build_run(cfg: TrainConfig, *, device: torch.device, dist: distributed.Dist 
 def _distillation(cfg: TrainConfig, model: nn.Module, base: nn.Module, img_size: int, num_classes: int,
                   device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """The hard-distillation loss with its teacher (checked first), and the student switched to two outputs."""
-    from lvmharness.train.distill import DistillationLoss, load_teacher, supports_distillation
-
     if not supports_distillation(model):
-        from lvmharness.models.ladder import DISTILLED
-
         raise ConfigError(f"{{opt:distill_from}} needs a student with a distillation token (DeiT's "
                           f"VisionTransformerDistilled: {', '.join(DISTILLED)} or timm's deit_*_distilled_*); "
                           f"{cfg.model} has none", field="distill_from")

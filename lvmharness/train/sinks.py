@@ -10,6 +10,11 @@ from typing import Any
 
 import torch
 
+from lvmharness.measure.flops import analyze
+from lvmharness.runtime import envinfo, machine
+from lvmharness.runtime.execution import numerics_settings
+from lvmharness.store.records import case_label, make_record, record_identity
+from lvmharness.store.run_folder import RunStore
 from lvmharness.train.checkpoint import save_checkpoint
 from lvmharness.train.loop import EpochStats
 from lvmharness.train.run import TrainRun
@@ -52,24 +57,17 @@ class RecordSink(Sink):
 
     def _store(self, run: TrainRun) -> Any:
         if self.store is None:
-            from lvmharness.runtime import envinfo, machine
-            from lvmharness.store.run_folder import RunStore
-
             self.store = RunStore(self.root, run.run_id, fingerprint=machine.fingerprint)
             self.store.write_env({**envinfo.collect([run.device]), "world_size": run.dist.world})
         return self.store
 
     def _add(self, run: TrainRun, metric: str, values: dict[str, Any], case: str | None = None,
              extra: dict[str, Any] | None = None) -> None:
-        from lvmharness.store.records import make_record
-
         store = self._store(run)
         store.add(make_record(run_id=store.run_id, case=case, values=values,
                               provenance={**provenance(run), **(extra or {})}, **identity(run, metric)))
 
     def epoch_end(self, run: TrainRun, stats: EpochStats, row: dict[str, Any]) -> None:
-        from lvmharness.store.records import case_label
-
         ident = identity(run, "train_epoch")
         label = case_label(run.cfg.model, ident["device"], ident["dtype"], run.global_batch, run.img_size,
                            {"dataset": run.splits.name})
@@ -80,8 +78,6 @@ class RecordSink(Sink):
                          "contention": stats.contention.provenance() if stats.contention else None})
 
     def finish(self, run: TrainRun, summary: dict[str, Any]) -> None:
-        from lvmharness.measure.flops import analyze
-
         if summary["epochs"] == 0:
             return
         values = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
@@ -151,8 +147,6 @@ def default_sinks(run: TrainRun) -> list[Sink]:
 
 
 def identity(run: TrainRun, metric: str) -> dict[str, Any]:
-    from lvmharness.store.records import record_identity
-
     return record_identity(
         metric=metric, model=run.spec.timm_name, alias=run.cfg.model, family=run.spec.family,
         device=str(run.device.type), dtype=run.dtype_name, batch_size=run.global_batch, img_size=run.img_size,
@@ -163,8 +157,6 @@ def identity(run: TrainRun, metric: str) -> dict[str, Any]:
 
 
 def provenance(run: TrainRun) -> dict[str, Any]:
-    from lvmharness.runtime.execution import numerics_settings
-
     cfg = run.cfg
     return {
         "dataset_source": run.splits.source, "per_process_batch": cfg.batch_size, "world_size": run.dist.world,

@@ -275,7 +275,7 @@ def _call(front: Front, argv: list[str]) -> int:
 
             return main(argv)
         if front.run == "train":
-            from lvmharness.train.cli import main as train_main
+            from lvmharness.commands.train import main as train_main
 
             return train_main(argv)
         if front.run == "viz":

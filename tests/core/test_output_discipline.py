@@ -259,7 +259,7 @@ def test_model_viz_graphs_must_be_a_writable_folder(tmp_path: Path, capsys: pyte
 
 def test_train_refuses_an_empty_output_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from lvmharness.train.cli import main as train_main
+    from lvmharness.commands.train import main as train_main
 
     monkeypatch.chdir(tmp_path)
     for option in ("--output_dir", "--results_dir"):
@@ -481,7 +481,7 @@ def test_train_and_plugin_numbers_beyond_their_range(capsys: pytest.CaptureFixtu
     import argparse
 
     from lvmharness.bench.config import add_options
-    from lvmharness.train.cli import main as train_main
+    from lvmharness.commands.train import main as train_main
 
     assert train_main(["--dataset", "synthetic", "--seed", "99999999999999999999"]) == 2
     assert "--seed must be <= 4,294,967,295, got 99999999999999999999" in capsys.readouterr().err
@@ -518,7 +518,7 @@ def test_small_ones_are_one_line(argv: list[str], message: str, capsys: pytest.C
 
 
 def test_resume_naming_a_folder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from lvmharness.train.cli import main as train_main
+    from lvmharness.commands.train import main as train_main
 
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "checkpoint.pt").write_bytes(b"")
@@ -535,8 +535,8 @@ def test_sigterm_while_saving_a_checkpoint_leaves_no_temporary_file(tmp_path: Pa
     import importlib
 
     fit = importlib.import_module("lvmharness.train.fit")  # the module (the package exports a function 'fit')
+    from lvmharness.commands.train import main as train_main
     from lvmharness.train.checkpoint import save_checkpoint
-    from lvmharness.train.cli import main as train_main
 
     target = tmp_path / "checkpoint.pt"
     target.write_bytes(b"the last complete checkpoint")

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from lvmharness.report.render import accuracy_points, build_report, dominated_by, pareto_front
+from lvmharness.report.accuracy import accuracy_points, dominated_by, pareto_front
+from lvmharness.report.render import build_report
 from lvmharness.store.records import make_record
 
 # Three models. By hand: on GMACs, a (1, 90) beats b (2, 85): b is dominated (more cost, less accuracy); c (3, 95)

@@ -8,15 +8,11 @@ from typing import Any
 
 import pytest
 
+from lvmharness.report.accuracy import plot_accuracy
 from lvmharness.report.busy import note
 from lvmharness.report.charts import latency_and_throughput_vs_batch, latency_vs_resolution
-from lvmharness.report.render import (
-    _Plots,
-    build_report,
-    plot_accuracy,
-    plot_latency_vs_batch,
-    plot_latency_vs_resolution,
-)
+from lvmharness.report.plots import Plots, plot_latency_vs_batch, plot_latency_vs_resolution
+from lvmharness.report.render import build_report
 from lvmharness.store.loading import load_records
 from lvmharness.store.records import make_record
 from lvmharness.store.run_folder import RunStore
@@ -59,7 +55,7 @@ def _series(drawn: dict[str, Any], label_start: str) -> list[dict[str, Any]]:
 
 
 def test_latency_vs_batch_draws_contended_points_apart(records: list[dict[str, Any]], tmp_path: Path) -> None:
-    plots = _Plots(tmp_path)
+    plots = Plots(tmp_path)
     assert plot_latency_vs_batch(records, plots) == "latency_vs_batch"
     drawn = plots.drawn["latency_vs_batch"]
     (line,) = _series(drawn, "smoke_resnet cpu fp32 64px")
@@ -72,7 +68,7 @@ def test_latency_vs_batch_draws_contended_points_apart(records: list[dict[str, A
 
 
 def test_latency_vs_resolution_fits_clean_points_only(records: list[dict[str, Any]], tmp_path: Path) -> None:
-    plots = _Plots(tmp_path)
+    plots = Plots(tmp_path)
     name, exps = plot_latency_vs_resolution(records, plots)
     assert name == "latency_vs_resolution"
     # The clean points are 40 ms x (pixels / 32²): exponent exactly 1. The contended 64 px point (348 ms, where
@@ -87,7 +83,7 @@ def test_latency_vs_resolution_fits_clean_points_only(records: list[dict[str, An
 
 
 def test_pareto_front_leaves_out_a_contended_latency(records: list[dict[str, Any]], tmp_path: Path) -> None:
-    plots = _Plots(tmp_path)
+    plots = Plots(tmp_path)
     assert "accuracy_vs_latency" in plot_accuracy(records, plots)
     drawn = plots.drawn["accuracy_vs_latency"]
     (front,) = _series(drawn, "Pareto front")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from lvmharness.commands.main import main
-from lvmharness.report.render import ACCURACY_PANELS
+from lvmharness.report.accuracy import ACCURACY_PANELS
 from lvmharness.store.loading import load_records
 
 ROOT = Path(__file__).resolve().parents[2]

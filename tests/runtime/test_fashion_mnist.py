@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from lvmharness.commands.main import main as lvm
+from lvmharness.commands.train import main as train_main
 from lvmharness.models.ladder import LADDER_ALIASES
 from lvmharness.runtime import idx_data
-from lvmharness.train import main as train_main
 from tests.helpers.idx_files import LABEL_MAGIC, idx_bytes, learnable_images, write_fashion_mnist
 
 FAST = ["--device", "cpu", "--workers", "0", "--batch_size", "16", "--max_steps_per_epoch", "2",

@@ -13,7 +13,7 @@ import torch
 
 from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
-from lvmharness.report.render import CSV_COLUMNS, DERIVED_COLUMNS, IDENTITY_COLUMNS, csv_rows
+from lvmharness.report.tables import CSV_COLUMNS, DERIVED_COLUMNS, IDENTITY_COLUMNS, csv_rows
 from lvmharness.runtime.execution import ExecOptions, Prepared
 from lvmharness.store import keys
 from lvmharness.store.compare import compare_records

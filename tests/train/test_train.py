@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 import torch
 
+from lvmharness.commands.train import main
 from lvmharness.runtime import data as datamod
 from lvmharness.store.loading import load_records
 from lvmharness.store.records import schema
@@ -25,7 +26,6 @@ from lvmharness.train import (
     fit,
     load_checkpoint,
     load_init_weights,
-    main,
     save_checkpoint,
     train,
 )

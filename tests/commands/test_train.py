@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from lvmharness.commands.train import main
 from lvmharness.core.errors import ConfigError
-from lvmharness.train import TrainConfig, build_parser, load_checkpoint, main, save_checkpoint
+from lvmharness.train import TrainConfig, build_parser, load_checkpoint, save_checkpoint
 from tests.helpers.datasets import write_cifar100
 
 COMMON = ["--model", "smoke_vit", "--device", "cpu", "--workers", "0", "--batch_size", "4"]
