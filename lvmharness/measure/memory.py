@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from lvmharness.core import procfs
+
 if TYPE_CHECKING:
     import torch
 
@@ -77,28 +79,6 @@ class MemoryResult:
 # --- in the child ------------------------------------------------------------------------------------------------
 
 
-def _proc_status(key: str) -> int | None:
-    """A /proc/self/status field in bytes (VmRSS, VmHWM, VmData), or None off Linux."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Linux >= 4.0: writing 5 to clear_refs resets VmHWM to the current RSS."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _tensor_bytes(tensors: Any) -> int:
     import torch
 
@@ -148,7 +128,7 @@ class DeviceMemory:
             torch.cuda.empty_cache()
             self.log("empty_cache")
             torch.cuda.reset_peak_memory_stats(self.device)
-        reset = _reset_peak_rss()
+        reset = procfs.reset_peak_rss()
         self.log("reset_peak")
         return reset
 
@@ -192,7 +172,7 @@ def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = 
         _apply_limit(case.mem_limit_bytes, device, prov)
 
     values: dict[str, Any] = {}
-    rss_base = _proc_status("VmRSS")
+    rss_base = procfs.status_bytes("VmRSS")
     prov["rss_peak_reset"] = mem.fresh_peak()
     base_alloc = mem.allocated()
 
@@ -242,7 +222,7 @@ def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = 
     # reserved peak would start at "converted model + cached fp32 copy".
     mem.fresh_peak()
     before_fwd = mem.allocated()
-    rss_before_fwd = _proc_status("VmRSS")
+    rss_before_fwd = procfs.status_bytes("VmRSS")
 
     if case.mode == "inference":
         model.eval()
@@ -261,7 +241,7 @@ def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = 
         step("forward")
         if mem.cuda:
             values["mem_activations_peak_bytes"] = torch.cuda.max_memory_allocated(device) - before_fwd
-        hwm_fwd = _proc_status("VmHWM")
+        hwm_fwd = procfs.status_bytes("VmHWM")
         if hwm_fwd is not None and rss_before_fwd is not None:
             values["rss_forward_peak_delta_bytes"] = hwm_fwd - rss_before_fwd
         loss.backward()
@@ -282,7 +262,7 @@ def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = 
         # The MPS backend keeps no peak statistics: these are amounts at the end of the case, not peaks.
         values["mps_allocated_end_bytes"] = torch.mps.current_allocated_memory()
         values["mps_driver_allocated_end_bytes"] = torch.mps.driver_allocated_memory()
-    hwm = _proc_status("VmHWM")
+    hwm = procfs.status_bytes("VmHWM")
     if hwm is not None and rss_base is not None:
         values["rss_peak_bytes"] = hwm
         values["rss_baseline_bytes"] = rss_base
@@ -313,7 +293,7 @@ def _apply_limit(limit: int, device: Any, prov: dict[str, Any]) -> None:
         prov["mem_limit"] = f"torch.mps.set_per_process_memory_fraction({limit}/{recommended})"
         return
     # RLIMIT_DATA covers the heap and private anonymous mappings (Linux >= 4.7): what tensors allocate.
-    data_now = _proc_status("VmData") or 0
+    data_now = procfs.status_bytes("VmData") or 0
     soft = data_now + limit
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if hard != resource.RLIM_INFINITY:

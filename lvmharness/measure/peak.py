@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from lvmharness.core import procfs
 from lvmharness.measure.latency import Timer, TimingConfig
 from lvmharness.runtime.execution import numerics_settings
 
@@ -109,33 +110,14 @@ def probes(device: torch.device, dtype: torch.dtype, *, budget_s: float = 0.3,
     return out
 
 
-def _cpuinfo_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _max_clock_hz() -> float | None:
-    """The cpufreq maximum (turbo included). Without cpufreq (most VMs) there is no trustworthy maximum: the
-    'cpu MHz' of /proc/cpuinfo is the current or nominal clock, below turbo, and would understate the peak."""
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", encoding="ascii") as fh:
-            return int(fh.read().strip()) * 1e3  # kHz
-    except (OSError, ValueError):
-        return None
-
-
 def theoretical_cpu_fp32(cores: int | None = None, flags: set[str] | None = None,
                          clock_hz: float | None = None) -> tuple[float, str] | None:
     """x86 fp32 upper bound: lanes (16 with AVX-512F, 8 with AVX2+FMA) × 2 FLOPs per FMA × 2 FMA units × cores ×
     max clock; None where the lanes or the clock cannot be read (or without FMA)."""
-    flags = _cpuinfo_flags() if flags is None else flags
-    clock = _max_clock_hz() if clock_hz is None else clock_hz
+    flags = procfs.cpu_flags() if flags is None else flags
+    # Without cpufreq (most VMs) there is no trustworthy maximum: the 'cpu MHz' of /proc/cpuinfo is the current or
+    # nominal clock, below turbo, and would understate the peak.
+    clock = procfs.cpu_max_freq_hz() if clock_hz is None else clock_hz
     if cores is None:
         try:
             cores = len(os.sched_getaffinity(0))

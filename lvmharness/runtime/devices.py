@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from lvmharness.core import procfs
+
 VALID_DEVICES = "auto, cpu, cuda, cuda:N, mps"
 
 # Storage dtypes by name (bytes per element for memory figures); execution modes, AMP included, live in
@@ -85,14 +87,7 @@ def on_device(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return procfs.cpuinfo_value("model name") or platform.processor() or platform.machine()
 
 
 def cpu_count() -> int:

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lvmharness.core import procfs
 from lvmharness.store.record_schema import record_schema, validate_records
 
 SCHEMA_VERSION = 1
@@ -168,11 +169,8 @@ def _json_safe(obj: Any) -> Any:
 def _umask() -> int:
     """The process umask, read without changing it where Linux exposes it (``os.umask`` can only set it)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
+        return int(procfs.status_value("Umask") or "", 8)
+    except ValueError:  # no /proc (not Linux, or not mounted)
         pass
     mask = os.umask(0o022)
     os.umask(mask)

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import torch
 
+from lvmharness.core import procfs
 from lvmharness.runtime.devices import DTYPES
 from lvmharness.runtime.execution import DTYPE_MODES
 from lvmharness.store import results
@@ -325,7 +326,7 @@ def test_the_umask_without_proc_is_set_and_put_back(monkeypatch: pytest.MonkeyPa
     def no_proc(*args: Any, **kwargs: Any) -> Any:
         raise FileNotFoundError("/proc is not mounted")
 
-    monkeypatch.setattr(results, "open", no_proc, raising=False)
+    monkeypatch.setattr(procfs, "open", no_proc, raising=False)
     old = os.umask(0o037)
     try:
         got = results._umask()
