@@ -47,6 +47,7 @@ from lvmharness import __version__
 from lvmharness.formats.graph_format import LAYERS_FORMAT, LAYERS_VERSION
 from lvmharness.measure.flops import EXTRA_FORMULAS, UncountedOpError, carries_macs, count_run
 from lvmharness.measure.latency import Timer, TimingConfig
+from lvmharness.measure.peak import ProbeCache
 from lvmharness.measure.roofline import place
 from lvmharness.runtime.devices import synchronizer
 from lvmharness.runtime.execution import Prepared
@@ -624,22 +625,13 @@ def type_shares(doc: dict[str, Any]) -> dict[str, float]:
 # --- front ends: the CLI, the page, the bench record ----------------------------------------------------------------
 
 
-_PEAKS: dict[tuple[str, str], dict[str, Any]] = {}
+_PROBES = ProbeCache()  # a page server measuring many models probes once, like a bench run
 
 
 def probe_peaks(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     """Both roofs of this device: the compute peak (the MFU denominator) and the copy bandwidth, probed once per
-    process and dtype (a page server measuring many models probes once, like a bench run)."""
-    from lvmharness.measure.peak import peak
-    from lvmharness.measure.roofline import copy_bandwidth
-
-    key = (str(device), str(dtype))
-    if key not in _PEAKS:
-        compute = peak(device, dtype).provenance()  # best of matmul and convolution probes (or the theoretical peak)
-        memory = copy_bandwidth(device)
-        _PEAKS[key] = {"flops_per_s": compute["flops_per_s"], "bytes_per_s": memory["bytes_per_s"],
-                       "compute_source": compute.get("source"), "compute_probe": compute, "memory_probe": memory}
-    return dict(_PEAKS[key])
+    process."""
+    return dict(_PROBES.roofs(device, dtype))
 
 
 def measure_from_spec(

@@ -32,6 +32,7 @@ import torch
 
 from lvmharness.core import procfs
 from lvmharness.measure.latency import Timer, TimingConfig
+from lvmharness.measure.roofline import copy_bandwidth
 from lvmharness.runtime.execution import numerics_settings
 
 # (matmul n, conv batch) per device type: large enough to reach the plateau, small enough for about a second.
@@ -146,6 +147,42 @@ def peak(device: torch.device, dtype: torch.dtype, *, budget_s: float = 0.3,
             if theo[0] >= result.flops_per_s:
                 result.flops_per_s, result.source = theo[0], "theoretical"
     return result
+
+
+@dataclass
+class ProbeCache:
+    """Both roofs of the devices in use, each probed once per owner (a bench session, a page-serving process): the
+    compute peak per :func:`precision_key` and the copy bandwidth per device. ``on_new`` runs after each new probe
+    (a bench session records the probes in env.json then)."""
+
+    peaks: dict[str, dict[str, Any]] = field(default_factory=dict)  # precision key -> Peak.provenance()
+    bandwidths: dict[str, dict[str, Any]] = field(default_factory=dict)  # str(device) -> copy_bandwidth()
+    on_new: Callable[[], None] | None = None
+
+    def compute(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        """Peak FLOP/s for (device, compute dtype, TF32 state): best of the probes or the theoretical peak."""
+        key = precision_key(device, dtype)
+        if key not in self.peaks:
+            self.peaks[key] = peak(device, dtype).provenance()
+            if self.on_new is not None:
+                self.on_new()
+        return self.peaks[key]
+
+    def memory(self, device: torch.device) -> dict[str, Any]:
+        """Measured copy bandwidth of a device (the roofline's memory roof)."""
+        key = str(device)
+        if key not in self.bandwidths:
+            self.bandwidths[key] = copy_bandwidth(device)
+            if self.on_new is not None:
+                self.on_new()
+        return self.bandwidths[key]
+
+    def roofs(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        """Both roofs of ``device`` for ``dtype``, as the roofline placement reads them."""
+        compute = self.compute(device, dtype)  # best of matmul and convolution probes (or the theoretical peak)
+        memory = self.memory(device)
+        return {"flops_per_s": compute["flops_per_s"], "bytes_per_s": memory["bytes_per_s"],
+                "compute_source": compute.get("source"), "compute_probe": compute, "memory_probe": memory}
 
 
 def efficiency(macs: int, latency_ms: float, peak_flops_per_s: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
