@@ -364,12 +364,9 @@ def _float_value(name: str, raw: Any, bounds: tuple[float, float]) -> float | No
 def _predict_memory(model: str, img_size: int, batch: int, dtype: str, mode: str,
                     budget_gib: float | None) -> dict[str, Any]:
     """Predict on fake tensors (CPU semantics); imports torch."""
-    from lvmharness.measure.prediction import (
-        StepConfig,
-        predict_saved_for_backward,
-        predict_step,
-        predicted_max_batch,
-    )
+    from lvmharness.measure.batch_search import predicted_max_batch
+    from lvmharness.measure.prediction import predict_saved_for_backward, predict_step
+    from lvmharness.measure.step import StepConfig
     from lvmharness.models.build import InvalidInputSizeError, UnknownModelError
     from lvmharness.runtime.devices import DeviceUnavailableError
 

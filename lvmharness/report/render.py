@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lvmharness.core.argtypes import output_folder
+from lvmharness.core.memory_categories import CATEGORIES
 from lvmharness.core.stats import loglog_slope
 from lvmharness.report import busy as report_busy
 from lvmharness.report.charts import interactive_html, machine_line
@@ -251,7 +252,6 @@ def plot_memory_vs_batch(records: list[dict[str, Any]], plots: _Plots) -> str | 
 # --- predicted memory ------------------------------------------------------------------------------------------
 
 PREDICTION_BAND = 0.03  # the accuracy target of the memory prediction: within 3% of the measurement
-BREAKDOWN = ("params", "buffers", "grads", "optimizer_state", "activations", "temporaries")
 
 
 def _case_name(r: dict[str, Any]) -> str:
@@ -308,7 +308,7 @@ def plot_memory_breakdown(records: list[dict[str, Any]], plots: _Plots) -> str |
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(rows)))
     names = [_case_name(r) for r in rows]
     left = [0.0] * len(rows)
-    for cat in BREAKDOWN:
+    for cat in CATEGORIES:
         widths = [float(r["values"].get(f"predicted_{cat}_bytes") or 0) / mib for r in rows]
         ax.barh(names, widths, left=left, label=cat.replace("_", " "))
         left = [a + b for a, b in zip(left, widths, strict=True)]

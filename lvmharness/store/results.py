@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from lvmharness.core import procfs
+from lvmharness.core.oom import is_oom
 from lvmharness.store.record_schema import record_schema, validate_records
 
 SCHEMA_VERSION = 1
@@ -204,24 +205,6 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     """JSON (non-finite numbers as null) written atomically."""
     text = json.dumps(_json_safe(obj), indent=1, allow_nan=False) + "\n"
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
-
-
-# Library allocation failures on CUDA that torch raises as a plain RuntimeError, not torch.OutOfMemoryError: a cuBLAS
-# handle or workspace (CUBLAS_STATUS_ALLOC_FAILED, from cublasCreate / cublasLt workspace), cuDNN's
-# (CUDNN_STATUS_ALLOC_FAILED, CUDNN_STATUS_NOT_ENOUGH_WORKSPACE), cuFFT's and cuSOLVER's; raised when the caching
-# allocator has left the library no room (torch/csrc/cuda/CUDABlas.cpp, aten/src/ATen/cudnn/Exceptions.h).
-_LIBRARY_OOM = ("cublas_status_alloc_failed", "cudnn_status_alloc_failed", "cudnn_status_not_enough_workspace",
-                "cufft_alloc_failed", "cusolver_status_alloc_failed")
-
-
-def is_oom(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
-                                              or any(m in text for m in _LIBRARY_OOM))
 
 
 @dataclass

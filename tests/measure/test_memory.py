@@ -11,7 +11,8 @@ import torch
 
 from lvmharness.core.parsing import parse_bytes
 from lvmharness.core.procfs import status_bytes
-from lvmharness.measure.memory import MemoryCase, max_batch, measure_in_process, run_isolated
+from lvmharness.measure.batch_search import max_batch
+from lvmharness.measure.memory import MemoryCase, measure_in_process, run_isolated
 
 MiB = 2**20
 

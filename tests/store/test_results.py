@@ -29,7 +29,6 @@ from lvmharness.store.results import (
     atomic_write,
     atomic_write_json,
     case_id,
-    is_oom,
     load_records,
     make_record,
     new_run_id,
@@ -349,23 +348,6 @@ def test_atomic_write_stages_a_hidden_tmp_file_named_after_the_target(tmp_path: 
     atomic_write(path, write)
     (name,) = seen
     assert re.fullmatch(r"\.env\.json\.\w+\.tmp", name), name
-
-
-@pytest.mark.parametrize(
-    ("exc", "oom"),
-    [
-        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
-        (MemoryError(), True),
-        (RuntimeError("CUDA error: out of memory"), True),
-        # The CPU allocator's words (no "out of memory" in them):
-        (RuntimeError("[enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: can't allocate memory: "
-                      "you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"), True),
-        (RuntimeError("Expected all tensors to be on the same device"), False),
-        (ValueError("out of memory"), False),  # only a RuntimeError can be torch's allocator failing
-    ],
-)
-def test_is_oom_recognises_the_allocators_messages(exc: BaseException, oom: bool) -> None:
-    assert is_oom(exc) is oom
 
 
 def test_a_case_can_skip_itself_with_a_reason(tmp_path: Path) -> None:
