@@ -17,7 +17,8 @@ from lvmharness.bench import parallel
 from lvmharness.bench.config import LvmConfig
 from lvmharness.bench.session import LvmSession
 from lvmharness.measure.peak import mac_mix_peak
-from lvmharness.measure.prediction import StepConfig, measure_step, predict_step
+from lvmharness.measure.prediction import measure_step, predict_step
+from lvmharness.measure.step import StepConfig
 from lvmharness.store.results import is_oom
 
 
