@@ -22,16 +22,16 @@ from __future__ import annotations
 import pytest
 
 from lvmharness.bench import Lvm
-from lvmharness.measure.memory import max_batch, run_isolated
+from lvmharness.measure.batch_search import max_batch, search_upper
+from lvmharness.measure.memory import run_isolated
 from lvmharness.measure.prediction import (
-    StepConfig,
     activation_scaling,
     measure_isolated,
     measure_step,
     predict_step,
     record_values,
 )
-from lvmharness.measure.search_bound import search_upper
+from lvmharness.measure.step import StepConfig
 
 SCALING_STEPS = (1, 2, 3, 4)  # multiples of the native size, as for the MACs scaling fit
 

@@ -98,7 +98,8 @@ def timm_cases(table: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
 
 def run_case(case: dict[str, Any], memory: bool) -> dict[str, Any]:
     from lvmharness.measure.flops import analyze
-    from lvmharness.measure.prediction import StepConfig, predict_step
+    from lvmharness.measure.prediction import predict_step
+    from lvmharness.measure.step import StepConfig
 
     row = dict(case)
     started = time.perf_counter()

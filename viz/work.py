@@ -61,12 +61,10 @@ def measure(want: Requested, root: Path) -> None:
 def predict_memory(want: Requested, mode: str, budget_gib: float | None) -> dict[str, Any]:
     """The peak of one step predicted on fake tensors (CPU semantics), its breakdown, the bytes each layer keeps
     for backward and, with ``budget_gib``, the largest batch whose peak fits."""
-    from lvmharness.measure.prediction import (  # lazy: imports torch
-        StepConfig,
-        predict_saved_for_backward,
-        predict_step,
-        predicted_max_batch,
-    )
+    # lazy: these import torch
+    from lvmharness.measure.batch_search import predicted_max_batch
+    from lvmharness.measure.prediction import predict_saved_for_backward, predict_step
+    from lvmharness.measure.step import StepConfig
 
     with model_errors_as_api_errors(want.model):
         cfg = StepConfig(want.model, batch_size=want.batch, img_size=want.img_size, mode=mode, dtype=want.dtype)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from lvmharness.measure.flops import FlopReport
     from lvmharness.measure.latency import Timer
+    from lvmharness.measure.peak import ProbeCache
     from lvmharness.runtime.execution import Prepared
     from lvmharness.store.run_folder import RunStore
 
@@ -72,8 +73,7 @@ class LvmSession:
     _store: RunStore | None = None
     _env: dict[str, Any] | None = None
     _flops: dict[tuple[str, int, int], FlopReport] = field(default_factory=dict)
-    _peaks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _bandwidths: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _probes: ProbeCache | None = None
     _cached_key: tuple[Any, ...] | None = None
     _cached: LoadedModel | None = None
     load_at_start: dict[str, Any] | None = None  # other processes' load before anything was measured
@@ -154,34 +154,33 @@ class LvmSession:
             self._flops[key] = analyze(model, img_size=img_size, batch_size=batch_size, backward=False)
         return self._flops[key]
 
+    def _roofs(self) -> ProbeCache:
+        if self._probes is None:
+            from lvmharness.measure.peak import ProbeCache  # imports torch: the plugin loads without it
+
+            self._probes = ProbeCache(on_new=self._record_probes)
+        return self._probes
+
+    def _record_probes(self) -> None:
+        """Every probe of this run goes into env.json as soon as it is made."""
+        store = self.store
+        assert self._env is not None and self._probes is not None
+        if self._probes.peaks:
+            self._env["peak_flops_per_s"] = {k: v["flops_per_s"] for k, v in self._probes.peaks.items()}
+            self._env["peak_probes"] = self._probes.peaks
+        if self._probes.bandwidths:
+            self._env["peak_bytes_per_s"] = {k: v["bytes_per_s"] for k, v in self._probes.bandwidths.items()}
+            self._env["bandwidth_probes"] = self._probes.bandwidths
+        store.write_env(self._env)
+
     def peak(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
         """Peak FLOP/s for (device, compute dtype, TF32 state): best of matmul and convolution probes or the
         theoretical peak, probed once per run and recorded in env.json."""
-        from lvmharness.measure.peak import peak, precision_key
-
-        key = precision_key(device, dtype)
-        if key not in self._peaks:
-            self._peaks[key] = peak(device, dtype).provenance()
-            store = self.store
-            assert self._env is not None
-            self._env["peak_flops_per_s"] = {k: v["flops_per_s"] for k, v in self._peaks.items()}
-            self._env["peak_probes"] = self._peaks
-            store.write_env(self._env)
-        return self._peaks[key]
+        return self._roofs().compute(device, dtype)
 
     def bandwidth(self, device: torch.device) -> dict[str, Any]:
         """Measured copy bandwidth of a device (the roofline's memory roof), probed once per run, in env.json."""
-        from lvmharness.measure.roofline import copy_bandwidth
-
-        key = str(device)
-        if key not in self._bandwidths:
-            self._bandwidths[key] = copy_bandwidth(device)
-            store = self.store
-            assert self._env is not None
-            self._env["peak_bytes_per_s"] = {k: v["bytes_per_s"] for k, v in self._bandwidths.items()}
-            self._env["bandwidth_probes"] = self._bandwidths
-            store.write_env(self._env)
-        return self._bandwidths[key]
+        return self._roofs().memory(device)
 
     def check_machine_load(self, seconds: float = 0.5) -> str | None:
         """Probe other processes' load on our cores before the run measures anything; a warning when busy."""

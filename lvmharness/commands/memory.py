@@ -14,17 +14,18 @@ import re
 from typing import Any
 
 from lvmharness.core.argtypes import batch_size, img_size, int_at_least, timeout
+from lvmharness.core.memory_categories import CATEGORIES
+from lvmharness.core.parsing import parse_bytes
 from lvmharness.core.units import fmt_bytes
 from lvmharness.core.vocab import DTYPE_NAMES
-from lvmharness.measure.prediction import MODES, OPTIMIZERS
+from lvmharness.measure.step import MODES, OPTIMIZERS, StepConfig
+from lvmharness.measure.step_summary import summarize
 
 
 def _budget(text: str) -> str | int:
     """A byte size (``24GiB``, ``512MiB``, ``2e9`` is not accepted: write ``2GB``) or a CUDA device."""
     if re.fullmatch(r"cuda(:\d+)?", text.strip().lower()):
         return text.strip().lower()
-    from lvmharness.core.parsing import parse_bytes
-
     try:
         return parse_bytes(text)
     except ValueError as exc:
@@ -54,62 +55,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from lvmharness.measure.prediction import (
-        CATEGORIES,
-        StepConfig,
-        device_budget,
-        measure_isolated,
-        predict_step,
-        predicted_max_batch,
-        rel_error,
-    )
-
-    device = args.device
-    budget_info: dict[str, Any] = {}
-    if isinstance(args.budget, str):  # a device: predict for it and take its free memory
-        budget_info = device_budget(args.budget)
-        device = args.budget if device == "cpu" else device
-    elif isinstance(args.budget, int):
-        budget_info = {"budget_bytes": args.budget}
     cfg = StepConfig(args.model, batch_size=args.batch_size, img_size=args.img_size, mode=args.mode,
-                     dtype=args.dtype, optimizer=args.optimizer, channels_last=args.channels_last, device=device)
-    pred = predict_step(cfg, per_layer=args.layers > 0)
-    cfg = replace(cfg, img_size=pred.img_size)
-    out: dict[str, Any] = {
-        "model": cfg.model, "mode": cfg.mode, "batch_size": cfg.batch_size, "img_size": cfg.img_size,
-        "dtype": cfg.dtype, "device": cfg.device, "channels_last": cfg.channels_last,
-        **({"optimizer": cfg.optimizer} if cfg.mode == "train" else {}),
-        "quantity": cfg.quantity(),
-        "predicted_peak_bytes": pred.peak_bytes,
-        "breakdown_bytes": pred.breakdown,
-        "peak_phase": pred.peak_phase,
-        "prediction_s": round(pred.wall_s, 3),
-        "engine": pred.extra.get("engine"),
-    }
-    if args.layers > 0:
-        out["saved_for_backward_bytes"] = dict(sorted(pred.saved_for_backward.items(), key=lambda kv: -kv[1]))
-    if args.measure:
-        meas = measure_isolated(cfg, timeout_s=args.timeout_s)
-        out["measure_status"] = meas["status"]
-        if meas["status"] == "ok":
-            mem = meas["memory"]
-            out["measured_peak_bytes"] = mem["peak_bytes"]
-            out["measured_breakdown_bytes"] = mem["breakdown"]
-            out["rel_error"] = rel_error(pred.peak_bytes, mem["peak_bytes"])
-            for key in ("cuda_max_memory_allocated_bytes", "cuda_max_memory_reserved_bytes"):
-                if key in mem.get("extra", {}):
-                    out[key] = mem["extra"][key]
-        else:
-            out["measure_error"] = meas["error"]
-    if budget_info:
-        found = predicted_max_batch(cfg, budget_info["budget_bytes"])
-        out.update(budget_info)
-        out["predicted_max_batch"] = found["predicted_max_batch"]
-        out["budget_search"] = {k: v for k, v in found.items() if k != "predicted_max_batch"}
+                     dtype=args.dtype, optimizer=args.optimizer, channels_last=args.channels_last, device=args.device)
+    cfg, pred, out = summarize(cfg, per_layer=args.layers > 0, measure=args.measure, timeout_s=args.timeout_s,
+                               budget=args.budget)
     bounded = bool(out.get("budget_search", {}).get("hit_upper_bound"))
-
     status = 0 if out.get("measure_status", "ok") == "ok" and not bounded else 1
     if args.json:
         print(json.dumps(out, indent=1))
@@ -122,31 +72,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {cat:<18}{fmt_bytes(pred.breakdown[cat]):>14}")
     print(f"  {'predicted peak':<18}{fmt_bytes(pred.peak_bytes):>14}  (reached during {pred.peak_phase})")
     if args.measure:
-        if out["measure_status"] == "ok":
-            print(f"  {'measured peak':<18}{fmt_bytes(out['measured_peak_bytes']):>14}  (MemTracker, real tensors, "
-                  f"fresh process)  error {out['rel_error']:+.2%}")
-            if "cuda_max_memory_allocated_bytes" in out:
-                print(f"  {'cuda allocated':<18}{fmt_bytes(out['cuda_max_memory_allocated_bytes']):>14}  "
-                      "(torch.cuda.max_memory_allocated over the step: adds allocator rounding and kernel "
-                      "workspaces)")
-        else:
-            print(f"  measured peak: {out['measure_status']}: {out.get('measure_error')}")
-    if budget_info:
-        s = out["budget_search"]
-        n = out["predicted_max_batch"]
-        line = f"  largest batch for {fmt_bytes(out['budget_bytes'])}: {n}"
-        if bounded:
-            line = (f"  largest batch for {fmt_bytes(out['budget_bytes'])}: at least {n:,}: the search stops at "
-                    f"batch {n:,} (the largest --batch-size), which still fits; the true answer is larger")
-        elif n > 0 and "predicted_peak_at_max_bytes" in s:
-            line += (f"  (peak {fmt_bytes(s['predicted_peak_at_max_bytes'])}; batch {n + 1}: "
-                     f"{fmt_bytes(s['predicted_peak_at_next_bytes'])})")
-        print(line)
-        fit = s["fit"]
-        print(f"    fit: {fmt_bytes(fit['intercept_bytes'])} + {fmt_bytes(fit['bytes_per_sample'])} x batch, "
-              f"{len(s['probes'])} fake runs")
+        _print_measured(out)
+    if "budget_bytes" in out:
+        _print_budget(out, bounded)
     if args.layers > 0:
         print(f"\n  {'module':<40} {'kept for backward':>18}")
         for path, nbytes in list(out["saved_for_backward_bytes"].items())[: args.layers]:
             print(f"  {path or '(model)':<40} {fmt_bytes(nbytes):>18}")
     return status
+
+
+def _print_measured(out: dict[str, Any]) -> None:
+    if out["measure_status"] != "ok":
+        print(f"  measured peak: {out['measure_status']}: {out.get('measure_error')}")
+        return
+    print(f"  {'measured peak':<18}{fmt_bytes(out['measured_peak_bytes']):>14}  (MemTracker, real tensors, "
+          f"fresh process)  error {out['rel_error']:+.2%}")
+    if "cuda_max_memory_allocated_bytes" in out:
+        print(f"  {'cuda allocated':<18}{fmt_bytes(out['cuda_max_memory_allocated_bytes']):>14}  "
+              "(torch.cuda.max_memory_allocated over the step: adds allocator rounding and kernel workspaces)")
+
+
+def _print_budget(out: dict[str, Any], bounded: bool) -> None:
+    s = out["budget_search"]
+    n = out["predicted_max_batch"]
+    line = f"  largest batch for {fmt_bytes(out['budget_bytes'])}: {n}"
+    if bounded:
+        line = (f"  largest batch for {fmt_bytes(out['budget_bytes'])}: at least {n:,}: the search stops at "
+                f"batch {n:,} (the largest --batch-size), which still fits; the true answer is larger")
+    elif n > 0 and "predicted_peak_at_max_bytes" in s:
+        line += (f"  (peak {fmt_bytes(s['predicted_peak_at_max_bytes'])}; batch {n + 1}: "
+                 f"{fmt_bytes(s['predicted_peak_at_next_bytes'])})")
+    print(line)
+    fit = s["fit"]
+    print(f"    fit: {fmt_bytes(fit['intercept_bytes'])} + {fmt_bytes(fit['bytes_per_sample'])} x batch, "
+          f"{len(s['probes'])} fake runs")

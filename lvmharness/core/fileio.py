@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from lvmharness.core import procfs
 from lvmharness.core.errors import UserError
 from lvmharness.core.outputs import write_target
 
@@ -56,11 +57,8 @@ def json_line(obj: Any, *, sort_keys: bool = False) -> bytes:
 def umask() -> int:
     """The process umask, read without changing it where Linux exposes it (``os.umask`` can only set it)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
+        return int(procfs.status_value("Umask") or "", 8)
+    except ValueError:  # no /proc (not Linux, or not mounted)
         pass
     mask = os.umask(0o022)
     os.umask(mask)

@@ -9,9 +9,8 @@
   real tensors. (Run on fake tensors it gives the same numbers; it also snapshots every active module at each
   new peak, which costs O(ops x modules) -- 17 s of a 28 s ViT-H forward at 1022 px.)
 
-Categories, both sides: parameters, buffers, optimizer state and the input batch exist before the step; a
-storage first returned by an op is an activation in the forward, a temporary in the backward, optimizer state
-inside ``optimizer.step()``; a parameter's gradient is moved to ``grads`` when autograd hands it over. Storage
+Categories, both sides: those of :mod:`lvmharness.core.memory_categories` (what exists before the step, what a
+storage first returned in each phase is, when a gradient becomes ``grads``). Storage
 bytes are ``nbytes`` rounded up to the CUDA caching allocator's 512-byte block on CUDA (``kMinBlockSize`` in
 c10/cuda/CUDACachingAllocator.cpp), exact elsewhere -- MemTracker's own rule.
 """
@@ -28,9 +27,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-CATEGORIES = ("params", "buffers", "grads", "optimizer_state", "activations", "temporaries")
-PHASE_CATEGORY = {"forward": "activations", "backward": "temporaries", "optimizer_step": "optimizer_state",
-                  "zero_grad": "temporaries"}
+from lvmharness.core.memory_categories import CATEGORIES, PHASE_CATEGORY
+
 CUDA_MIN_BLOCK = 512
 # MemTracker's reference types -> our categories. "Other" is what ``track_external`` files plain tensors under:
 # here only the input batch and the labels, which a step holds like activations.

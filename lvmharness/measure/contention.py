@@ -29,11 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# /proc/stat counts in USER_HZ ticks; sysconf gives the value (100 on every Linux architecture in practice).
-try:
-    USER_HZ = os.sysconf("SC_CLK_TCK")
-except (AttributeError, ValueError, OSError):  # not POSIX
-    USER_HZ = 100
+from lvmharness.core import procfs
 
 # --- thresholds (see judge()) -------------------------------------------------------------------------------------
 # Cores of other load tolerated beyond the cores our threads leave free. An idle Linux machine's background
@@ -59,53 +55,6 @@ def affinity() -> list[int]:
         return sorted(os.sched_getaffinity(0))
     except AttributeError:  # macOS
         return list(range(os.cpu_count() or 1))
-
-
-def read_proc_stat(cpus: list[int], path: str = "/proc/stat") -> tuple[float, float] | None:
-    """(busy seconds, steal seconds) summed over ``cpus`` since boot, or None where /proc/stat is absent.
-
-    Fields of a ``cpuN`` line (proc(5)): user nice system idle iowait irq softirq steal guest guest_nice; guest time
-    is already inside user/nice, so it is not added again.
-    """
-    wanted = {f"cpu{i}" for i in cpus}
-    busy = steal = 0
-    found = 0
-    try:
-        with open(path, encoding="ascii") as fh:
-            for line in fh:
-                parts = line.split()
-                if not parts or parts[0] not in wanted:
-                    continue
-                f = [int(v) for v in parts[1:9]]
-                f += [0] * (8 - len(f))  # old kernels have fewer fields (steal since 2.6.11)
-                user, nice, system, _idle, _iowait, irq, softirq, st = f
-                busy += user + nice + system + irq + softirq + st
-                steal += st
-                found += 1
-    except OSError:
-        return None
-    if found == 0:
-        return None
-    return busy / USER_HZ, steal / USER_HZ
-
-
-def read_run_wait_s(task_dir: str = "/proc/self/task") -> float | None:
-    """Seconds this process's live threads spent runnable-but-waiting since they started (schedstat field 2)."""
-    total = 0
-    try:
-        tids = os.listdir(task_dir)
-    except OSError:
-        return None
-    seen = 0
-    for tid in tids:
-        try:
-            with open(f"{task_dir}/{tid}/schedstat", encoding="ascii") as fh:
-                fields = fh.read().split()
-            total += int(fields[1])
-            seen += 1
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that ended between listdir and open
-    return total / 1e9 if seen else None
 
 
 def descendants_cpu_s() -> float:
@@ -137,7 +86,7 @@ class Snapshot:
 
 
 def snapshot(cpus: list[int]) -> Snapshot:
-    return Snapshot(time.perf_counter(), time.process_time(), read_proc_stat(cpus), read_run_wait_s(),
+    return Snapshot(time.perf_counter(), time.process_time(), procfs.stat_busy_s(cpus), procfs.run_wait_s(),
                     descendants_cpu_s())
 
 
@@ -215,7 +164,7 @@ def measure_window(start: Snapshot, end: Snapshot, *, threads: int, cores: int,
         busy = end.stat[0] - start.stat[0]
         other = max(0.0, (busy - ours - workers) / wall)
         steal = (end.stat[1] - start.stat[1]) / wall
-        resolution = cores / USER_HZ / wall  # one tick per core at each end, at worst
+        resolution = cores / procfs.USER_HZ / wall  # one tick per core at each end, at worst
     wait = None
     if start.run_wait_s is not None and end.run_wait_s is not None:
         wait = max(0.0, end.run_wait_s - start.run_wait_s) / (wall * threads)

@@ -8,27 +8,32 @@ dtype/AMP, channels_last, torch.compile), then starts a fresh peak — on CUDA: 
 the peaks. An out-of-memory is a result (``status: oom``), never a silent change of batch size, and a child that
 crashes or is killed is an ``error`` result while the caller goes on.
 
-The child is ``python -m lvmharness.measure.memory '<case json>'``; it prints one ``LVM_RESULT {json}`` line.
+The child is ``python -m lvmharness.measure.memory '<case json>'`` (the protocol: :mod:`lvmharness.core.child`).
+torch and the model code are imported inside the child's functions only: the parent side (``MemoryCase``,
+``run_isolated``) serves the API's ``measure_memory``, whose caller need not have torch loaded.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import resource
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+
+from lvmharness.core import child, procfs
+from lvmharness.core.child import ChildResult
 
 if TYPE_CHECKING:
     import torch
 
+    from lvmharness.models.aliases import ModelSpec
+    from lvmharness.runtime.execution import ExecOptions
+
 MODES = ("inference", "train_step")
-RESULT_TAG = "LVM_RESULT "
 # What a memory cap limits, per backend (recorded with every capped case).
 CAP_SEMANTICS = {
     "cpu": "RLIMIT_DATA = VmData at start + cap: limits the heap and private anonymous mappings (where tensors "
@@ -60,43 +65,7 @@ class MemoryCase:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
-@dataclass
-class MemoryResult:
-    status: str  # ok | oom | error
-    error: str | None = None
-    measured: dict[str, Any] = field(default_factory=dict)  # the record's values
-    notes: dict[str, Any] = field(default_factory=dict)  # the record's provenance
-
-    def values(self) -> dict[str, Any]:
-        return dict(self.measured)
-
-    def provenance(self) -> dict[str, Any]:
-        return dict(self.notes)
-
-
 # --- in the child ------------------------------------------------------------------------------------------------
-
-
-def _proc_status(key: str) -> int | None:
-    """A /proc/self/status field in bytes (VmRSS, VmHWM, VmData), or None off Linux."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Linux >= 4.0: writing 5 to clear_refs resets VmHWM to the current RSS."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _tensor_bytes(tensors: Any) -> int:
@@ -148,7 +117,7 @@ class DeviceMemory:
             torch.cuda.empty_cache()
             self.log("empty_cache")
             torch.cuda.reset_peak_memory_stats(self.device)
-        reset = _reset_peak_rss()
+        reset = procfs.reset_peak_rss()
         self.log("reset_peak")
         return reset
 
@@ -157,17 +126,16 @@ class DeviceMemory:
 
         return int(torch.cuda.memory_allocated(self.device)) if self.cuda else 0
 
-
-def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = None) -> MemoryResult:
+def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = None) -> ChildResult:
     """Run one memory case here. Meant for a fresh child process (``run_isolated``); raises on OOM.
 
     ``log`` receives the name of each step as it happens (``init``, ``empty_cache``, ``reset_peak``, ``prepared``,
     ``compiled``, ``forward``, ``backward``, ``step``)."""
     import torch
 
-    from lvmharness.models.build import create_model, resolve
+    from lvmharness.models.build import resolve
     from lvmharness.runtime.devices import resolve_device
-    from lvmharness.runtime.execution import ExecOptions, Prepared, numerics_settings
+    from lvmharness.runtime.execution import ExecOptions, numerics_settings
 
     steps: list[str] = []
 
@@ -179,101 +147,137 @@ def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = 
     device = resolve_device(case.device)
     options = ExecOptions(dtype=case.dtype, channels_last=case.channels_last,
                           compile=case.compile_backend is not None, compile_backend=case.compile_backend or "inductor")
-    spec = resolve(case.model)
-    size = case.img_size or spec.default_img_size
+    spec = resolve(case.model)  # before the cap: resolving may import the model's module
     mem = DeviceMemory(device, step)
     prov: dict[str, Any] = {"isolation": "fresh process", "pid": os.getpid(), "mode": case.mode,
                             "settings": numerics_settings()}
-
     # Start the thread pools before any cap, so the cap measures the case and not thread stacks.
     torch.mm(torch.ones(64, 64), torch.ones(64, 64))
     prov.update(mem.init())
     if case.mem_limit_bytes is not None:
         _apply_limit(case.mem_limit_bytes, device, prov)
-
     values: dict[str, Any] = {}
-    rss_base = _proc_status("VmRSS")
+    rss_base = procfs.status_bytes("VmRSS")
     prov["rss_peak_reset"] = mem.fresh_peak()
     base_alloc = mem.allocated()
-
-    # The same preparation as the timed benches: build (fp32), then convert dtype / memory format, maybe compile.
-    # On CUDA in a 16-bit dtype the fp32 build happens on the CPU: converted on the device, each fp32 parameter's
-    # block is freed only after its bf16 copy was carved out of the same cached segments, and segments that still
-    # hold a live bf16 tensor cannot be released by empty_cache(), so the reserved peak would carry fp32 leftovers.
-    build_on = build_device(device, options.dtype)
-    prov["built_on"] = str(build_on)
-    prepared = Prepared(create_model(spec, img_size=size, device=build_on), device, options)
-    model = prepared.model
-    x = prepared.make_input(case.batch_size, size)
-    step("prepared")
-    values["mem_weights_bytes"] = _tensor_bytes(model.parameters())
-    values["mem_buffers_bytes"] = _tensor_bytes(model.buffers())
-    values["mem_input_bytes"] = x.numel() * x.element_size()
-
-    gen = torch.Generator().manual_seed(0)
-    target = torch.randint(0, 1000, (case.batch_size,), generator=gen).to(device)
-
-    def forward_backward() -> torch.Tensor:
-        with prepared.autocast():
-            loss = torch.nn.functional.cross_entropy(prepared(x).float(), target)
-        loss.backward()
-        return loss
-
-    if options.compile:
-        # Compile outside the measured window (compiling is host work with its own memory); the window then holds
-        # what the compiled code needs. A train step's compile needs a backward too; its grads are dropped.
-        if case.mode == "inference":
-            model.eval()
-            prepared.forward_fn(x)
-        else:
-            model.train()
-            forward_backward()
-            model.zero_grad(set_to_none=True)
-        step("compiled")
-        prov["compile"] = {"backend": options.compile_backend, "first_call_outside_window": True,
-                           "graphs_compiled": prepared.stats.graphs_compiled}
-
-    if mem.cuda:
-        # cuBLAS and cuBLASLt allocate their workspaces through the caching allocator on the first GEMM of a
-        # stream (torch/csrc/cuda/CUDABlas.cpp, getCurrentCUDABlasHandle / getCUDABlasLtWorkspace: MiBs each), and
-        # keep them: made before the baseline, they are not counted as the forward's activations.
-        prov["cublas_workspace_bytes"] = _warm_cublas(device, prepared.compute_dtype)
-    # Fresh peak after conversion: the fp32 blocks freed by .to(dtype) are given back before the reset, else the
-    # reserved peak would start at "converted model + cached fp32 copy".
-    mem.fresh_peak()
-    before_fwd = mem.allocated()
-    rss_before_fwd = _proc_status("VmRSS")
-
+    run = _CaseRun(case, mem, options, spec, values, prov)
     if case.mode == "inference":
-        model.eval()
-        with prepared.context():
-            prepared(x)
-        mem.sync()
-        step("forward")
-        if mem.cuda:
-            values["mem_activations_peak_bytes"] = torch.cuda.max_memory_allocated(device) - before_fwd
+        run.inference()
     else:
-        model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        with prepared.autocast():
-            loss = torch.nn.functional.cross_entropy(prepared(x).float(), target)
-        mem.sync()
-        step("forward")
+        run.train_step()
+    _end_values(case, mem, values, base_alloc, rss_base, run.rss_before_fwd)
+    prov["model"] = spec.timm_name
+    prov["img_size"] = run.size
+    prov["execution"] = run.prepared.provenance()
+    prov["steps"] = steps
+    return ChildResult("ok", None, values, prov)
+
+
+class _CaseRun:
+    """The prepared model of one case and its measured window: built, converted and (maybe) compiled before the
+    window starts, so the window holds the step and not the preparation."""
+
+    def __init__(self, case: MemoryCase, mem: DeviceMemory, options: ExecOptions, spec: ModelSpec,
+                 values: dict[str, Any], prov: dict[str, Any]) -> None:
+        import torch
+
+        from lvmharness.models.build import create_model
+        from lvmharness.runtime.execution import Prepared
+
+        self.case, self.mem, self.values = case, mem, values
+        device = mem.device
+        self.size = size = case.img_size or spec.default_img_size
+        # The same preparation as the timed benches: build (fp32), then convert dtype / memory format, maybe
+        # compile. On CUDA in a 16-bit dtype the fp32 build happens on the CPU: converted on the device, each fp32
+        # parameter's block is freed only after its bf16 copy was carved out of the same cached segments, and
+        # segments that still hold a live bf16 tensor cannot be released by empty_cache(), so the reserved peak
+        # would carry fp32 leftovers.
+        build_on = build_device(device, options.dtype)
+        prov["built_on"] = str(build_on)
+        self.prepared = Prepared(create_model(spec, img_size=size, device=build_on), device, options)
+        self.model = self.prepared.model
+        self.x = self.prepared.make_input(case.batch_size, size)
+        mem.log("prepared")
+        values["mem_weights_bytes"] = _tensor_bytes(self.model.parameters())
+        values["mem_buffers_bytes"] = _tensor_bytes(self.model.buffers())
+        values["mem_input_bytes"] = self.x.numel() * self.x.element_size()
+        gen = torch.Generator().manual_seed(0)
+        self.target = torch.randint(0, 1000, (case.batch_size,), generator=gen).to(device)
+        if options.compile:
+            self._compile(prov)
         if mem.cuda:
-            values["mem_activations_peak_bytes"] = torch.cuda.max_memory_allocated(device) - before_fwd
-        hwm_fwd = _proc_status("VmHWM")
-        if hwm_fwd is not None and rss_before_fwd is not None:
-            values["rss_forward_peak_delta_bytes"] = hwm_fwd - rss_before_fwd
+            # cuBLAS and cuBLASLt allocate their workspaces through the caching allocator on the first GEMM of a
+            # stream (torch/csrc/cuda/CUDABlas.cpp, getCurrentCUDABlasHandle / getCUDABlasLtWorkspace: MiBs
+            # each), and keep them: made before the baseline, they are not counted as the forward's activations.
+            prov["cublas_workspace_bytes"] = _warm_cublas(device, self.prepared.compute_dtype)
+        # Fresh peak after conversion: the fp32 blocks freed by .to(dtype) are given back before the reset, else
+        # the reserved peak would start at "converted model + cached fp32 copy".
+        mem.fresh_peak()
+        self.before_fwd = mem.allocated()
+        self.rss_before_fwd = procfs.status_bytes("VmRSS")
+
+    def _loss(self) -> torch.Tensor:
+        import torch
+
+        with self.prepared.autocast():
+            return torch.nn.functional.cross_entropy(self.prepared(self.x).float(), self.target)
+
+    def _compile(self, prov: dict[str, Any]) -> None:
+        """Compile outside the measured window (compiling is host work with its own memory); the window then holds
+        what the compiled code needs. A train step's compile needs a backward too; its grads are dropped."""
+        if self.case.mode == "inference":
+            self.model.eval()
+            self.prepared.forward_fn(self.x)
+        else:
+            self.model.train()
+            self._loss().backward()
+            self.model.zero_grad(set_to_none=True)
+        self.mem.log("compiled")
+        prov["compile"] = {"backend": self.prepared.options.compile_backend, "first_call_outside_window": True,
+                           "graphs_compiled": self.prepared.stats.graphs_compiled}
+
+    def _forward_peak(self) -> None:
+        import torch
+
+        self.mem.sync()
+        self.mem.log("forward")
+        if self.mem.cuda:
+            self.values["mem_activations_peak_bytes"] = torch.cuda.max_memory_allocated(self.mem.device) - \
+                self.before_fwd
+
+    def inference(self) -> None:
+        self.model.eval()
+        with self.prepared.context():
+            self.prepared(self.x)
+        self._forward_peak()
+
+    def train_step(self) -> None:
+        import torch
+
+        self.model.train()
+        opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        loss = self._loss()
+        self._forward_peak()
+        hwm_fwd = procfs.status_bytes("VmHWM")
+        if hwm_fwd is not None and self.rss_before_fwd is not None:
+            self.values["rss_forward_peak_delta_bytes"] = hwm_fwd - self.rss_before_fwd
         loss.backward()
-        step("backward")
+        self.mem.log("backward")
         opt.step()
-        mem.sync()
-        step("step")
-        values["mem_grads_bytes"] = _tensor_bytes(p.grad for p in model.parameters() if p.grad is not None)
-        values["mem_optimizer_bytes"] = _tensor_bytes(
+        self.mem.sync()
+        self.mem.log("step")
+        self.values["mem_grads_bytes"] = _tensor_bytes(p.grad for p in self.model.parameters() if p.grad is not None)
+        self.values["mem_optimizer_bytes"] = _tensor_bytes(
             t for state in opt.state.values() for t in state.values() if isinstance(t, torch.Tensor)
         )
 
+
+def _end_values(case: MemoryCase, mem: DeviceMemory, values: dict[str, Any], base_alloc: int,
+                rss_base: int | None, rss_before_fwd: int | None) -> None:
+    """The peaks over the whole case: the allocator's (CUDA), the end amounts (MPS), the process's RSS."""
+    import torch
+
+    device = mem.device
     if mem.cuda:
         values["mem_allocated_peak_bytes"] = torch.cuda.max_memory_allocated(device) - base_alloc
         values["mem_reserved_peak_bytes"] = torch.cuda.max_memory_reserved(device)
@@ -282,18 +286,13 @@ def measure_in_process(case: MemoryCase, *, log: Callable[[str], None] | None = 
         # The MPS backend keeps no peak statistics: these are amounts at the end of the case, not peaks.
         values["mps_allocated_end_bytes"] = torch.mps.current_allocated_memory()
         values["mps_driver_allocated_end_bytes"] = torch.mps.driver_allocated_memory()
-    hwm = _proc_status("VmHWM")
+    hwm = procfs.status_bytes("VmHWM")
     if hwm is not None and rss_base is not None:
         values["rss_peak_bytes"] = hwm
         values["rss_baseline_bytes"] = rss_base
         values["rss_peak_delta_bytes"] = hwm - rss_base
         if case.mode == "inference" and rss_before_fwd is not None:
             values["rss_forward_peak_delta_bytes"] = hwm - rss_before_fwd
-    prov["model"] = spec.timm_name
-    prov["img_size"] = size
-    prov["execution"] = prepared.provenance()
-    prov["steps"] = steps
-    return MemoryResult("ok", None, values, prov)
 
 
 def _apply_limit(limit: int, device: Any, prov: dict[str, Any]) -> None:
@@ -313,33 +312,13 @@ def _apply_limit(limit: int, device: Any, prov: dict[str, Any]) -> None:
         prov["mem_limit"] = f"torch.mps.set_per_process_memory_fraction({limit}/{recommended})"
         return
     # RLIMIT_DATA covers the heap and private anonymous mappings (Linux >= 4.7): what tensors allocate.
-    data_now = _proc_status("VmData") or 0
+    data_now = procfs.status_bytes("VmData") or 0
     soft = data_now + limit
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
     resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
     prov["mem_limit"] = f"RLIMIT_DATA = VmData at start ({data_now}) + {limit}"
-
-
-def report_child(work: Callable[[], MemoryResult | dict[str, Any]]) -> int:
-    """In a child: run ``work`` and print its result (a dict becomes the values of an ok result) as the one
-    ``LVM_RESULT`` line the parent reads; an exception becomes an oom or error result, never a lost child."""
-    from lvmharness.core.oom import is_oom
-
-    try:
-        out = work()
-        result = out if isinstance(out, MemoryResult) else MemoryResult("ok", None, out)
-    except BaseException as exc:  # reported to the parent, which writes the record
-        status = "oom" if is_oom(exc) else "error"
-        result = MemoryResult(status, f"{type(exc).__name__}: {exc}")
-    print(RESULT_TAG + json.dumps(asdict(result)), flush=True)
-    return 0
-
-
-def _child_main(arg: str) -> int:
-    case = MemoryCase(**json.loads(arg))
-    return report_child(lambda: measure_in_process(case))
 
 
 # --- in the parent ------------------------------------------------------------------------------------------------
@@ -350,52 +329,12 @@ def run_isolated(
     *,
     timeout_s: float = 900.0,
     on_spawn: Callable[[subprocess.Popen[str]], None] | None = None,
-) -> MemoryResult:
+) -> ChildResult:
     """Run ``case`` in a fresh Python process and return its result; never raises for the child's failures."""
-    res = run_child("lvmharness.measure.memory", asdict(case), timeout_s=timeout_s, on_spawn=on_spawn)
+    res = child.run_module("lvmharness.measure.memory", asdict(case), timeout_s=timeout_s, on_spawn=on_spawn)
     if res.status == "error" and case.mem_limit_bytes is None and "SIGKILL" in (res.error or ""):
         res.error = (res.error or "") + " (the kernel's OOM killer, or someone, killed it)"
     return res
-
-
-def run_child(
-    module: str,
-    payload: dict[str, Any],
-    *,
-    timeout_s: float = 900.0,
-    on_spawn: Callable[[subprocess.Popen[str]], None] | None = None,
-) -> MemoryResult:
-    """``python -m module '<payload json>'`` in a fresh process; its ``LVM_RESULT`` line (see ``report_child``) as
-    a result. A child that crashes, is killed or runs past ``timeout_s`` is an ``error`` result, never a raise."""
-    cmd = [sys.executable, "-m", module, json.dumps(payload)]
-    # The child imports what this process can: a user's model module (``mymodels:build``) may be on a sys.path
-    # entry that pytest or the caller added at run time rather than on PYTHONPATH. The interpreter's own paths
-    # (stdlib, site-packages) are left to the child's start-up, in their usual order.
-    own = (sys.prefix, sys.base_prefix)
-    extra = [p for p in sys.path if p and not p.startswith(own)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(extra)}
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    if on_spawn is not None:
-        on_spawn(proc)
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        return MemoryResult("error", f"child process exceeded {timeout_s:.0f} s and was killed",
-                            notes={"stderr_tail": err[-2000:]})
-    wall = time.perf_counter() - started
-    for line in reversed(out.splitlines()):
-        if line.startswith(RESULT_TAG):
-            data = json.loads(line[len(RESULT_TAG):])
-            result = MemoryResult(**data)
-            result.notes["child_wall_s"] = wall
-            return result
-    code = proc.returncode
-    how = f"killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-    return MemoryResult("error", f"child process {how} before reporting a result",
-                        notes={"stderr_tail": err[-2000:], "child_wall_s": wall})
 
 
 def _warm_cublas(device: torch.device, compute_dtype: torch.dtype) -> int:
@@ -426,45 +365,9 @@ def build_device(device: torch.device, dtype: str) -> torch.device:
     return device
 
 
-def max_batch(
-    template: MemoryCase,
-    *,
-    start: int = 1,
-    upper: int = 4096,
-    timeout_s: float = 900.0,
-) -> dict[str, Any]:
-    """Largest batch whose case runs without OOM: doubling from ``start``, then bisection. Each probe is its own
-    isolated child. Needs a cap (``mem_limit_bytes``) on CPU, where the machine's RAM is no useful limit."""
-    if template.mem_limit_bytes is None and template.device.startswith("cpu"):
-        raise ValueError("max batch search on cpu needs a memory cap (--lvm-mem-limit, e.g. 2GiB)")
-    probes: list[list[Any]] = []
-
-    def fits(batch: int) -> bool:
-        res = run_isolated(replace(template, batch_size=batch), timeout_s=timeout_s)
-        probes.append([batch, res.status])
-        if res.status == "error":
-            raise RuntimeError(f"probe at batch {batch} failed: {res.error}")
-        return res.status == "ok"
-
-    if not fits(start):
-        return {"max_batch_size": 0, "first_oom_batch": start, "probes": probes}
-    ok, bad = start, None
-    while bad is None and ok < upper:
-        nxt = min(ok * 2, upper)
-        if fits(nxt):
-            ok = nxt
-        else:
-            bad = nxt
-    if bad is None:
-        return {"max_batch_size": ok, "first_oom_batch": None, "probes": probes, "hit_upper_bound": True}
-    while bad - ok > 1:
-        mid = (ok + bad) // 2
-        if fits(mid):
-            ok = mid
-        else:
-            bad = mid
-    return {"max_batch_size": ok, "first_oom_batch": bad, "probes": probes}
+def _prepare_child(payload: dict[str, Any]) -> Callable[[], ChildResult]:
+    return functools.partial(measure_in_process, MemoryCase(**payload))
 
 
 if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1]))
+    sys.exit(child.main(sys.argv, _prepare_child))

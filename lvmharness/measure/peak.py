@@ -30,8 +30,10 @@ from typing import Any
 
 import torch
 
+from lvmharness.core import procfs
 from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.latency import Timer
+from lvmharness.measure.roofline import copy_bandwidth
 from lvmharness.runtime.execution import numerics_settings
 
 # (matmul n, conv batch) per device type: large enough to reach the plateau, small enough for about a second.
@@ -110,33 +112,14 @@ def probes(device: torch.device, dtype: torch.dtype, *, budget_s: float = 0.3,
     return out
 
 
-def _cpuinfo_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _max_clock_hz() -> float | None:
-    """The cpufreq maximum (turbo included). Without cpufreq (most VMs) there is no trustworthy maximum: the
-    'cpu MHz' of /proc/cpuinfo is the current or nominal clock, below turbo, and would understate the peak."""
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq", encoding="ascii") as fh:
-            return int(fh.read().strip()) * 1e3  # kHz
-    except (OSError, ValueError):
-        return None
-
-
 def theoretical_cpu_fp32(cores: int | None = None, flags: set[str] | None = None,
                          clock_hz: float | None = None) -> tuple[float, str] | None:
     """x86 fp32 upper bound: lanes (16 with AVX-512F, 8 with AVX2+FMA) × 2 FLOPs per FMA × 2 FMA units × cores ×
     max clock; None where the lanes or the clock cannot be read (or without FMA)."""
-    flags = _cpuinfo_flags() if flags is None else flags
-    clock = _max_clock_hz() if clock_hz is None else clock_hz
+    flags = procfs.cpu_flags() if flags is None else flags
+    # Without cpufreq (most VMs) there is no trustworthy maximum: the 'cpu MHz' of /proc/cpuinfo is the current or
+    # nominal clock, below turbo, and would understate the peak.
+    clock = procfs.cpu_max_freq_hz() if clock_hz is None else clock_hz
     if cores is None:
         try:
             cores = len(os.sched_getaffinity(0))
@@ -165,6 +148,42 @@ def peak(device: torch.device, dtype: torch.dtype, *, budget_s: float = 0.3,
             if theo[0] >= result.flops_per_s:
                 result.flops_per_s, result.source = theo[0], "theoretical"
     return result
+
+
+@dataclass
+class ProbeCache:
+    """Both roofs of the devices in use, each probed once per owner (a bench session, a page-serving process): the
+    compute peak per :func:`precision_key` and the copy bandwidth per device. ``on_new`` runs after each new probe
+    (a bench session records the probes in env.json then)."""
+
+    peaks: dict[str, dict[str, Any]] = field(default_factory=dict)  # precision key -> Peak.provenance()
+    bandwidths: dict[str, dict[str, Any]] = field(default_factory=dict)  # str(device) -> copy_bandwidth()
+    on_new: Callable[[], None] | None = None
+
+    def compute(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        """Peak FLOP/s for (device, compute dtype, TF32 state): best of the probes or the theoretical peak."""
+        key = precision_key(device, dtype)
+        if key not in self.peaks:
+            self.peaks[key] = peak(device, dtype).provenance()
+            if self.on_new is not None:
+                self.on_new()
+        return self.peaks[key]
+
+    def memory(self, device: torch.device) -> dict[str, Any]:
+        """Measured copy bandwidth of a device (the roofline's memory roof)."""
+        key = str(device)
+        if key not in self.bandwidths:
+            self.bandwidths[key] = copy_bandwidth(device)
+            if self.on_new is not None:
+                self.on_new()
+        return self.bandwidths[key]
+
+    def roofs(self, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        """Both roofs of ``device`` for ``dtype``, as the roofline placement reads them."""
+        compute = self.compute(device, dtype)  # best of matmul and convolution probes (or the theoretical peak)
+        memory = self.memory(device)
+        return {"flops_per_s": compute["flops_per_s"], "bytes_per_s": memory["bytes_per_s"],
+                "compute_source": compute.get("source"), "compute_probe": compute, "memory_probe": memory}
 
 
 def efficiency(macs: int, latency_ms: float, peak_flops_per_s: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -234,3 +253,12 @@ def mac_mix_peak(peak_provenance: dict[str, Any], macs_by_op: dict[str, int]) ->
         "macs_share_by_kind": {k: m / total for k, m in used.items()},
         "device_peak_flops_per_s": float(peak_provenance["flops_per_s"]),
     }
+
+
+_PROBES = ProbeCache()  # a page server measuring many models probes once, like a bench run
+
+
+def probe_peaks(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """Both roofs of this device (the compute peak, the MFU denominator, and the copy bandwidth), probed once per
+    process."""
+    return dict(_PROBES.roofs(device, dtype))

@@ -17,7 +17,6 @@ import torch
 
 from lvmharness.measure.budget import TimingConfig
 from lvmharness.measure.latency import Timer
-from lvmharness.measure.peak import peak
 
 # Buffer size per device: well past the last-level cache (CPU L3s reach a few hundred MiB on large servers), small
 # enough to probe in about a second.
@@ -49,21 +48,6 @@ def copy_bandwidth(device: torch.device, *, nbytes: int | None = None, budget_s:
         "p50_ms": res.stats.p50,
         "torch_num_threads": torch.get_num_threads(),
     }
-
-
-_PEAKS: dict[tuple[str, str], dict[str, Any]] = {}
-
-
-def probe_peaks(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-    """Both roofs of this device: the compute peak (the MFU denominator) and the copy bandwidth, probed once per
-    process and dtype (a page server measuring many models probes once, like a bench run)."""
-    key = (str(device), str(dtype))
-    if key not in _PEAKS:
-        compute = peak(device, dtype).provenance()  # best of matmul and convolution probes (or the theoretical peak)
-        memory = copy_bandwidth(device)
-        _PEAKS[key] = {"flops_per_s": compute["flops_per_s"], "bytes_per_s": memory["bytes_per_s"],
-                       "compute_source": compute.get("source"), "compute_probe": compute, "memory_probe": memory}
-    return dict(_PEAKS[key])
 
 
 def ridge_point(peak_flops_per_s: float, peak_bytes_per_s: float) -> float:

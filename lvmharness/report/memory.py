@@ -6,13 +6,13 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from lvmharness.core.memory_categories import CATEGORIES
 from lvmharness.core.units import to_mib
 from lvmharness.report.plots import Plots, plain_log_axes
 from lvmharness.report.records import Record, ok
 from lvmharness.report.tables import html_table
 
 PREDICTION_BAND = 0.03  # the accuracy target of the memory prediction: within 3% of the measurement
-BREAKDOWN = ("params", "buffers", "grads", "optimizer_state", "activations", "temporaries")
 
 
 def case_name(r: Record) -> str:
@@ -67,7 +67,7 @@ def plot_memory_breakdown(records: list[Record], plots: Plots) -> str | None:
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(rows)))
     names = [case_name(r) for r in rows]
     left = [0.0] * len(rows)
-    for cat in BREAKDOWN:
+    for cat in CATEGORIES:
         widths = [to_mib(float(r["values"].get(f"predicted_{cat}_bytes") or 0)) for r in rows]
         ax.barh(names, widths, left=left, label=cat.replace("_", " "))
         left = [a + b for a, b in zip(left, widths, strict=True)]

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from lvmharness.core import procfs
 from lvmharness.core.errors import BadValueError, UserError
 from lvmharness.core.vocab import STORAGE_DTYPE_NAMES
 
@@ -89,14 +90,7 @@ def on_device(device: torch.device) -> contextlib.AbstractContextManager[Any]:
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return procfs.cpuinfo_value("model name") or platform.processor() or platform.machine()
 
 
 def cpu_count() -> int:

@@ -25,10 +25,11 @@ import hashlib
 import json
 import os
 import platform
-import re
 import subprocess
 from functools import lru_cache
 from typing import Any
+
+from lvmharness.core import procfs
 
 # Set by the harness on a worker it pins to one GPU: the CUDA_VISIBLE_DEVICES list the run was given (or "all:<n>").
 PINNED_FROM_ENV = "LVMHARNESS_CUDA_VISIBLE_DEVICES_BEFORE_PIN"
@@ -40,13 +41,9 @@ def _hostname_hash() -> str:
 
 def _gpu_driver() -> str | None:
     """The NVIDIA kernel driver version, from the driver's own proc file or nvidia-smi; None without one."""
-    try:
-        with open("/proc/driver/nvidia/version", encoding="utf-8") as fh:
-            m = re.search(r"Kernel Module(?: for [^ ]+)?\s+(\d+(?:\.\d+)+)", fh.read())
-            if m:
-                return m.group(1)
-    except OSError:
-        pass
+    version = procfs.nvidia_driver_version()
+    if version:
+        return version
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],

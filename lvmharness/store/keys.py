@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lvmharness.core.memory_categories import CATEGORIES
+
 Rule = Literal["exact", "samples", "relative", "points", "flag", "none"]
 Better = Literal["lower", "higher"]
 # The JSON type of a value: a number (null when not finite), a bool, or a list of numbers (raw samples).
@@ -150,7 +152,7 @@ KEYS: tuple[Key, ...] = (
     Key("predicted_peak_bytes", "bytes", "peak live tensor bytes of the step, predicted on fake tensors", "lower",
         "exact", csv=True, extra_info=True, kind="integer"),
     *(Key(f"predicted_{cat}_bytes", "bytes", f"{cat.replace('_', ' ')} at the predicted peak", kind="integer")
-      for cat in ("params", "buffers", "grads", "optimizer_state", "activations", "temporaries")),
+      for cat in CATEGORIES),
     Key("prediction_s", "s", "wall time of the prediction (fake tensors), not a benchmark"),
     _bytes("measured_peak_bytes", "the same step's peak by MemTracker on real tensors", csv=True, kind="integer"),
     Key("prediction_rel_error", "1", "(predicted - measured) / measured_peak_bytes; target within 3%", csv=True),

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from lvmharness.core import fileio
+from lvmharness.core import fileio, procfs
 from lvmharness.core.fileio import atomic_write, atomic_write_json
 
 
@@ -94,7 +94,7 @@ def test_the_umask_without_proc_is_set_and_put_back(monkeypatch: pytest.MonkeyPa
     def no_proc(*args: Any, **kwargs: Any) -> Any:
         raise FileNotFoundError("/proc is not mounted")
 
-    monkeypatch.setattr(fileio, "open", no_proc, raising=False)
+    monkeypatch.setattr(procfs, "open", no_proc, raising=False)
     old = os.umask(0o037)
     try:
         got = fileio.umask()

@@ -1,6 +1,9 @@
-"""What counts as an out-of-memory: a result to record, not a crash."""
+"""Out-of-memory classification, and that the core modules of the child protocol load without torch."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -23,3 +26,12 @@ from lvmharness.core.oom import is_oom
 )
 def test_is_oom_recognises_the_allocators_messages(exc: BaseException, oom: bool) -> None:
     assert is_oom(exc) is oom
+
+
+def test_the_child_protocol_and_the_oom_check_import_no_torch() -> None:
+    code = ("import sys\nimport lvmharness.core.child, lvmharness.core.oom, lvmharness.core.procfs\n"
+            "from lvmharness.core.oom import is_oom\n"
+            "assert is_oom(MemoryError()) and not is_oom(RuntimeError('shape mismatch'))\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -273,7 +273,8 @@ def test_train_refuses_an_empty_output_dir(tmp_path: Path, capsys: pytest.Captur
 
 def _affine_predictor(intercept: int, per_sample: int) -> object:
     """A stand-in for the fake-tensor prediction whose peak is exactly intercept + per_sample x batch."""
-    from lvmharness.measure.prediction import CATEGORIES, StepMemory
+    from lvmharness.core.memory_categories import CATEGORIES
+    from lvmharness.measure.step import StepMemory
 
     def predict(cfg: object, **_: object) -> StepMemory:
         peak = intercept + per_sample * cfg.batch_size  # type: ignore[attr-defined]
@@ -285,7 +286,8 @@ def _affine_predictor(intercept: int, per_sample: int) -> object:
 
 def test_the_largest_batch_search_never_answers_beyond_its_bound() -> None:
     from lvmharness.core.parsing import MAX_BATCH_SIZE
-    from lvmharness.measure.prediction import StepConfig, predicted_max_batch
+    from lvmharness.measure.batch_search import predicted_max_batch
+    from lvmharness.measure.step import StepConfig
 
     a, b = 2_474_393, 174_131  # bytes and bytes per sample, about smoke_vit's train step (2.36 MiB + 170 KiB x B)
     predict = _affine_predictor(a, b)

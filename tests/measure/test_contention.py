@@ -13,45 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from lvmharness.core.procfs import USER_HZ as HZ
 from lvmharness.measure import contention
 from lvmharness.measure.budget import TimingConfig
-from lvmharness.measure.contention import (
-    Snapshot,
-    descendants_cpu_s,
-    machine_load,
-    measure_window,
-    read_proc_stat,
-    read_run_wait_s,
-)
+from lvmharness.measure.contention import Snapshot, descendants_cpu_s, machine_load, measure_window
 from lvmharness.measure.latency import ForwardCase, Timer, forward_latency
 from lvmharness.models.build import create_model
 from lvmharness.runtime.execution import ExecOptions, Prepared
-
-HZ = contention.USER_HZ
-
-
-def test_proc_stat_fields_are_summed_over_our_cores_only(tmp_path: Path) -> None:
-    stat = tmp_path / "stat"
-    # proc(5): user nice system idle iowait irq softirq steal guest guest_nice (ticks)
-    stat.write_text(
-        "cpu  900 900 900 900 900 900 900 900 0 0\n"
-        "cpu0 100 10 50 1000 7 1 2 3 40 0\n"
-        "cpu1 200 20 60 2000 9 4 5 6 0 0\n"
-        "cpu2 999 999 999 999 999 999 999 999 0 0\n"
-        "intr 12345\n"
-    )
-    busy, steal = read_proc_stat([0, 1], str(stat)) or (0.0, 0.0)
-    # cpu0: 100+10+50+1+2+3 = 166; cpu1: 200+20+60+4+5+6 = 295 (idle, iowait out; guest already inside user)
-    assert busy == pytest.approx((166 + 295) / HZ)
-    assert steal == pytest.approx((3 + 6) / HZ)
-    assert read_proc_stat([7], str(stat)) is None
-
-
-def test_run_wait_is_the_second_schedstat_field_summed_over_threads(tmp_path: Path) -> None:
-    for tid, line in (("11", "5000 2000000 3"), ("12", "7000 500000000 9")):
-        (tmp_path / tid).mkdir()
-        (tmp_path / tid / "schedstat").write_text(line + "\n")
-    assert read_run_wait_s(str(tmp_path)) == pytest.approx(0.502)
 
 
 def snap(wall: float, cpu: float, busy: float, steal: float, wait: float) -> Snapshot:

@@ -18,7 +18,8 @@ from lvmharness.bench.config import LvmConfig
 from lvmharness.bench.session import LvmSession
 from lvmharness.core.oom import is_oom
 from lvmharness.measure.peak import mac_mix_peak
-from lvmharness.measure.prediction import StepConfig, measure_step, predict_step
+from lvmharness.measure.prediction import measure_step, predict_step
+from lvmharness.measure.step import StepConfig
 
 
 @pytest.fixture
@@ -195,9 +196,9 @@ def test_cuda_library_allocation_failures_are_oom(message: str, oom: bool) -> No
 
 
 def test_max_batch_search_is_bounded_by_the_predicted_batch_for_the_budget() -> None:
+    from lvmharness.measure.batch_search import HEADROOM, search_upper
     from lvmharness.measure.memory import MemoryCase
     from lvmharness.measure.prediction import predict_step
-    from lvmharness.measure.search_bound import HEADROOM, search_upper
 
     case = MemoryCase("smoke_vit", device="cpu", img_size=32, mode="inference")
     # A budget of exactly the predicted peak at batch 10: the predicted largest batch is 10, the bound twice that.
@@ -212,8 +213,8 @@ def test_max_batch_search_is_bounded_by_the_predicted_batch_for_the_budget() -> 
 
 @pytest.mark.cuda
 def test_cuda_max_batch_search_stops_below_the_default_bound() -> None:
+    from lvmharness.measure.batch_search import search_upper
     from lvmharness.measure.memory import MemoryCase
-    from lvmharness.measure.search_bound import search_upper
 
     upper, why = search_upper(MemoryCase("vit_small", device="cuda", mode="inference"))
     # The free memory was read from the device, and the bound is the predicted batch's double (capped at 4096).

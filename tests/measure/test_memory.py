@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from lvmharness.core.parsing import parse_bytes
-from lvmharness.measure.memory import MemoryCase, _proc_status, max_batch, measure_in_process, run_isolated
+from lvmharness.core.procfs import status_bytes
+from lvmharness.measure.batch_search import max_batch
+from lvmharness.measure.memory import MemoryCase, measure_in_process, run_isolated
 
 MiB = 2**20
 
@@ -55,12 +57,12 @@ def test_the_rss_peak_is_of_this_case_not_of_the_process_before_it() -> None:
     """VmHWM is reset to the current RSS when the case starts (clear_refs, Linux >= 4.0): a 512 MiB buffer that
     this process touched and freed before the case must not appear in the case's peak. The smoke model at 32 px
     needs a few MiB, far below the 256 MiB margin."""
-    if _proc_status("VmHWM") is None:
+    if status_bytes("VmHWM") is None:
         pytest.skip("needs /proc/self/status (Linux)")
     buf = torch.ones(128 * 2**20)  # 128 Mi float32 = 512 MiB, every page written
     del buf
-    rss = _proc_status("VmRSS") or 0
-    assert (_proc_status("VmHWM") or 0) >= rss + 400 * MiB  # the transient is in the process's high-water mark
+    rss = status_bytes("VmRSS") or 0
+    assert (status_bytes("VmHWM") or 0) >= rss + 400 * MiB  # the transient is in the process's high-water mark
     res = measure_in_process(MemoryCase("smoke_vit", img_size=32))
     assert res.values()["rss_peak_bytes"] < rss + 256 * MiB
 

@@ -65,3 +65,31 @@ def test_cuda_fp32_peak_follows_the_tf32_state() -> None:
     if torch.cuda.get_device_capability(dev)[0] >= 8:
         assert tf32.flops_per_s > 2 * strict.flops_per_s
     assert all(p["timed_with"].startswith("CUDA events") for p in tf32.probes)
+
+
+def test_the_probe_cache_probes_each_roof_once_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lvmharness.measure import peak as peak_module
+    from lvmharness.measure.peak import Peak, ProbeCache
+
+    calls: list[str] = []
+
+    def fake_peak(device: torch.device, dtype: torch.dtype) -> Peak:
+        calls.append(f"peak {dtype}")
+        return Peak(1e12 if dtype == torch.float32 else 2e12, "measured", str(dtype))
+
+    def fake_bandwidth(device: torch.device) -> dict[str, float]:
+        calls.append("copy")
+        return {"bytes_per_s": 5e10}
+
+    monkeypatch.setattr(peak_module, "peak", fake_peak)
+    monkeypatch.setattr(peak_module, "copy_bandwidth", fake_bandwidth)
+    news: list[int] = []
+    cache = ProbeCache(on_new=lambda: news.append(len(calls)))
+    cpu = torch.device("cpu")
+    for _ in range(3):
+        roofs = cache.roofs(cpu, torch.float32)
+    assert roofs["flops_per_s"] == 1e12 and roofs["bytes_per_s"] == 5e10 and roofs["compute_source"] == "measured"
+    assert cache.roofs(cpu, torch.bfloat16)["flops_per_s"] == 2e12  # a dtype of its own; the bandwidth is reused
+    assert calls == ["peak torch.float32", "copy", "peak torch.bfloat16"]
+    assert news == [1, 2, 3]  # the owner hears of each new probe, once
+    assert set(cache.peaks) == {precision_key(cpu, torch.float32), precision_key(cpu, torch.bfloat16)}

@@ -16,15 +16,10 @@ import pytest
 import torch
 
 from lvmharness.commands.main import main
-from lvmharness.measure.prediction import (
-    CATEGORIES,
-    StepConfig,
-    activation_scaling,
-    measure_step,
-    predict_step,
-    predicted_max_batch,
-    rel_error,
-)
+from lvmharness.core.memory_categories import CATEGORIES
+from lvmharness.measure.batch_search import predicted_max_batch
+from lvmharness.measure.prediction import activation_scaling, measure_step, predict_step, rel_error
+from lvmharness.measure.step import StepConfig
 from lvmharness.models.build import create_model
 
 TOLERANCE = 0.03  # the target: within 3% of the measurement
@@ -207,7 +202,7 @@ def test_page_memory_api_bad_input(tmp_path: Path, query: str, status: int, mess
 
 def test_a_parameter_without_gradient_gets_no_optimizer_state_in_the_prediction() -> None:
     """The prediction's first step skips the backward; the graph must still say which parameters get gradients."""
-    from lvmharness.measure.prediction import _parameters_reached
+    from lvmharness.measure.step import _parameters_reached
 
     used, unused = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
     loss = used(torch.randn(2, 4)).sum()

@@ -19,9 +19,11 @@ from torch import nn
 
 from lvmharness.commands.main import main
 from lvmharness.core.errors import ConfigError
+from lvmharness.core.memory_categories import CATEGORIES
 from lvmharness.measure import flop_formulas, flops
 from lvmharness.measure.flops import analyze, count_run, forward_backward_macs, forward_macs, parse_convention
-from lvmharness.measure.prediction import CATEGORIES, StepConfig, measure_step, predict_step
+from lvmharness.measure.prediction import measure_step, predict_step
+from lvmharness.measure.step import StepConfig
 from lvmharness.models.build import create_model, register_model
 
 # --- 1. a constructor that reads back what it computed ----------------------------------------------------------

@@ -22,7 +22,7 @@ from lvmharness.measure.layers.attribution import STEP_RANGE, StepTimes, attribu
 from lvmharness.measure.layers.document import build_document
 from lvmharness.measure.layers.hooks import module_ranges
 from lvmharness.measure.layers.traffic import OpTraffic, forward_traffic
-from lvmharness.measure.roofline import probe_peaks
+from lvmharness.measure.peak import probe_peaks
 from lvmharness.models.build import create_model, resolve
 from lvmharness.runtime.devices import resolve_device, synchronizer
 from lvmharness.runtime.execution import ExecOptions, Prepared
