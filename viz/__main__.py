@@ -45,7 +45,8 @@ def graphs_folder(graphs: str, *, generate: bool) -> Path:
 def served_models(names: list[str], p: argparse.ArgumentParser) -> dict[str, ModelSpec]:
     """The custom models named at start, resolved (imported) now; a bad one is a usage error."""
     # Lazy: models.build imports torch, and a page started without --models (e.g. --no-generate) never needs it.
-    from lvmharness.models.build import ModelError, resolve
+    from lvmharness.models.aliases import ModelError
+    from lvmharness.models.build import resolve
 
     served = {}
     for name in names:

@@ -21,7 +21,8 @@ def model_errors_as_api_errors(model: str) -> Iterator[None]:
     """The HTTP answer to a model that cannot be built, counted or run, for every path that builds one."""
     # Lazy: these modules import torch (see the module docstring).
     from lvmharness.measure.flops import FlopCountError
-    from lvmharness.models.build import InvalidInputSizeError, ModelError, UnknownModelError
+    from lvmharness.models.aliases import ModelError
+    from lvmharness.models.build import InvalidInputSizeError, UnknownModelError
     from lvmharness.runtime.devices import DeviceUnavailableError
 
     try:

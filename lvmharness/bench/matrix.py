@@ -18,7 +18,7 @@ from lvmharness.models.aliases import ORIGINAL_ALIASES
 from lvmharness.store.records import case_label, record_identity
 
 if TYPE_CHECKING:
-    from lvmharness.models.build import ModelSpec
+    from lvmharness.models.aliases import ModelSpec
     from lvmharness.runtime.execution import ExecOptions
 
 SMOKE_MODELS = ("smoke_vit", "smoke_deit", "smoke_swin", "smoke_resnet")

@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if any(":" in m for m in session.options.models or ()):
         _bench_folders_on_path(config)
     if session.options.models:
-        from lvmharness.models.build import ModelError
+        from lvmharness.models.aliases import ModelError
 
         try:
             # Checked here, before collection: a typo stops the run with the reason and nothing measured.

@@ -7,6 +7,7 @@ import fnmatch
 import json
 
 from lvmharness.core.errors import BadValueError
+from lvmharness.models import aliases
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,7 +16,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lvmharness.models import build as models
 
     if args.timm is not None:
         if not args.timm.strip():
@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
         names = [n for n in timm.list_models() if fnmatch.fnmatchcase(n, args.timm)]
         print("\n".join(names) if names else f"no timm model matches {args.timm!r}")
         return 0 if names else 1
-    rows = [(s.family, s.alias, s.timm_name, str(s.default_img_size), s.note) for s in models.registered()]
-    rows.sort(key=lambda r: (models.FAMILIES.index(r[0]) if r[0] in models.FAMILIES else 99, r[1]))
+    rows = [(s.family, s.alias, s.timm_name, str(s.default_img_size), s.note) for s in aliases.registered()]
+    rows.sort(key=lambda r: (aliases.FAMILIES.index(r[0]) if r[0] in aliases.FAMILIES else 99, r[1]))
     if args.json:
         print(json.dumps([dict(zip(("family", "alias", "timm_name", "img_size", "note"), r, strict=True))
                           for r in rows], indent=1))

@@ -25,26 +25,15 @@ from torch import nn
 
 from lvmharness.models import sources
 from lvmharness.models.aliases import (
-    FAMILIES,
-    ORIGINAL_ALIASES,
     TORCHVISION_PREFIX,
     ModelError,
     ModelSpec,
     alias_names,
     family_of,
     lookup,
-    register,
-    register_model,
-    registered,
     spec_of_factory,
 )
 from lvmharness.models.sources import ModelSourceError
-
-__all__ = [
-    "FAMILIES", "ORIGINAL_ALIASES", "InvalidInputSizeError", "ModelError", "ModelSourceError", "ModelSpec",
-    "UnknownModelError", "check_img_size", "count_params", "create_model", "family_of", "register", "register_model",
-    "registered", "resolve",
-]
 
 # Sanity bounds for a square input side, in pixels. Below 16 no model of the four families has a single
 # patch/feature; above 4096 a ViT-B forward needs > 10 TB of attention scores.

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from lvmharness.core.errors import ConfigError
 from lvmharness.core.outputs import OutputPathError, check_output_folder
-from lvmharness.models.build import ModelSpec, create_model, resolve
+from lvmharness.models.aliases import ModelSpec
+from lvmharness.models.build import create_model, resolve
 from lvmharness.models.ladder import DISTILLED
 from lvmharness.runtime import data as datamod
 from lvmharness.runtime.execution import auto_amp_dtype, check_dtype_mode

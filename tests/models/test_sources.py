@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lvmharness.models import build as models
+from lvmharness.models.aliases import ModelError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "own-model"
@@ -108,7 +109,7 @@ def test_entry_point_of_an_installed_package(project: Path) -> None:
                             "torchvision:resnet50"),
 ])
 def test_bad_sources_are_one_clear_line(project: Path, source: str, message: str) -> None:
-    with pytest.raises(models.ModelError) as info:
+    with pytest.raises(ModelError) as info:
         models.create_model(source, img_size=32, device="meta")
     assert message in str(info.value) and "\n" not in str(info.value)
 

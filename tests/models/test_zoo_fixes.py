@@ -24,7 +24,8 @@ from lvmharness.measure import flop_formulas, flops
 from lvmharness.measure.flops import analyze, count_run, forward_backward_macs, forward_macs, parse_convention
 from lvmharness.measure.prediction import measure_step, predict_step
 from lvmharness.measure.step import StepConfig
-from lvmharness.models.build import create_model, register_model
+from lvmharness.models.aliases import register_model
+from lvmharness.models.build import create_model
 
 # --- 1. a constructor that reads back what it computed ----------------------------------------------------------
 
