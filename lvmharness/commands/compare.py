@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import TYPE_CHECKING
 
 from lvmharness.core.parsing import shorten
-from lvmharness.history import gate
-from lvmharness.store.compare import Comparison, compare_paths, compare_records
-from lvmharness.store.loading import torn_lines
 from lvmharness.store.rules import TOLERANCES, CompareError, Rules, is_tolerance
+
+if TYPE_CHECKING:
+    from lvmharness.store.compare import Comparison
 
 
 def _tolerance(text: str) -> float:
@@ -51,6 +52,12 @@ def _rules(args: argparse.Namespace) -> Rules:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported when a comparison runs, not for ``lvm compare --help`` (its options need only the rules table):
+    # the record readers and the history store are some tens of milliseconds of a CI gate's start.
+    from lvmharness.history import gate
+    from lvmharness.store.compare import compare_paths, compare_records
+    from lvmharness.store.loading import torn_lines
+
     if args.baseline or gate.is_spec(args.base):  # a history baseline: the gate pools it, then compares as below
         if args.baseline and args.new is not None:
             raise CompareError("with --baseline give only NEW (the baseline comes from the history)")

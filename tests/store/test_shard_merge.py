@@ -13,8 +13,8 @@ from lvmharness.bench.shard import ShardSpecError, case_cost, imbalance, loads, 
 from lvmharness.commands.main import main
 from lvmharness.store.loading import load_env, load_records
 from lvmharness.store.merge import MergeError, merge_runs
-from lvmharness.store.records import make_record
 from lvmharness.store.run_folder import RunStore
+from tests.helpers.records import record
 
 FP_A, FP_B = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
 
@@ -63,16 +63,11 @@ def test_plan_balances_cost_not_count() -> None:
     assert imbalance([10.0, 10.0]) == 1.0 and imbalance([3.0, 2.0]) == 1.5 and imbalance([1.0, 0.0]) == float("inf")
 
 
-def rec(run_id: str, case: str, **over: Any) -> dict[str, Any]:
-    return make_record(run_id=run_id, metric="latency", model="m", alias="m", family="vit", device="cpu",
-                       dtype="fp32", batch_size=1, img_size=32, case=case, values={"latency_ms_p50": 1.0}, **over)
-
-
 def shard_run(root: Path, run_id: str, cases: list[str], fp: str = FP_A, env: dict[str, Any] | None = None) -> Path:
     store = RunStore(root, run_id, fingerprint=fp)
     store.write_env(env or {"shard_of": str(root), "fingerprint": fp})
     for c in cases:
-        store.add(rec(run_id, c))
+        store.add(record(run_id, c, values={"latency_ms_p50": 1.0}))
     store.close()
     return store.run_dir
 
@@ -118,7 +113,7 @@ def test_same_case_on_two_machines_is_two_experiments(tmp_path: Path) -> None:
 def test_merge_takes_a_legacy_run_folder_and_refuses_a_non_empty_target(tmp_path: Path) -> None:
     legacy = tmp_path / "old" / "r0"
     legacy.mkdir(parents=True)
-    (legacy / "results.json").write_text(json.dumps([rec("r0", "old-1")]))
+    (legacy / "results.json").write_text(json.dumps([record("r0", "old-1", values={"latency_ms_p50": 1.0})]))
     (legacy / "env.json").write_text(json.dumps({"torch": "2.0"}))
     new = shard_run(tmp_path / "new", "r1", ["new-1"])
     taken = tmp_path / "taken"

@@ -29,9 +29,9 @@ from lvmharness.store.loading import (
     merged_env,
     merged_records,
 )
-from lvmharness.store.records import make_record
 from lvmharness.store.run_folder import RunStore
 from lvmharness.store.run_ids import validate_run_id
+from tests.helpers.records import record
 
 ROOT = Path(__file__).resolve().parents[2]
 FP = "0123456789abcdef"
@@ -119,14 +119,9 @@ def test_kill_9_of_a_writer_loses_none_of_its_finished_records(tmp_path: Path, s
     assert len(victim_ids) - len(finished) in (0, 1)  # the one whose fsync finished but whose print did not
 
 
-def rec(run_id: str, case: str, **over: Any) -> dict[str, Any]:
-    return make_record(run_id=run_id, metric="latency", model="m", alias="m", family="vit", device="cpu",
-                       dtype="fp32", batch_size=1, img_size=32, case=case, **over)
-
-
 def test_an_unfinished_last_line_is_skipped_and_a_bad_middle_line_is_an_error(tmp_path: Path) -> None:
     store = RunStore(tmp_path, "r", fingerprint=FP)
-    store.add(rec("r", "a"))
+    store.add(record("r", "a"))
     with store.records_path.open("ab") as fh:
         fh.write(b'{"schema": 1, "case_id": "b", "val')  # a kill in the middle of a write
     assert [r["case_id"] for r in load_records(store.run_dir)] == ["a"]
@@ -140,7 +135,7 @@ def test_a_failed_append_is_cut_back_so_later_records_stay_readable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = RunStore(tmp_path, "r", fingerprint=FP)
-    store.add(rec("r", "a"))
+    store.add(record("r", "a"))
     real_write = os.write
 
     def short_then_fail(fd: int, data: Any) -> int:
@@ -149,19 +144,19 @@ def test_a_failed_append_is_cut_back_so_later_records_stay_readable(
 
     monkeypatch.setattr(os, "write", short_then_fail)
     with pytest.raises(OSError, match="No space"):
-        store.add(rec("r", "b"))
+        store.add(record("r", "b"))
     monkeypatch.undo()
-    store.add(rec("r", "c"))
+    store.add(record("r", "c"))
     assert [r["case_id"] for r in load_records(store.run_dir)] == ["a", "c"]
 
 
 def test_every_record_carries_the_fingerprint_and_a_legacy_folder_is_imported_once(tmp_path: Path) -> None:
     run = tmp_path / "old"
     run.mkdir()
-    (run / "results.json").write_text(json.dumps([rec("old", "legacy-1")]))
+    (run / "results.json").write_text(json.dumps([record("old", "legacy-1")]))
     first, second = RunStore(tmp_path, "old", fingerprint=FP), RunStore(tmp_path, "old", fingerprint=FP)
-    first.add(rec("old", "new-1"))
-    second.add(rec("old", "new-2"))
+    first.add(record("old", "new-1"))
+    second.add(record("old", "new-2"))
     records = load_records(run)
     assert sorted(r["case_id"] for r in records) == ["legacy-1", "new-1", "new-2"]
     assert [r.get("fingerprint") for r in records if r["case_id"].startswith("new")] == [FP, FP]
@@ -204,8 +199,8 @@ def test_good_run_ids_pass_unchanged(good: str) -> None:
 
 def test_writer_facts_go_into_every_record_and_the_record_wins(tmp_path: Path) -> None:
     store = RunStore(tmp_path, "r", fingerprint=FP, provenance={"xdist_worker": "gw1", "torch_threads": 1})
-    store.add(rec("r", "a"))
-    store.add(rec("r", "b", provenance={"torch_threads": 4}))
+    store.add(record("r", "a"))
+    store.add(record("r", "b", provenance={"torch_threads": 4}))
     a, b = load_records(store.run_dir)
     assert a["provenance"] == {"xdist_worker": "gw1", "torch_threads": 1}
     assert b["provenance"] == {"xdist_worker": "gw1", "torch_threads": 4}
@@ -230,7 +225,7 @@ def test_add_returns_only_after_its_line_is_fsynced(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(os, "fsync", fsync)
     for case in ("a", "b"):
         events.clear()
-        store.add(rec("r", case))
+        store.add(record("r", case))
         mine = [e for e in events if e[1] == str(store.records_path)]
         line = len(store.records_path.read_bytes().splitlines(keepends=True)[-1])
         assert [e[0] for e in mine] == ["write", "fsync"] and mine[0][2] == line, mine
@@ -254,18 +249,18 @@ def test_a_new_writer_file_is_made_durable_with_its_folders(tmp_path: Path, monk
     # then records/, then the run folder (which may have been created just now). Later appends fsync the file only.
     store = RunStore(tmp_path, "r", fingerprint=FP)
     events = fsyncs(monkeypatch)
-    store.add(rec("r", "a"))
+    store.add(record("r", "a"))
     run = tmp_path / "r"
     assert events == [str(store.records_path), str(run / RECORDS_DIR), str(run)]
     events.clear()
-    store.add(rec("r", "b"))
+    store.add(record("r", "b"))
     assert events == [str(store.records_path)]
 
 
 def test_add_returns_the_record_as_stored_and_remembers_it(tmp_path: Path) -> None:
     store = RunStore(tmp_path, "r", fingerprint=FP)
-    first = store.add(rec("r", "a"))
-    second = store.add(rec("r", "b", values={"latency_ms_p50": 1.5}))
+    first = store.add(record("r", "a"))
+    second = store.add(record("r", "b", values={"latency_ms_p50": 1.5}))
     assert store.written == [first, second]
     assert [json.loads(line) for line in store.records_path.read_text().splitlines()] == [first, second]
     assert second["fingerprint"] == FP and second["values"] == {"latency_ms_p50": 1.5}
@@ -285,7 +280,7 @@ def test_the_legacy_check_runs_once_per_writer_not_once_per_record(
     monkeypatch.setattr(run_folder, "_import_legacy", counting)
     store = RunStore(tmp_path, "r", fingerprint=FP)
     for case in ("a", "b", "c"):
-        store.add(rec("r", case))
+        store.add(record("r", case))
     assert calls == [store.run_dir]
 
 
@@ -298,11 +293,11 @@ def test_the_env_file_of_a_writer_names_its_writer_and_run(tmp_path: Path) -> No
 def test_reopening_a_closed_run_appends_without_duplicating_its_records(tmp_path: Path) -> None:
     # A closed run has results.json next to records/: that view is not a legacy file to import again.
     first = RunStore(tmp_path, "r", fingerprint=FP)
-    first.add(rec("r", "a"))
-    first.add(rec("r", "b"))
+    first.add(record("r", "a"))
+    first.add(record("r", "b"))
     first.close()
     second = RunStore(tmp_path, "r", fingerprint=FP)
-    second.add(rec("r", "c"))
+    second.add(record("r", "c"))
     assert sorted(r["case_id"] for r in load_records(tmp_path / "r")) == ["a", "b", "c"]
     assert sorted(p.name for p in (tmp_path / "r" / RECORDS_DIR).iterdir()) == sorted(
         [f"{first.writer}.jsonl", f"{second.writer}.jsonl"])
@@ -311,11 +306,11 @@ def test_reopening_a_closed_run_appends_without_duplicating_its_records(tmp_path
 def test_a_legacy_import_keeps_every_record_and_the_umask_mode(tmp_path: Path) -> None:
     run = tmp_path / "old"
     run.mkdir()
-    old = [rec("old", "legacy-1"), rec("old", "legacy-2", status="error", error="boom")]
+    old = [record("old", "legacy-1"), record("old", "legacy-2", status="error", error="boom")]
     (run / "results.json").write_text(json.dumps(old))
     umask = os.umask(0o022)
     try:
-        RunStore(tmp_path, "old", fingerprint=FP).add(rec("old", "new-1"))
+        RunStore(tmp_path, "old", fingerprint=FP).add(record("old", "new-1"))
     finally:
         os.umask(umask)
     legacy = run / RECORDS_DIR / "legacy.jsonl"
@@ -332,7 +327,7 @@ def test_two_writers_importing_one_legacy_folder_at_once_import_it_once(
     # cannot cross filesystems) and is gone afterwards.
     run = tmp_path / "old"
     run.mkdir()
-    (run / "results.json").write_text(json.dumps([rec("old", "legacy-1")]))
+    (run / "results.json").write_text(json.dumps([record("old", "legacy-1")]))
     staged: list[Path] = []
     real_link = os.link
 
@@ -343,7 +338,7 @@ def test_two_writers_importing_one_legacy_folder_at_once_import_it_once(
 
     monkeypatch.setattr(os, "link", link_after_the_other_writer)
     store = RunStore(tmp_path, "old", fingerprint=FP)
-    store.add(rec("old", "new-1"))
+    store.add(record("old", "new-1"))
     monkeypatch.undo()
     assert [r["case_id"] for r in load_records(run)] == ["legacy-1", "new-1"]
     (src,) = staged
@@ -356,9 +351,9 @@ def test_a_legacy_file_with_nan_never_becomes_non_standard_json(tmp_path: Path) 
     # store writes every non-finite number, and no records file may hold NaN.
     run = tmp_path / "old"
     run.mkdir()
-    (run / "results.json").write_text(json.dumps([rec("old", "nan-1", values={"latency_ms_p50": math.nan})]))
+    (run / "results.json").write_text(json.dumps([record("old", "nan-1", values={"latency_ms_p50": math.nan})]))
     assert "NaN" in (run / "results.json").read_text()
-    RunStore(tmp_path, "old", fingerprint=FP).add(rec("old", "new-1"))
+    RunStore(tmp_path, "old", fingerprint=FP).add(record("old", "new-1"))
     by_case = {r["case_id"]: r for r in load_records(run)}
     assert set(by_case) == {"nan-1", "new-1"} and by_case["nan-1"]["values"]["latency_ms_p50"] is None
 
@@ -373,15 +368,15 @@ def test_a_legacy_file_with_nan_never_becomes_non_standard_json(tmp_path: Path) 
 def test_blank_lines_are_skipped_and_a_non_object_line_is_an_error_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "r" / RECORDS_DIR / "w.jsonl"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(rec("r", "a")) + "\n\n" + json.dumps(rec("r", "b")) + "\n")
+    path.write_text(json.dumps(record("r", "a")) + "\n\n" + json.dumps(record("r", "b")) + "\n")
     assert [r["case_id"] for r in load_records(path)] == ["a", "b"]
-    path.write_text(json.dumps(rec("r", "a")) + "\n[1, 2]\n")
+    path.write_text(json.dumps(record("r", "a")) + "\n[1, 2]\n")
     with pytest.raises(ResultsFileError, match=rf"^{re.escape(str(path))}:2: expected a JSON object per line$"):
         load_records(tmp_path / "r")
 
 
 def test_a_record_that_breaks_the_schema_is_an_error_naming_its_file(tmp_path: Path) -> None:
-    bad = {**rec("r", "a"), "status": "crashed"}
+    bad = {**record("r", "a"), "status": "crashed"}
     writer_file = tmp_path / "r" / RECORDS_DIR / "w.jsonl"
     writer_file.parent.mkdir(parents=True)
     writer_file.write_text(json.dumps(bad) + "\n")
@@ -406,9 +401,9 @@ def test_merged_records_follow_their_creation_time_not_the_writer_names(tmp_path
     # Writer a's record is the later one; a record without a time (an old writer's) counts as the earliest.
     records_dir = tmp_path / "r" / RECORDS_DIR
     records_dir.mkdir(parents=True)
-    late = {**rec("r", "late"), "created_utc": "2026-11-30T10:00:05+00:00"}
-    early = {**rec("r", "early"), "created_utc": "2026-11-30T10:00:00+00:00"}
-    undated = {k: v for k, v in rec("r", "undated").items() if k != "created_utc"}
+    late = {**record("r", "late"), "created_utc": "2026-11-30T10:00:05+00:00"}
+    early = {**record("r", "early"), "created_utc": "2026-11-30T10:00:00+00:00"}
+    undated = {k: v for k, v in record("r", "undated").items() if k != "created_utc"}
     (records_dir / "a.jsonl").write_text(json.dumps(late) + "\n")
     (records_dir / "b.jsonl").write_text(json.dumps(early) + "\n" + json.dumps(undated) + "\n")
     assert [r["case_id"] for r in load_records(tmp_path / "r")] == ["undated", "early", "late"]
@@ -419,7 +414,7 @@ def test_views_are_written_once_each_and_always_whole(tmp_path: Path, monkeypatc
     # reading a finished run writes nothing (it may be a read-only copy, and rewriting is wasted fsyncs).
     store = RunStore(tmp_path, "r", fingerprint=FP)
     store.write_env({"torch": "2.14.1"})
-    store.add(rec("r", "a"))
+    store.add(record("r", "a"))
     written: list[tuple[str, Any]] = []
     real = fileio.atomic_write
 
@@ -440,7 +435,7 @@ def test_views_are_written_once_each_and_always_whole(tmp_path: Path, monkeypatc
 
 def test_views_can_be_computed_without_writing(tmp_path: Path) -> None:
     run = tmp_path / "r"
-    RunStore(tmp_path, "r", writer="w", fingerprint=FP).add(rec("r", "a"))
+    RunStore(tmp_path, "r", writer="w", fingerprint=FP).add(record("r", "a"))
     (run / "env").mkdir()
     (run / "env" / "w.json").write_text(json.dumps({"torch": "2.14.1"}))
     assert [r["case_id"] for r in merged_records(run)] == ["a"]
@@ -453,9 +448,9 @@ def test_reading_a_run_never_writes_even_when_its_views_are_stale(tmp_path: Path
     # leave every file as it was (the folder may be a read-only copy; rebuilding is the writers' job).
     store = RunStore(tmp_path, "r", writer="w", fingerprint=FP)
     store.write_env({"torch": "2.14.1"})
-    store.add(rec("r", "a"))
+    store.add(record("r", "a"))
     store.close()
-    store.add(rec("r", "b"))  # after the close: results.json still lists only "a"
+    store.add(record("r", "b"))  # after the close: results.json still lists only "a"
     (store.run_dir / "env" / "late.json").write_text(json.dumps({"torch": "2.14.1", "gpu": "x"}))
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in store.run_dir.rglob("*") if p.is_file()}
     assert [r["case_id"] for r in load_records(store.run_dir)] == ["a", "b"]
@@ -470,7 +465,7 @@ def test_reading_a_run_never_writes_even_when_its_views_are_stale(tmp_path: Path
 def test_the_env_of_a_results_file_is_its_folders_env(tmp_path: Path) -> None:
     store = RunStore(tmp_path, "r", fingerprint=FP)
     store.write_env({"torch": "2.14.1"})
-    store.add(rec("r", "a"))
+    store.add(record("r", "a"))
     store.close()
     env = load_env(store.run_dir)
     assert env is not None and env["torch"] == "2.14.1"
@@ -535,7 +530,7 @@ def test_run_files_are_utf8_whatever_the_locale(
     cpu = "Intel\u00ae Xeon\u00ae Platinum"
     store = RunStore(tmp_path, "r", fingerprint=FP)
     store.write_env({"cpu": cpu})
-    store.add(rec("r", "a", provenance={"cpu": cpu}))
+    store.add(record("r", "a", provenance={"cpu": cpu}))
     store.close()
     monkeypatch.setattr(fileio, "atomic_write", lambda *a: pytest.fail("a file was written by a reader"))
     env = load_env(store.run_dir)
@@ -543,7 +538,7 @@ def test_run_files_are_utf8_whatever_the_locale(
     assert [r["provenance"]["cpu"] for r in load_records(store.run_dir)] == [cpu]
     old = tmp_path / "old"
     old.mkdir()
-    (old / "results.json").write_text(json.dumps([rec("old", "b", provenance={"cpu": cpu})], ensure_ascii=False),
+    (old / "results.json").write_text(json.dumps([record("old", "b", provenance={"cpu": cpu})], ensure_ascii=False),
                                       encoding="utf-8")
     (old / "env.json").write_text(json.dumps({"cpu": cpu}, ensure_ascii=False), encoding="utf-8")
     assert [r["provenance"]["cpu"] for r in load_records(old)] == [cpu]
