@@ -22,7 +22,7 @@ and splits segments at the machine change, as ``lvm history detect`` does); asv 
 have neither notion), as they would in CI.
 
 Parameters (stated, and the same for every class):
-- ours: ``lvmharness.history.detect.Params()`` defaults (PELT L2 penalty 3 ln n, z >= 5.5, magnitude >= 1 %,
+- ours: ``lvmharness.history.detect.Params()`` defaults (PELT L2 penalty 3 ln n, z >= 5.0, magnitude >= 1 %,
   3 points after a change before it is labelled; "suspicious" labels are not counted as alarms);
 - asv 0.6: ``asv.step_detect.detect_steps`` (penalised L1 Potts fit, gamma chosen by asv's own cross-validation);
   each boundary between steps whose values differ by >= 1 % (our minimum magnitude) is an alarm (asv's own

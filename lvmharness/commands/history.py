@@ -48,7 +48,7 @@ def _params_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-magnitude", type=_positive_number(10.0), default=None,
                    help="smallest relative change reported, a fraction (default 0.01)")
     p.add_argument("--z-threshold", type=_positive_number(MAX_Z), default=None,
-                   help="confirmation threshold in standard errors (default 5.5)")
+                   help="confirmation threshold in standard errors (default 5.0)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

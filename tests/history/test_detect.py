@@ -1,0 +1,70 @@
+"""The detector's parts with results derived by hand: the Qn scale, the short-segment level shift, drifts against
+stairs, and the parameters' range check."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from lvmharness.core.errors import BadValueError
+from lvmharness.history import detect
+
+
+def test_qn_scale_of_zero_to_nine() -> None:
+    """n = 10: h = 6, k = C(6, 2) = 15; the |i - j| of 0..9 are 1 nine times, 2 eight times, so the 15th smallest
+    is 2, and Qn = 2.2219 x 2 x 10 / (10 + 3.8) = 3.2202."""
+    assert detect.qn_scale(np.arange(10, dtype=float)) == pytest.approx(2.2219 * 2 * 10 / 13.8)
+
+
+def test_qn_scale_ignores_a_few_outliers() -> None:
+    """Three wild values (1,000-1,003) beside 0..9: h = 7, k = 21; the pairwise distances below 4 are 10 ones, 9
+    twos and 8 threes (the wild values' own 1, 2 and 3 included), so the 21st smallest is 3, whatever the wild
+    values' distance to the rest, and Qn = 2.2219 x 3 x 13 / (13 + 1.4) = 6.0176."""
+    x = np.array([*range(10), 1000.0, 1001.0, 1003.0])
+    assert detect.qn_scale(x) == pytest.approx(2.2219 * 3 * 13 / 14.4)
+
+
+def _base(seed: int, n: int = 30, cv: float = 0.01) -> list[float]:
+    rng = random.Random(seed)
+    return [100 * math.exp(rng.gauss(0, cv)) for _ in range(n)]
+
+
+def test_four_points_after_with_one_back_are_a_level_shift() -> None:
+    """120, 121, 101, 119 after a level of 100 (1 % noise): the midpoint of the medians (100 and 119.5) is about
+    110, three of the four points lie past it, which a four-point segment allows (all but one); z is far above
+    5 (a 19 % step is about 19 sigma)."""
+    found = detect.detect_measured([*_base(3), 120.0, 121.0, 101.0, 119.0], "lower")
+    assert [(c.index, c.label, c.kind) for c in found] == [(30, "regression", "step")]
+    two_back = detect.detect_measured([*_base(3), 120.0, 101.0, 100.5, 119.0], "lower")
+    assert [c for c in two_back if c.label != detect.SUSPICIOUS] == []
+
+
+def test_a_ramp_is_one_drift_change() -> None:
+    """40 points at 100 (0.5 % noise), then +1 % a commit for 20 commits (2 sigma a commit): PELT cuts the ramp
+    into stairs; one straight line fits them better, so one change of kind drift is reported, at the ramp's
+    start (within the 2 commits a first step needs to clear the midpoint), rising about 20 % in all."""
+    ys = _base(5, 40, 0.005) + [v * 1.01 ** (k + 1) for k, v in enumerate(_base(6, 20, 0.005))]
+    found = detect.detect_measured(ys, "lower")
+    assert len(found) == 1
+    c = found[0]
+    assert (c.kind, c.label) == ("drift", "regression")
+    assert 40 <= c.index <= 43
+    assert 0.10 < c.magnitude < 0.25
+
+
+def test_stairs_stay_two_steps() -> None:
+    """Two +10 % steps 10 commits apart at 1 % noise (10 sigma each): around the best line, a 10-sigma step
+    leaves 10^2 / 16 sigma^2 a point, 125 over the 20 points, far above PELT's penalty of 3 ln 40 = 11 sigma^2."""
+    ys = _base(7, 20) + [1.1 * v for v in _base(8, 10)] + [1.21 * v for v in _base(9, 10)]
+    found = detect.detect_measured(ys, "lower")
+    assert [(c.index, c.label, c.kind) for c in found] == [(20, "regression", "step"), (30, "regression", "step")]
+
+
+def test_params_range_check() -> None:
+    with pytest.raises(BadValueError):
+        detect.Params(refine=-1)
+    with pytest.raises(BadValueError):
+        detect.Params(z_threshold=math.nan)
