@@ -15,6 +15,7 @@ import pytest
 
 from lvmharness.bench.config import LvmConfig
 from lvmharness.store.keys import KEYS
+from lvmharness.store.rules import RULES
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "tools" / "gen_docs.py"
@@ -30,9 +31,11 @@ def _generator() -> ModuleType:
     return mod
 
 
-def _first_column(page: Path) -> list[str]:
-    """The code spans of a Markdown table's first column, header and rule rows left out."""
-    return re.findall(r"^\| `([^`]+)` \|", page.read_text(encoding="utf-8"), re.M)
+def _first_column(page: Path, section: int = 0) -> list[str]:
+    """The code spans of a Markdown table's first column, header and rule rows left out, in the page's
+    ``section``-th part (parts are split at ``## `` headings)."""
+    part = re.split(r"^## ", page.read_text(encoding="utf-8"), flags=re.M)[section]
+    return re.findall(r"^\| `([^`]+)` \|", part, re.M)
 
 
 def test_the_committed_tables_are_what_the_code_generates() -> None:
@@ -58,6 +61,7 @@ def test_every_option_and_every_value_key_has_one_row() -> None:
     assert len(options) == len(fields(LvmConfig)) == len(set(options))
     assert all(name.startswith("--lvm-") for name in options)
     assert _first_column(REFERENCE / "value-keys.md") == [k.name for k in KEYS]
+    assert _first_column(REFERENCE / "value-keys.md", section=1) == list(RULES)  # the compare rules, one row each
 
 
 def test_a_row_shows_the_key_as_declared() -> None:
