@@ -23,7 +23,6 @@ from lvmharness.models.aliases import canonical_model, graph_name
 
 from .errors import ApiError
 
-MAX_GRAPH_BYTES = MAX_FILE_BYTES
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}")
 
 
@@ -40,7 +39,7 @@ def graph_path(root: Path, name: str) -> Path:
 
 def read_graph(path: Path) -> dict[str, Any]:
     """The validated graph of one file; GraphFormatError says what is wrong with it."""
-    doc = read_json_file(path, MAX_GRAPH_BYTES)
+    doc = read_json_file(path, MAX_FILE_BYTES)
     validate_graph(doc)
     return dict(doc)
 
@@ -61,7 +60,7 @@ def measurements(root: Path, name: str) -> list[dict[str, Any]]:
         try:
             if not path.resolve().is_relative_to(root):
                 continue
-            doc = read_json_file(path, MAX_GRAPH_BYTES)
+            doc = read_json_file(path, MAX_FILE_BYTES)
             validate_layers(doc)
         except (GraphFormatError, OSError):
             continue

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from flask import request
 
+from lvmharness.core.vocab import STORAGE_DTYPE_NAMES
 from lvmharness.models import aliases
 
 from .errors import ApiError
@@ -17,7 +18,7 @@ from .errors import ApiError
 # Bounds of what the page generates: sane for a browser tree and seconds of meta-device analysis.
 IMG_SIZE_RANGE = (16, 1024)
 BATCH_SIZE_RANGE = (1, 1024)
-DTYPES = ("fp32", "bf16", "fp16")
+DTYPES = STORAGE_DTYPE_NAMES
 MEMORY_MODES = ("train", "inference")
 BUDGET_GIB_RANGE = (0.001, 4096.0)
 _MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,149}")

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lvmharness.core.memory_categories import CATEGORIES, LABELS
+from lvmharness.core.units import GIB
 from lvmharness.formats.graph_format import save_for_page, validate_graph
 from lvmharness.models.aliases import graph_name
 
@@ -71,11 +73,13 @@ def predict_memory(want: Requested, mode: str, budget_gib: float | None) -> dict
         cfg = StepConfig(want.model, batch_size=want.batch, img_size=want.img_size, mode=mode, dtype=want.dtype)
         pred = predict_step(cfg)
         kept = predict_saved_for_backward(cfg)
-        found = predicted_max_batch(cfg, int(budget_gib * 2**30)) if budget_gib is not None else None
+        found = predicted_max_batch(cfg, int(budget_gib * GIB)) if budget_gib is not None else None
     out: dict[str, Any] = {
         "model": want.model, "img_size": want.img_size, "batch_size": want.batch, "dtype": want.dtype,
         "mode": mode, "device": "cpu", "quantity": cfg.quantity(), "predicted_peak_bytes": pred.peak_bytes,
         "breakdown_bytes": pred.breakdown, "peak_phase": pred.peak_phase, "prediction_s": round(pred.wall_s, 3),
+        # the legend's order and words, from the one vocabulary the predictor files storages under
+        "categories": [[name, LABELS[name]] for name in CATEGORIES],
         "saved_for_backward_bytes": dict(sorted(kept.items(), key=lambda kv: -kv[1])),
     }
     if found is not None:

@@ -55,7 +55,7 @@ def plugin_option(field: str) -> str:
     return OPTION_NAMES.get(field, f"the bench's {field} setting")
 
 
-class BenchInputError(Exception):
+class BenchInputError(UserError):
     """A user-fixable error from the library, worded with the plugin's option names."""
 
 

@@ -23,6 +23,8 @@ from lvmharness.bench.config import LvmConfig, add_options
 from lvmharness.bench.fixture import lvm, lvm_instance_samples, lvm_session, lvm_train_data
 from lvmharness.bench.matrix import AXES, project
 from lvmharness.bench.session import SESSION_KEY, LvmSession
+from lvmharness.core.units import fmt_bytes
+from lvmharness.store.records import is_contended
 
 __all__ = ["lvm", "lvm_instance_samples", "lvm_session", "lvm_train_data"]  # fixtures pytest finds here
 
@@ -191,9 +193,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
         count, size = trace_bytes(tb)
         terminalreporter.write_line(
-            f"traces:     {tb}  ({count} trace files, {size / 2**20:.1f} MiB; --lvm-trace-steps "
+            f"traces:     {tb}  ({count} trace files, {fmt_bytes(size)}; --lvm-trace-steps "
             f"{session.options.trace_steps} profiled steps each) — tensorboard --logdir, ui.perfetto.dev or HTA")
-    busy = [r for r in records if (r.get("values") or {}).get("contended") is True]
+    busy = [r for r in records if is_contended(r)]
     if busy:
         terminalreporter.write_line(
             f"CONTENDED:  {len(busy)} record(s) were measured while other processes took the machine; their timings "

@@ -1,2 +1,3 @@
-"""The ``lvm`` subcommands whose library modules import torch at their top: argument parsing lives here (torch-free),
-the work in ``run``, which imports the library when it runs. See ``lvmharness.commands.main`` for the pattern."""
+"""The ``lvm`` command line: ``main`` (the dispatcher) and one module per subcommand, each parsing its arguments
+and rendering what the library computed. A subcommand's module imports torch only inside ``run``, so its ``--help``
+answers without it. See ``lvmharness.commands.main`` for the pattern."""

@@ -19,6 +19,8 @@ from lvmharness.core.vocab import STORAGE_DTYPE_NAMES
 
 GRAPH_FORMAT = "lvmharness.graph"
 GRAPH_VERSION = 1
+# The layer types of a layers document (``by_type``), in the order charts and tables show them.
+LAYER_TYPES = ("attention", "mlp", "conv", "norm", "embedding", "head", "other")
 LAYERS_FORMAT = "lvmharness.layers"  # measured time per module (lvmharness.measure.layers)
 LAYERS_DIR = "layers"  # where the architecture page finds measurements: <graphs folder>/layers/
 LAYERS_VERSION = 1

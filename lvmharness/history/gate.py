@@ -13,18 +13,13 @@ exist but nothing measured could be decided: the new run was measured on a busy 
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
-import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from lvmharness.core.stats import median
 from lvmharness.history.store import History, HistoryError
 from lvmharness.store import keys
-from lvmharness.store.loading import load_records
 from lvmharness.store.records import is_contended, record_fingerprint
 from lvmharness.store.rules import RULES
 
@@ -100,47 +95,3 @@ def _pool(recs: list[dict[str, Any]], branch: str, n: int) -> dict[str, Any]:
     values["contended"] = False
     return {**latest, "values": values, "run_id": f"{PREFIX}{branch}~{n}",
             "provenance": {**latest.get("provenance", {}), "pooled_runs": [r["run_id"] for r in recs]}}
-
-
-def run_gate(args: argparse.Namespace, spec: str, new_path: str, rules: Any, compare_records: Callable[..., Any]
-             ) -> int:
-    """The gate, given ``lvm compare``'s rules and comparison (passed in: this module never imports compare)."""
-    branch, n = parse_spec(spec)
-    root = getattr(args, "history", None) or os.environ.get("LVM_HISTORY") or ".lvm-history"
-    if not Path(root).exists():  # a CI cache that missed (the first run on a new runner): nothing to compare with
-        print(f"NO BASELINE: history folder {root} does not exist (yet)", file=sys.stderr)
-        return EXIT_NO_BASELINE
-    history = History(Path(root))
-    new = load_records(new_path)
-    if args.metric:
-        new = [r for r in new if r["metric"] in args.metric]
-    base, missing = pooled_baseline(history, branch, n, new)
-    for case in missing:
-        print(f"no baseline  {case}  (no uncontended run of it on this machine in {branch})")
-    if not base:
-        print(f"NO BASELINE: history {root} has no uncontended run of these cases on this machine in branch "
-              f"{branch!r}", file=sys.stderr)
-        return EXIT_NO_BASELINE
-    result = compare_records(base, new, rules, args.metric or None)
-    result.findings = [f for f in result.findings if f.verdict != "missing"]  # cases not run this time
-    print(result.table(show_all=args.all))
-    counts = result.counts()
-    print("\n" + (", ".join(f"{v} {k}" for k, v in counts.items()) or "no records"))
-    if result.regressions:
-        print(f"FAIL: {len(result.regressions)} regression(s) of {new_path} against {spec}", file=sys.stderr)
-        return 1
-    absent = absent_cases(history, branch, new, args.metric or None)
-    if absent and not getattr(args, "allow_missing", False):
-        shown = ", ".join(absent[:5]) + (f", ... ({len(absent)} in all)" if len(absent) > 5 else "")
-        print(f"FAIL: {len(absent)} case(s) of {spec}'s newest run are missing from {new_path} ({shown}): a killed "
-              "or partial run cannot pass the gate; pass --allow-missing to judge only the cases both have",
-              file=sys.stderr)
-        return 1
-    measured_decided = [f for f in result.findings if f.verdict in ("regression", "improvement", "noise", "same")
-                        and (keys.get(f.key) is None or keys.get(f.key).measured)]  # type: ignore[union-attr]
-    if not result.decided or (not measured_decided and counts.get("inconclusive")):
-        print(f"INCONCLUSIVE: nothing measured could be decided against {spec} "
-              f"({', '.join(f'{v} {k}' for k, v in counts.items())})", file=sys.stderr)
-        return EXIT_INCONCLUSIVE
-    print(f"OK: no regression of {new_path} against {spec} ({result.decided} values decided)")
-    return 0

@@ -2,8 +2,8 @@
 
 A series is one case id x value key x machine fingerprint. A chart (a ``Track``) shows one case id x value key
 over the commits, its points split into segments wherever the machine fingerprint or the case's benchmark
-definition (``store.definition_hash``) changes: a new machine or a new definition is a new experiment, never a
-regression, and nobody has to mark it by hand. Detection runs inside each segment only.
+definition (``lvmharness.history.store.definition_hash``) changes: a new machine or a new definition is a new
+experiment, never a regression, and nobody has to mark it by hand. Detection runs inside each segment only.
 
 Contended points (measured while other processes took the machine) stay in the track, drawn apart, and are left
 out of detection and of baselines. Values tracked: every numeric value key of ``lvmharness.store.keys`` with a

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from lvmharness.core.errors import BadValueError
 from lvmharness.core.parsing import MAX_BATCH_SIZE
 from lvmharness.measure import prediction
 from lvmharness.measure.memory import MemoryCase, run_isolated
@@ -66,7 +67,7 @@ def max_batch(
     """Largest batch whose case runs without OOM: doubling from ``start``, then bisection. Each probe is its own
     isolated child. Needs a cap (``mem_limit_bytes``) on CPU, where the machine's RAM is no useful limit."""
     if template.mem_limit_bytes is None and template.device.startswith("cpu"):
-        raise ValueError("max batch search on cpu needs a memory cap (--lvm-mem-limit, e.g. 2GiB)")
+        raise BadValueError("max batch search on cpu needs a memory cap (--lvm-mem-limit, e.g. 2GiB)")
     probes: list[list[Any]] = []
 
     def fits(batch: int) -> bool:
@@ -92,7 +93,8 @@ def device_budget(device: str) -> dict[str, int]:
 
     dev = resolve_device(device)
     if dev.type != "cuda":
-        raise ValueError(f"--budget {device}: a device budget needs a CUDA device; give bytes for others, e.g. 24GiB")
+        raise BadValueError(f"--budget {device}: a device budget needs a CUDA device; give bytes for others, "
+                            "e.g. 24GiB")
     torch.cuda.init()
     torch.empty(1, device=dev)  # creates the context
     free, total = torch.cuda.mem_get_info(dev)

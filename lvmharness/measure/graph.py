@@ -3,7 +3,7 @@
 One forward on the ``meta`` device (nothing allocated) gives everything: forward hooks record each module's
 output shapes; ``FlopCounterMode``'s module tracker attributes MACs to every module on the call stack.
 
-File format ``lvmharness.measure.graph`` version 1 (documented in docs/graph-format.md)::
+File format ``lvmharness.graph`` version 1 (``lvmharness.formats.graph_format``; docs/graph-format.md)::
 
     {"format": "lvmharness.graph", "version": 1, "model": ..., "totals": {...}, "root": NODE}
     NODE = {"path", "name", "type", "kind": "module"|"op", "depth", "calls", "output_shapes",
@@ -27,12 +27,12 @@ from torch import nn
 
 from lvmharness import __version__
 from lvmharness.core.clock import utc_now
-from lvmharness.formats.graph_format import GRAPH_FORMAT, GRAPH_VERSION, GraphFormatError, validate_graph, walk
+from lvmharness.core.errors import BadValueError
+from lvmharness.formats.graph_format import GRAPH_FORMAT, GRAPH_VERSION, walk
 from lvmharness.measure.flops import PRIMARY_COUNTER, OpCounts, count_run, forward_backward_macs
 from lvmharness.models.build import count_params, create_model, resolve
 from lvmharness.runtime.devices import DTYPES
 
-__all__ = ["GraphFormatError", "build_graph", "check_invariants", "module_graph", "validate_graph", "walk"]
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
@@ -178,7 +178,7 @@ def module_graph(
 ) -> dict[str, Any]:
     """The graph document of any module on an input (use the meta device to allocate nothing)."""
     if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}: valid dtypes are {', '.join(DTYPES)}")
+        raise BadValueError(f"unknown dtype {dtype!r}: valid dtypes are {', '.join(DTYPES)}")
     model_name = name or type(net).__name__
     itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
     net.eval()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from lvmharness.core import child, procfs
 from lvmharness.core.child import ChildResult
+from lvmharness.core.errors import BadValueError
 
 if TYPE_CHECKING:
     import torch
@@ -60,9 +61,9 @@ class MemoryCase:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r}: valid modes are {', '.join(MODES)}")
+            raise BadValueError(f"mode {self.mode!r}: valid modes are {', '.join(MODES)}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise BadValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 # --- in the child ------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lvmharness.core.errors import BadValueError
 from lvmharness.core.vocab import DTYPE_NAMES
 
 if TYPE_CHECKING:
@@ -41,15 +42,15 @@ class StepConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r}: valid modes are {', '.join(MODES)}")
+            raise BadValueError(f"mode {self.mode!r}: valid modes are {', '.join(MODES)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer {self.optimizer!r}: valid optimizers are {', '.join(OPTIMIZERS)}")
+            raise BadValueError(f"optimizer {self.optimizer!r}: valid optimizers are {', '.join(OPTIMIZERS)}")
         if self.dtype not in DTYPE_NAMES:
-            raise ValueError(f"dtype {self.dtype!r}: valid dtypes are {', '.join(DTYPE_NAMES)}")
+            raise BadValueError(f"dtype {self.dtype!r}: valid dtypes are {', '.join(DTYPE_NAMES)}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch size must be a whole number >= 1, got {self.batch_size!r}")
+            raise BadValueError(f"batch size must be a whole number >= 1, got {self.batch_size!r}")
         if self.img_size is not None and self.img_size < 1:
-            raise ValueError(f"img_size must be >= 1, got {self.img_size}")
+            raise BadValueError(f"img_size must be >= 1, got {self.img_size}")
 
     def quantity(self) -> str:
         """The measured quantity a prediction for this config aims at, in words."""

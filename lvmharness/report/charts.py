@@ -14,11 +14,11 @@ from typing import Any
 
 from lvmharness.core.stats import loglog_slope
 from lvmharness.core.units import GIB, to_mib
+from lvmharness.formats.graph_format import LAYER_TYPES
 from lvmharness.report import busy as report_busy
 from lvmharness.report.records import ok
 from lvmharness.store.records import is_contended
 
-LAYER_TYPES = ("attention", "mlp", "conv", "norm", "embedding", "head", "other")
 TYPE_COLORS = {"attention": "#d62728", "mlp": "#1f77b4", "conv": "#2ca02c", "norm": "#9467bd",
                "embedding": "#ff7f0e", "head": "#8c564b", "other": "#7f7f7f"}
 Figure = Any  # plotly.graph_objects.Figure (imported lazily: plotly is only needed when a report is written)

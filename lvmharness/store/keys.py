@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lvmharness.core.memory_categories import CATEGORIES
+from lvmharness.formats.graph_format import LAYER_TYPES
 
 Rule = Literal["exact", "samples", "relative", "points", "flag", "none"]
 Better = Literal["lower", "higher"]
@@ -198,7 +199,7 @@ KEYS: tuple[Key, ...] = (
         measured=True),
     Key("layers_within_tolerance", "bool", "children's sum within 10% of the timed p50", kind="bool"),
     *(_ms(f"layer_type_{t}_ms", f"op time of the {t} layers in one profiled step", csv=True)
-      for t in ("attention", "mlp", "conv", "norm", "embedding", "head", "other")),
+      for t in LAYER_TYPES),
     # --- the machine while measuring -------------------------------------------------------------------------------
     Key("contended", "bool", "other processes took the CPU while timing", rule="flag", csv=True, kind="bool"),
     Key("cpu_share", "1", "process CPU seconds / (wall seconds x torch threads) over the timed rounds", "higher"),

@@ -69,7 +69,8 @@ def test_flops_table_labels_units(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_graph_writes_a_valid_file(tmp_path: Path) -> None:
-    from lvmharness.measure.graph import check_invariants, validate_graph
+    from lvmharness.formats.graph_format import validate_graph
+    from lvmharness.measure.graph import check_invariants
 
     out = tmp_path / "g.json"
     assert main(["graph", "smoke_swin", "--img-size", "64", "-o", str(out)]) == 0

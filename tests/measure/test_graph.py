@@ -11,14 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from lvmharness.measure.graph import (
-    GraphFormatError,
-    build_graph,
-    check_invariants,
-    module_graph,
-    validate_graph,
-    walk,
-)
+from lvmharness.formats.graph_format import GraphFormatError, validate_graph, walk
+from lvmharness.measure.graph import build_graph, check_invariants, module_graph
 from lvmharness.models.build import count_params, create_model
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "graph_smoke_vit_32_b2.json"

@@ -177,6 +177,10 @@ def test_page_memory_api_matches_a_real_run(tmp_path: Path) -> None:
     measured = measure_step(StepConfig("smoke_resnet", batch_size=2, img_size=64, mode="train"))
     assert abs(rel_error(d["predicted_peak_bytes"], measured.peak_bytes)) <= TOLERANCE
     assert sum(d["breakdown_bytes"].values()) == d["predicted_peak_bytes"]
+    # the page's legend: every category of the breakdown once, in the vocabulary's order
+    legend = [name for name, _ in d["categories"]]
+    assert legend == ["params", "buffers", "grads", "optimizer_state", "activations", "temporaries"]
+    assert set(legend) == set(d["breakdown_bytes"])
     assert d["saved_for_backward_bytes"]["conv1"] == 2 * 3 * 64 * 64 * 4  # the stem conv saves the image batch
     assert d["predicted_peak_at_max_bytes"] <= budget_gib * 2**30 < d["predicted_peak_at_next_bytes"]
     page = client.get("/").get_data(as_text=True)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from lvmharness.report.charts import LAYER_TYPES, machine_line, memory_predicted_vs_measured, time_by_layer_type
+from lvmharness.formats.graph_format import LAYER_TYPES
+from lvmharness.report.charts import machine_line, memory_predicted_vs_measured, time_by_layer_type
 from lvmharness.report.render import build_report
 from lvmharness.store.records import make_record
 from lvmharness.store.run_folder import RunStore

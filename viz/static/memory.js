@@ -5,11 +5,6 @@ import { byId, formParams } from "./dom.js";
 import { fmtBytes } from "./format.js";
 import { search } from "./tree.js";
 
-const CATEGORIES = [
-  ["params", "parameters"], ["buffers", "buffers"], ["grads", "gradients"],
-  ["optimizer_state", "optimizer state"], ["activations", "activations"], ["temporaries", "temporaries"],
-];
-
 function memoryParams() {
   const q = formParams();
   q.set("mode", byId("mem-mode").value);
@@ -24,7 +19,7 @@ function renderBreakdown(d) {
   const legend = byId("mem-legend");
   bar.replaceChildren();
   legend.replaceChildren();
-  for (const [key, label] of CATEGORIES) {
+  for (const [key, label] of d.categories) {  // [name, words], in order, from the server's one vocabulary
     const v = d.breakdown_bytes[key] || 0;
     const seg = document.createElement("span");
     seg.className = `seg seg-${key}`;

@@ -15,7 +15,7 @@ from torch import nn
 
 from lvmharness import __version__
 from lvmharness.core.clock import utc_now
-from lvmharness.formats.graph_format import LAYERS_FORMAT, LAYERS_VERSION
+from lvmharness.formats.graph_format import LAYER_TYPES, LAYERS_FORMAT, LAYERS_VERSION
 from lvmharness.measure.layers.attribution import StepTimes
 from lvmharness.measure.layers.hooks import module_paths
 from lvmharness.measure.layers.traffic import OpTraffic
@@ -23,7 +23,6 @@ from lvmharness.measure.roofline import place
 
 # How far the direct children's sum may fall from the measured p50 before the pass says so.
 CHILDREN_TOLERANCE = 0.10
-LAYER_TYPES = ("attention", "mlp", "conv", "norm", "embedding", "head", "other")
 
 # --- layer types: attention vs MLP vs conv ... ---------------------------------------------------------------------
 
