@@ -14,7 +14,6 @@ from typing import Any
 from lvmharness.core.clock import utc_now
 from lvmharness.core.errors import UserError
 from lvmharness.store import keys
-from lvmharness.store.record_schema import record_schema
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "oom", "error", "skipped")
@@ -155,8 +154,3 @@ def make_record(
         "provenance": dict(provenance or {}),
         "created_utc": utc_now(),
     }
-
-
-def schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of one record, value keys included (``lvmharness.store.record_schema``)."""
-    return record_schema()

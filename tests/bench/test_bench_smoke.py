@@ -12,7 +12,7 @@ import pytest
 
 from lvmharness.store import keys
 from lvmharness.store.loading import load_records
-from lvmharness.store.records import schema
+from lvmharness.store.record_schema import record_schema
 from tests.helpers import runner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def test_smoke_vit_bench_writes_valid_records_and_benchmark_json(tmp_path: Path)
     run_dir = only_run(tmp_path / "out")
     assert f"run folder: {run_dir}" in proc.stdout.replace("\n", " ")
     records = load_records(run_dir)
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = jsonschema.Draft202012Validator(record_schema())
     for rec in records:
         validator.validate(rec)
         # Every value key a bench writes is declared once in lvmharness.store.keys (unit, direction, compare rule).

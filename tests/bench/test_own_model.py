@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 
 from lvmharness.store.loading import load_records
-from lvmharness.store.records import schema
+from lvmharness.store.record_schema import record_schema
 from tests.helpers import runner
 from tests.models.test_sources import tiny_conv_counts
 
@@ -25,7 +25,7 @@ def pytest_in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def check_records(folder: Path, metrics: set[str], model: str) -> list[dict[str, Any]]:
     (run,) = [p for p in (folder / "results").iterdir() if p.is_dir()]
     records = load_records(run)
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = jsonschema.Draft202012Validator(record_schema())
     for rec in records:
         validator.validate(rec)
     assert {r["metric"] for r in records} == metrics

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 import lvmharness
-from lvmharness.store.records import schema
+from lvmharness.store.record_schema import record_schema
 from lvmharness.store.run_folder import RunStore
 from tests.models.test_sources import tiny_conv_counts
 
@@ -22,7 +22,7 @@ def mymodels(user_modules: Path) -> Path:
 
 
 def valid(record: dict[str, object]) -> dict[str, object]:
-    jsonschema.Draft202012Validator(schema()).validate(record)
+    jsonschema.Draft202012Validator(record_schema()).validate(record)
     return record
 
 

@@ -9,14 +9,14 @@ from lvmharness.core.clock import utc_now
 from lvmharness.core.vocab import DTYPE_NAMES, STORAGE_DTYPE_NAMES
 from lvmharness.runtime.devices import DTYPES
 from lvmharness.runtime.execution import DTYPE_MODES
-from lvmharness.store.records import schema
+from lvmharness.store.record_schema import record_schema
 
 
 def test_dtype_names_are_one_vocabulary() -> None:
     # The CLI's choices, the schema's enum and the torch tables must name the same modes, in the same order.
     assert tuple(DTYPE_MODES) == DTYPE_NAMES
     assert tuple(DTYPES) == STORAGE_DTYPE_NAMES
-    assert schema()["properties"]["dtype"]["enum"] == list(DTYPE_NAMES)
+    assert record_schema()["properties"]["dtype"]["enum"] == list(DTYPE_NAMES)
     assert all(DTYPE_MODES[name] == (DTYPES[name], None) for name in STORAGE_DTYPE_NAMES)
 
 

@@ -17,7 +17,8 @@ from lvmharness.report.tables import CSV_COLUMNS, DERIVED_COLUMNS, IDENTITY_COLU
 from lvmharness.runtime.execution import ExecOptions, Prepared
 from lvmharness.store import keys
 from lvmharness.store.compare import compare_records
-from lvmharness.store.records import make_record, schema
+from lvmharness.store.record_schema import record_schema
+from lvmharness.store.records import make_record
 
 
 def test_every_key_is_declared_once_with_a_consistent_rule() -> None:
@@ -44,7 +45,7 @@ def test_a_bad_declaration_fails_on_import() -> None:
 
 def test_the_shipped_schema_and_the_table_agree() -> None:
     shipped = json.loads(resources.files("lvmharness").joinpath("schema/result-v1.schema.json").read_text())
-    full = schema()
+    full = record_schema()
     # The file does not list value keys of its own (they would drift from the table) ...
     assert "properties" not in shipped["properties"]["values"]
     # ... the schema readers use has exactly the table's keys, each with its declared type.

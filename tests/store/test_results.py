@@ -20,7 +20,8 @@ import torch
 from lvmharness.core.fileio import atomic_write
 from lvmharness.store import run_ids
 from lvmharness.store.loading import ResultsFileError, load_records
-from lvmharness.store.records import case_id, make_record, record_identity, schema
+from lvmharness.store.record_schema import record_schema
+from lvmharness.store.records import case_id, make_record, record_identity
 from lvmharness.store.run_folder import RunStore, writer_name
 from lvmharness.store.run_ids import new_run_id, run_id_arg, validate_run_id
 
@@ -37,7 +38,7 @@ def identity(**over: Any) -> dict[str, Any]:
 
 
 def validate(records: list[dict[str, Any]]) -> None:
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = jsonschema.Draft202012Validator(record_schema())
     for rec in records:
         validator.validate(rec)
 
@@ -132,7 +133,7 @@ def test_reopening_a_run_appends(tmp_path: Path) -> None:
 def test_schema_rejects_bad_records() -> None:
     good = make_record(run_id="r", **identity())
     validate([good])
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = jsonschema.Draft202012Validator(record_schema())
     for bad in (
         {**good, "status": "crashed"},
         {**good, "status": "error", "error": None},

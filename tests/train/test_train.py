@@ -17,7 +17,7 @@ import torch
 from lvmharness.commands.train import main
 from lvmharness.runtime import data as datamod
 from lvmharness.store.loading import load_records
-from lvmharness.store.records import schema
+from lvmharness.store.record_schema import record_schema
 from lvmharness.train import (
     CheckpointError,
     NonFiniteLossError,
@@ -41,7 +41,7 @@ def _records(results: Path) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for run in runs:
         out += load_records(run)
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = jsonschema.Draft202012Validator(record_schema())
     for rec in out:
         validator.validate(rec)
     return out
