@@ -181,8 +181,9 @@ def _detect(args: argparse.Namespace) -> int:
     else:
         for a in alerts:
             mag = f"{a.magnitude:+.1%}" if a.magnitude == a.magnitude and abs(a.magnitude) != float("inf") else "new"
+            kind = "  (a drift: it starts here)" if a.kind == "drift" else ""
             print(f"{a.label.upper() if a.label == 'regression' else a.label:12} {a.series}  at {a.commit[:12]}  "
-                  f"{mag}  {a.before:.6g} -> {a.after:.6g}  ({a.points_after} point(s) after)")
+                  f"{mag}  {a.before:.6g} -> {a.after:.6g}  ({a.points_after} point(s) after){kind}")
         print(f"{len(tracks)} track(s), {sum(len(t.segments) for t in tracks)} segment(s): "
               f"{len(alerts)} change point(s), {len(open_regs)} open regression(s)")
     if open_regs and not args.no_fail:

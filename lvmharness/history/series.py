@@ -58,6 +58,7 @@ class Alert:
     after: float
     points_after: int
     deterministic: bool
+    kind: str = "step"  # step | drift (``detect.Change.kind``)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in self.__dict__.items()}
@@ -183,7 +184,8 @@ def detect_track(track: Track, params: detect.Params | None = None) -> list[Aler
             changes = detect.detect_measured(values, track.better, params, samples)
         series = f"{track.case_id}|{track.key}|{seg.fingerprint}" if track.key != "value" else track.case_id
         alerts += [Alert(series, track.case_id, track.key, seg.fingerprint, si, calm[c.index].commit, c.label,
-                         c.magnitude, c.z, c.before, c.after, c.points_after, track.exact) for c in changes]
+                         c.magnitude, c.z, c.before, c.after, c.points_after, track.exact, c.kind)
+                   for c in changes]
     track.alerts = alerts
     return alerts
 

@@ -96,7 +96,8 @@ def _alert_marks(track: Track, positions: dict[tuple[int, int], int]) -> tuple[l
             continue
         shapes.append({"type": "line", "x0": pos - 0.5, "x1": pos - 0.5, "yref": "paper", "y0": 0, "y1": 1,
                        "line": {"color": COLORS[a.label], "width": 2}})
-        annotations.append({"x": pos - 0.5, "yref": "paper", "y": 0.92, "text": f"{a.label} {_mag(a)}",
+        text = f"{a.label} {_mag(a)}" + (" drift" if a.kind == "drift" else "")
+        annotations.append({"x": pos - 0.5, "yref": "paper", "y": 0.92, "text": text,
                             "showarrow": False, "xanchor": "right", "font": {"size": 11, "color": COLORS[a.label]}})
     return shapes, annotations
 

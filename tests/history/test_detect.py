@@ -3,8 +3,10 @@ stairs, and the parameters' range check."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,3 +70,19 @@ def test_params_range_check() -> None:
         detect.Params(refine=-1)
     with pytest.raises(BadValueError):
         detect.Params(z_threshold=math.nan)
+
+
+def test_lvm_history_detect_says_a_drift_is_a_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The ramp of ``test_a_ramp_is_one_drift_change`` through ``lvm history detect --csv``: one alert, a
+    regression of kind drift, in the JSON and in the text."""
+    from lvmharness.commands.main import main
+
+    ys = _base(5, 40, 0.005) + [v * 1.01 ** (k + 1) for k, v in enumerate(_base(6, 20, 0.005))]
+    csv = tmp_path / "ramp.csv"
+    csv.write_text("series,commit,value\n" + "".join(f"ramp|latency_ms_p50|fp,c{i:03d},{y!r}\n"
+                                                    for i, y in enumerate(ys)))
+    assert main(["history", "detect", "--csv", str(csv), "--json", "--no-fail"]) == 0
+    (alert,) = json.loads(capsys.readouterr().out)["alerts"]
+    assert (alert["kind"], alert["label"]) == ("drift", "regression") and 40 <= int(alert["commit"][1:]) <= 43
+    assert main(["history", "detect", "--csv", str(csv), "--no-fail"]) == 0
+    assert "(a drift: it starts here)" in capsys.readouterr().out
