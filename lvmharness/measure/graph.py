@@ -59,7 +59,7 @@ def build_graph(
 ) -> dict[str, Any]:
     """Analyse a registry/timm model on the meta device and return the graph document."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise BadValueError(f"batch_size must be >= 1, got {batch_size}")
     spec = resolve(model)
     size = img_size or spec.default_img_size
     net = create_model(spec, img_size=size, device="meta").eval()

@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def child_env(**extra: str) -> dict[str, str]:
     """This process's environment without pytest's per-process variables (xdist worker id, current test)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))}
-    env.pop("PYTEST_XDIST_WORKER", None)
     return {**env, **extra}
 
 
