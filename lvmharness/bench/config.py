@@ -141,6 +141,9 @@ def add_options(group: Any) -> None:
     add_option("--lvm-shard-plan", "shard_plan", type=argtype(parse_output_file, "output file"), default=None,
                metavar="FILE",
                help="with --lvm-shard: write the plan (each case's expected cost and shard) as JSON")
+    add_option("--lvm-accuracy", "accuracy", default=None, choices=("quick", "full"),
+               help="run benches/bench_accuracy.py: the accuracy ladder of `lvm accuracy --config CONFIG`, end to "
+                    "end (minutes; skipped without this option)")
     add_option("--lvm-budget-s", "budget_s", type=argtype(parse_seconds, "seconds"), default=None,
                help="seconds of measured rounds per case (finite, >= 0; default: the profile's)")
 
@@ -169,6 +172,7 @@ class LvmConfig:
     budget_s: float | None = None
     shard: Shard | None = None
     shard_plan: Path | None = None
+    accuracy: str | None = None  # None: the accuracy ladder's bench skips
 
     @classmethod
     def from_namespace(cls, ns: Any) -> LvmConfig:

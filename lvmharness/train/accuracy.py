@@ -53,8 +53,8 @@ class Budget:
 
 
 BUDGETS = {
-    "quick": Budget(train_images=10_000, epochs=1, batch_size=64),
-    "full": Budget(train_images=None, epochs=2),
+    "quick": Budget(train_images=30_000, epochs=1, lr=5e-3),
+    "full": Budget(train_images=None, epochs=5, lr=5e-3, augment=True),
 }
 
 

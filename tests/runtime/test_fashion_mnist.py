@@ -143,7 +143,7 @@ def test_lvm_accuracy_with_a_corrupt_file_writes_nothing(tmp_path: Path, capsys:
 # --- the ladder -------------------------------------------------------------------------------------------------
 
 
-def test_the_ladder_has_five_families_two_sizes_each_within_1_to_100_mmacs() -> None:
+def test_the_ladder_has_the_four_families_at_two_sizes_and_a_fifth_within_1_to_100_mmacs() -> None:
     from lvmharness.measure.flops import analyze
     from lvmharness.models.build import resolve
 
@@ -154,22 +154,24 @@ def test_the_ladder_has_five_families_two_sizes_each_within_1_to_100_mmacs() -> 
         families.setdefault(resolve(alias).family, []).append(report.macs)
     assert set(families) == {"vit", "deit", "swin", "resnet", "convnext"}
     for fam, macs in families.items():
-        assert len(macs) >= 2 and macs == sorted(macs), fam  # two sizes, smallest first
+        sizes = 2 if fam in ("vit", "deit", "swin", "resnet") else 1  # the four of the design, then one more
+        assert len(macs) >= sizes and macs == sorted(macs), fam  # smallest first
         assert all(1e6 <= m <= 1e8 for m in macs), (fam, macs)
+    assert len(LADDER_ALIASES) >= 9
 
 
 def test_ladder_vit_tiny_macs_from_the_transformer_formula() -> None:
-    """MACs written out: 4x4 patches of 3 channels -> 64 tokens of 64 dims (+ class token = 65), 4 blocks of 2 heads,
+    """MACs written out: 4x4 patches of 3 channels -> 64 tokens of 48 dims (+ class token = 65), 3 blocks of 2 heads,
     MLP ratio 4, a 10-class head on the class token."""
     from lvmharness.measure.flops import forward_macs
     from lvmharness.models.build import create_model
 
-    n, d, heads, blocks = 65, 64, 2, 4
+    n, d, heads, blocks = 65, 48, 2, 3
     patch = 64 * (3 * 4 * 4) * d
     block = n * d * 3 * d + 2 * heads * n * n * (d // heads) + n * d * d + 2 * n * d * 4 * d
     want = patch + blocks * block + d * 10
     model = create_model("ladder_vit_tiny", num_classes=10)
-    assert forward_macs(model, torch.zeros(1, 3, 32, 32)).macs == want == 15_139_968
+    assert forward_macs(model, torch.zeros(1, 3, 32, 32)).macs == want == 6_756_096
 
 
 # --- DeiT hard distillation ----------------------------------------------------------------------------------------
@@ -275,7 +277,7 @@ def test_lvm_accuracy_prints_the_table_distills_and_fine_tunes(tmp_path: Path,
     header = next(line for line in out.splitlines() if line.startswith("model"))
     assert header.split()[:4] == ["model", "params", "(M)", "GMACs"] and "top-1" in header and "train s" in header
     rows = [line.split()[0] for line in out.splitlines() if line.startswith("ladder_")]
-    assert rows == ["ladder_resnet_tiny", "ladder_deit_tiny"]  # cheapest first (4.0 vs 15.5 MMACs)
+    assert rows == ["ladder_resnet_tiny", "ladder_deit_tiny"]  # cheapest first (3.9 vs 6.9 MMACs)
     assert "with teacher ladder_resnet_tiny" in out and "fine-tuned from Fashion-MNIST" in out
     ladder = [r for r in load_records(tmp_path / "res" / "q") if r["metric"] == "train_result"]
     assert sorted((r["alias"], r["options"].get("teacher", "")) for r in ladder) == [
@@ -286,3 +288,21 @@ def test_lvm_accuracy_prints_the_table_distills_and_fine_tunes(tmp_path: Path,
     digits = [r for r in load_records(tmp_path / "res" / "q-digits") if r["metric"] == "train_result"]
     assert sorted(r["provenance"].get("init_checkpoint") is not None for r in digits) == [False, True]
     assert {r["phase"] for r in digits} == {"finetune"} and {r["options"]["dataset"] for r in digits} == {"digits"}
+
+
+def test_the_accuracy_bench_reads_every_row_of_the_commands_table() -> None:
+    """benches/bench_accuracy.py parses ``lvm accuracy``'s printed table: the two must not drift apart."""
+    import importlib.util
+
+    from lvmharness.train.accuracy import LadderResult, table
+
+    path = Path(__file__).resolve().parents[2] / "benches" / "bench_accuracy.py"
+    spec = importlib.util.spec_from_file_location("bench_accuracy", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = [LadderResult("ladder_resnet_tiny", "resnet", 325_866, 0.0039, 86.91, 99.7, 26.5, 1.68, Path("a"), {}),
+               LadderResult("ladder_vit_tiny", "vit", 90_922, 0.0068, 72.17, 98.58, 59.9, None, Path("b"), {})]
+    rows = [m.groups() for m in map(bench.ROW.match, table(results).splitlines()) if m]
+    assert rows == [("ladder_resnet_tiny", "0.326", "0.0039", "86.91", "99.70", "26.5", "1.68"),
+                    ("ladder_vit_tiny", "0.091", "0.0068", "72.17", "98.58", "59.9", "-")]
