@@ -32,6 +32,7 @@ from lvmharness.core.parsing import (
     shorten,
 )
 from lvmharness.core.vocab import DTYPE_NAMES
+from lvmharness.models.ladder import LADDER_CONFIGS
 from lvmharness.store.run_ids import run_id_arg
 
 T = TypeVar("T")
@@ -141,7 +142,7 @@ def add_options(group: Any) -> None:
     add_option("--lvm-shard-plan", "shard_plan", type=argtype(parse_output_file, "output file"), default=None,
                metavar="FILE",
                help="with --lvm-shard: write the plan (each case's expected cost and shard) as JSON")
-    add_option("--lvm-accuracy", "accuracy", default=None, choices=("quick", "full"),
+    add_option("--lvm-accuracy", "accuracy", default=None, choices=LADDER_CONFIGS,
                help="run benches/bench_accuracy.py: the accuracy ladder of `lvm accuracy --config CONFIG`, end to "
                     "end (minutes; skipped without this option)")
     add_option("--lvm-budget-s", "budget_s", type=argtype(parse_seconds, "seconds"), default=None,

@@ -11,7 +11,7 @@ from pathlib import Path
 from lvmharness.core.argtypes import batch_size, int_at_least, output_folder, seconds
 from lvmharness.core.errors import UserError
 from lvmharness.core.parsing import MAX_SEED
-from lvmharness.models.ladder import LADDER_ALIASES
+from lvmharness.models.ladder import LADDER_ALIASES, LADDER_CONFIGS
 from lvmharness.store.run_ids import new_run_id, validate_run_id
 
 # The library's setting names -> this command's options.
@@ -27,7 +27,7 @@ def _model_list(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", choices=("quick", "full"), default="quick",
+    p.add_argument("--config", choices=LADDER_CONFIGS, default="quick",
                    help="quick: a class-balanced subset of 30,000 images, 1 epoch; full: all 60,000 images, 5 epochs, "
                         "with augmentation; both batch 128, AdamW lr 5e-3 (docs/accuracy.md)")
     p.add_argument("--models", type=_model_list, default=list(LADDER_ALIASES),

@@ -44,5 +44,8 @@ LADDER: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("ladder_convnext_tiny", "convnext_atto", "convnext", dict(depths=(1, 1, 3, 1), dims=(16, 32, 64, 128))),
 )
 LADDER_ALIASES = tuple(entry[0] for entry in LADDER)
+# The budgets of ``lvm accuracy --config`` (``lvmharness.train.accuracy.BUDGETS``), named here, torch-free, for the
+# option parsers of the command and of the pytest plugin.
+LADDER_CONFIGS = ("quick", "full")
 # Models with a distillation token (a teacher can train them: train.py --distill_from).
 DISTILLED = tuple(alias for alias, timm_name, _, _ in LADDER if "distilled" in timm_name)
