@@ -49,6 +49,9 @@ def _params_arguments(p: argparse.ArgumentParser) -> None:
                    help="smallest relative change reported, a fraction (default 0.01)")
     p.add_argument("--z-threshold", type=_positive_number(MAX_Z), default=None,
                    help="confirmation threshold in standard errors (default 5.0)")
+    p.add_argument("--z-suspicious", type=_positive_number(MAX_Z), default=None,
+                   help="threshold for a provisional 'suspicious' change among the newest 6 points (default 4.0, "
+                        "and never above --z-threshold)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -111,6 +114,10 @@ def _params(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         kw["min_magnitude"] = args.min_magnitude
     if args.z_threshold is not None:
         kw["z_threshold"] = args.z_threshold
+    if args.z_suspicious is not None:
+        kw["z_suspicious"] = args.z_suspicious
+    elif args.z_threshold is not None:  # a lower --z-threshold alone lowers the provisional one with it
+        kw["z_suspicious"] = min(Params().z_suspicious, args.z_threshold)
     return Params(**kw)
 
 
