@@ -51,6 +51,9 @@ def test_site_draws_segments_change_points_and_contended_points(site: Path, page
     expect(legend.filter(has_text="contended (excluded)")).to_have_count(1)
     data = json.loads(page.locator("#history-data").text_content() or "{}")
     assert [a["commit"] for a in data["open_regressions"]] == ["c08"]
+    # charts are drawn as they near the viewport; lvmDrawAll draws the rest (all three are near here already)
+    page.evaluate("window.lvmDrawAll()")
+    assert page.locator("section.track[data-drawn] .js-plotly-plot").count() == 3
     page.screenshot(path=str(site / "page.png"), full_page=True)
     assert (site / "page.png").stat().st_size > 10_000
     summary = (site / "summary.md").read_text()
