@@ -3,7 +3,6 @@ front page whose links resolve, and the site builds under ``mkdocs build --stric
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 from lvmharness.bench.config import LvmConfig
 from lvmharness.store.keys import KEYS
 from lvmharness.store.rules import RULES
+from tests.helpers.tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "tools" / "gen_docs.py"
@@ -23,12 +23,7 @@ REFERENCE = ROOT / "docs" / "reference"
 
 
 def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_docs", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gen_docs"] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("gen_docs")
 
 
 def _first_column(page: Path, section: int = 0) -> list[str]:

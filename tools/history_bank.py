@@ -62,7 +62,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lvmharness.history import detect
-from lvmharness.history.detect import Params
 
 LENGTH = 60
 CHANGE_AT = 40
@@ -151,7 +150,7 @@ PARAMS = detect.Params()  # main() may replace it (--z-threshold, --z-suspicious
 LOOSE_Z = 3.0
 
 
-def ours(s: Series, upto: int, params: Params | None = None) -> Alarms:
+def ours(s: Series, upto: int, params: detect.Params | None = None) -> Alarms:
     alarms: Alarms = []
     y, busy, machine = s.values[:upto], s.contended[:upto], s.machine[:upto]
     start = 0

@@ -3,25 +3,17 @@ Otava, live in a venv of their own and are not needed for this)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "history_bank.py"
+from tests.helpers.tools import load_tool
 
 
 @pytest.fixture(scope="module")
 def bank() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("history_bank", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["history_bank"] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool("history_bank")
 
 
 def _score(bank: ModuleType, hits: list[bool], false: list[int], delays: list[int | None]):  # type: ignore[no-untyped-def]
